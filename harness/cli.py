@@ -1,0 +1,161 @@
+"""The `harness` command line. User mistakes end in one line (click.ClickException), never a traceback."""
+from __future__ import annotations
+
+import functools
+import types
+import typing
+from dataclasses import fields
+from pathlib import Path
+
+import click
+
+from .config import PROTOCOLS, RunConfig, resolve
+
+HELP = {
+    "method": "method plugin (see `harness list`)",
+    "dataset": "dataset card name (see `harness list`)",
+    "protocol": "disjoint = 80/20 by individuals (paper); closed = WildlifeDatasets' ClosedSetSplit(0.8)",
+    "seed": "training seed (init, batch order, augmentation, random points)",
+    "split_seed": "seed of the train/test split (WildlifeDatasets uses 666)",
+    "keypoints": "keypoint source for keypoint methods (see `harness list`)",
+    "num_keypoints": "keep the first K keypoint categories",
+    "backbone": "timm model name or alias (micro, nano, base, large, huge)",
+    "pretrained": "load pretrained backbone weights from the hub",
+    "image_size": "model input size in pixels (square)",
+    "epochs": "training epochs",
+    "batch_size": "training batch size",
+    "lr": "peak learning rate (AdamW, warm-up then cosine decay)",
+    "weight_decay": "AdamW weight decay",
+    "warmup_epochs": "linear warm-up length in epochs",
+    "ce_weight": "lambda: weight of the identity cross-entropy term",
+    "arcface_margin": "ArcFace additive angular margin in radians",
+    "arcface_scale": "ArcFace scale",
+    "hflip": "probability of horizontal flip (mirrors keypoints, swaps left/right categories)",
+    "device": "auto, cpu, cuda, cuda:1, ...",
+    "dataset_options": "dataset loader option KEY=VALUE (repeatable), e.g. identities=80",
+}
+
+
+class HarnessCLIError(click.ClickException):
+    pass
+
+
+def user_errors(fn):
+    """Turn expected failures (bad names, bad data, bad options) into one-line click errors."""
+    from .backbones import BackboneError
+    from .data import DataError
+    from .registry import RegistryError
+    from .results import ResultsError
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (RegistryError, DataError, BackboneError, ResultsError) as exc:
+            raise HarnessCLIError(str(exc)) from exc
+        except (ValueError, FloatingPointError) as exc:
+            raise HarnessCLIError(str(exc)) from exc
+
+    return wrapper
+
+
+def _option_for(f) -> typing.Callable:
+    flag = "--" + f.name.replace("_", "-")
+    kind = typing.get_type_hints(RunConfig)[f.name]
+    args = typing.get_args(kind)
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        kind = next(a for a in args if a is not type(None))
+    if f.name == "dataset_options":
+        return click.option("--dataset-option", "dataset_options", multiple=True, metavar="KEY=VALUE", help=HELP[f.name])
+    if f.name == "protocol":
+        return click.option(flag, type=click.Choice(PROTOCOLS), default=None, help=HELP[f.name])
+    if kind is bool:
+        return click.option(f"{flag}/--no-{flag[2:]}", default=None, help=HELP[f.name])
+    return click.option(flag, type=kind, default=None, help=f"{HELP[f.name]} [default: {f.default}]")
+
+
+def config_options(fn):
+    """One click option per RunConfig field, so the CLI maps 1:1 onto the config."""
+    for f in reversed(fields(RunConfig)):
+        fn = _option_for(f)(fn)
+    return fn
+
+
+def parse_kv(pairs) -> dict:
+    out = {}
+    for item in pairs:
+        if "=" not in item:
+            raise HarnessCLIError(f"--dataset-option expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def summary_line(record: dict, path: Path | None = None) -> str:
+    m = record["metrics"]
+    c = record["config"]
+    line = (
+        f"{c['method']} | {c['dataset']} | {record['protocol']} | seed {record['seed']} | "
+        f"top-1 {m['top1']:.1f} | top-5 {m['top5']:.1f} | mAP {m['mAP']:.1f} | {record['wall_time_s']:.1f} s"
+    )
+    return line + (f" | {path}" if path else "")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="keypoint-reid-harness")
+def main():
+    """Keypoint-aware animal re-identification benchmark harness."""
+
+
+@main.command("run")
+@config_options
+@click.option("--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
+              envvar="HARNESS_RESULTS", help="where run records are written")
+@click.option("--data-root", type=click.Path(path_type=Path), default=None, envvar="HARNESS_DATA",
+              help="where datasets live (synthetic: where it is generated)")
+@click.option("--force", is_flag=True, help="recompute and replace an existing result")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+@user_errors
+def run_cmd(results_dir, data_root, force, quiet, **given):
+    """Train and evaluate one method on one dataset; write results/<name>.json."""
+    from .data import get_card
+    from .methods import METHODS
+    from .results import read_result, result_path
+    from .run import execute
+
+    given["dataset_options"] = parse_kv(given.get("dataset_options") or ())
+    given["method"] = given.get("method") or RunConfig.method
+    given["dataset"] = given.get("dataset") or RunConfig.dataset
+    METHODS.get(given["method"])  # unknown method: fail before anything else
+    card = get_card(given["dataset"])
+    cfg = resolve(card.defaults, given)
+    existing = result_path(results_dir, cfg)
+    if existing.exists() and not force:
+        click.echo(f"already done, not recomputed (pass --force to redo): {existing}", err=True)
+        click.echo(summary_line(read_result(existing), existing))
+        return
+    record, path = execute(cfg, results_dir, data_root=data_root, force=force, progress=not quiet)
+    click.echo(summary_line(record, path))
+
+
+@main.command("list")
+@user_errors
+def list_cmd():
+    """Methods, keypoint sources, datasets and backbone aliases, one line each."""
+    from .backbones import ALIASES
+    from .data import DATASETS
+    from .keypoints import KEYPOINT_SOURCES
+    from .methods import METHODS
+
+    for title, reg in (("methods", METHODS), ("keypoint sources", KEYPOINT_SOURCES), ("datasets", DATASETS)):
+        click.echo(f"{title}:")
+        for e in reg:
+            click.echo(f"  {e.name:<22} {e.description}")
+    click.echo("backbones (aliases; any timm ViT name also works):")
+    for name, (arch, over) in ALIASES.items():
+        extra = f" {over}" if over else ""
+        click.echo(f"  {name:<22} {arch}{extra}")
+
+
+if __name__ == "__main__":
+    main()

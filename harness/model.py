@@ -1,0 +1,96 @@
+"""KeypointViT: any timm ViT, wrapped (never subclassed), plus a keypoint positional embedding.
+
+KPE:  E = m W,   m in {0,1}^N (patch holds any keypoint),  W in R^(1 x D)
+CKPE: E = M W_c, M in {0,1}^(N x C) (patch holds a keypoint of category c), W_c in R^(C x D)
+E is added to the patch tokens right after the patch embedding, i.e. before the backbone adds its
+positional embedding and prepends [CLS]; [CLS] is untouched. The addition is done by a forward
+hook on the backbone's ``patch_embed``, so the backbone's own forward (and its pretrained
+weights, loaded strictly) is used unchanged. With W = 0 the output equals the plain backbone's.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+ENCODINGS = ("none", "binary", "categorical")
+
+
+def backbone_geometry(backbone: nn.Module) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(grid_h, grid_w), (patch_h, patch_w) from the backbone's own patch embedding."""
+    pe = getattr(backbone, "patch_embed", None)
+    if pe is None or not hasattr(pe, "patch_size") or not hasattr(pe, "grid_size"):
+        raise ValueError(f"{type(backbone).__name__} has no ViT-style patch_embed with patch_size and grid_size")
+    ps = pe.patch_size if isinstance(pe.patch_size, (tuple, list)) else (pe.patch_size, pe.patch_size)
+    gs = pe.grid_size if isinstance(pe.grid_size, (tuple, list)) else (pe.grid_size, pe.grid_size)
+    return (int(gs[0]), int(gs[1])), (int(ps[0]), int(ps[1]))
+
+
+class KeypointEncoding(nn.Module):
+    """Projects a (B, N, C) keypoint mask to (B, N, D) token offsets; zero-initialised."""
+
+    def __init__(self, num_categories: int, dim: int, categorical: bool):
+        super().__init__()
+        self.categorical = categorical
+        self.num_categories = num_categories
+        self.weight = nn.Parameter(torch.zeros(num_categories if categorical else 1, dim))
+
+    def forward(self, mask: torch.Tensor) -> torch.Tensor:
+        if not self.categorical:
+            mask = mask.amax(dim=-1, keepdim=True)
+        return mask.to(self.weight.dtype) @ self.weight
+
+
+class KeypointViT(nn.Module):
+    def __init__(self, backbone: nn.Module, encoding: str = "none", num_categories: int = 0):
+        super().__init__()
+        if encoding not in ENCODINGS:
+            raise ValueError(f"unknown keypoint encoding {encoding!r}; valid: {', '.join(ENCODINGS)}")
+        if encoding != "none" and num_categories < 1:
+            raise ValueError(f"{encoding} keypoint encoding needs at least one keypoint category")
+        self.backbone = backbone
+        self.grid, self.patch = backbone_geometry(backbone)
+        self.num_categories = num_categories
+        self.embed_dim = int(getattr(backbone, "num_features", getattr(backbone, "embed_dim")))
+        self.encoding = (
+            KeypointEncoding(num_categories, int(backbone.embed_dim), encoding == "categorical")
+            if encoding != "none"
+            else None
+        )
+        self._mask: torch.Tensor | None = None
+        backbone.patch_embed.register_forward_hook(self._add_encoding)
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    def _add_encoding(self, module, inputs, tokens):
+        if self.encoding is None or self._mask is None:
+            return tokens
+        offset = self.encoding(self._mask).to(tokens.dtype)
+        if tokens.dim() == 4:  # NHWC output (dynamic image size)
+            offset = offset.view(tokens.shape)
+        return tokens + offset
+
+    @contextmanager
+    def _with_mask(self, mask):
+        self._mask = mask
+        try:
+            yield
+        finally:
+            self._mask = None
+
+    def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """images (B, 3, H, W) -> [CLS] (pooled pre-logits) embedding (B, D)."""
+        if self.encoding is not None:
+            if mask is None:
+                raise ValueError("this model encodes keypoints: pass a (B, N, C) token mask")
+            if mask.shape[1:] != (self.num_patches, self.num_categories):
+                raise ValueError(
+                    f"token mask shape {tuple(mask.shape)} does not match "
+                    f"(B, {self.num_patches}, {self.num_categories})"
+                )
+        with self._with_mask(mask):
+            feats = self.backbone.forward_features(images)
+        return self.backbone.forward_head(feats, pre_logits=True)

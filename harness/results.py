@@ -1,0 +1,95 @@
+"""Run records: one JSON file per run, written atomically, never silently overwritten."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from .registry import REPO_ROOT
+
+SCHEMA_VERSION = 1
+REQUIRED_KEYS = (
+    "schema", "name", "config", "seed", "protocol", "split", "keypoints", "metrics", "history",
+    "wall_time_s", "device", "versions", "git", "created",
+)
+
+
+class ResultsError(OSError):
+    pass
+
+
+def result_name(cfg) -> str:
+    return f"{cfg.method}_{cfg.dataset}_{cfg.experiment_hash()}_s{cfg.seed}"
+
+
+def result_path(results_dir: Path, cfg) -> Path:
+    return Path(results_dir) / f"{result_name(cfg)}.json"
+
+
+def check_writable(results_dir: Path) -> Path:
+    """Fail before any work if results cannot be written there."""
+    results_dir = Path(results_dir)
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=results_dir, prefix=".probe-", delete=True):
+            pass
+    except OSError as exc:
+        raise ResultsError(f"results directory {results_dir} is not writable ({exc.strerror or exc}); pass --results-dir") from exc
+    return results_dir
+
+
+def write_atomic(path: Path, record: dict, overwrite: bool = False) -> Path:
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ResultsError(f"{path} already exists; pass --force to replace it")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh, indent=1, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_result(path: Path) -> dict:
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"cannot read result {path}: {exc}") from exc
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        raise ResultsError(f"result {path} lacks {missing}")
+    return record
+
+
+def package_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("torch", "torchvision", "timm", "wildlife-datasets", "pytorch-metric-learning", "numpy", "pandas"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_state() -> dict:
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return {"commit": None, "dirty": None}
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}

@@ -1,0 +1,183 @@
+"""Training: L = L_arcface + lambda * L_ce, composed from weighted loss terms; hooks for extras.
+
+The loop knows nothing about checkpoints, logging or evaluation: those are hooks called at the end
+of each epoch. Batches are built on tensors (images already decoded and resized; keypoints already
+in model-input pixels), so the loop stays simple and fast.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .tokens import hflip, token_mask
+
+
+@dataclass
+class TrainData:
+    images: torch.Tensor  # (N, 3, S, S) uint8
+    labels: torch.Tensor  # (N,) int64, 0..num_classes-1
+    points: torch.Tensor | None  # (N, K, 2) float32 in model-input pixels, NaN = missing
+    flip_perm: list[int] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.labels.max()) + 1
+
+
+class LossTerm(nn.Module):
+    """A named, weighted term: ``weight * fn(embeddings, labels)``."""
+
+    def __init__(self, name: str, weight: float, fn: nn.Module):
+        super().__init__()
+        self.name, self.weight, self.fn = name, float(weight), fn
+
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.fn(emb, labels)
+
+
+class ClassifierCE(nn.Module):
+    """Identity classification head + cross-entropy."""
+
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__()
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, emb, labels):
+        return F.cross_entropy(self.head(emb), labels)
+
+
+def reid_loss(dim: int, num_classes: int, margin_rad: float, scale: float, ce_weight: float) -> nn.ModuleList:
+    """ArcFace (pytorch-metric-learning; its margin is in degrees) + ce_weight * cross-entropy."""
+    from pytorch_metric_learning.losses import ArcFaceLoss
+
+    terms = [LossTerm("arcface", 1.0, ArcFaceLoss(num_classes, dim, margin=math.degrees(margin_rad), scale=scale))]
+    if ce_weight > 0:
+        terms.append(LossTerm("ce", ce_weight, ClassifierCE(dim, num_classes)))
+    return nn.ModuleList(terms)
+
+
+class Hook(Protocol):
+    def __call__(self, epoch: int, stats: dict) -> None: ...
+
+
+class Normalizer(nn.Module):
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        return (images_uint8.float() / 255.0 - self.mean) / self.std
+
+
+def autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def batch_masks(model, points: torch.Tensor | None, device) -> torch.Tensor | None:
+    if points is None or getattr(model, "encoding", None) is None:
+        return None
+    k = points.shape[1]
+    category = torch.arange(k, device=device)
+    return token_mask(points.to(device), category, model.num_categories, model.grid, model.patch)
+
+
+def train(
+    model: nn.Module,
+    losses: nn.ModuleList,
+    data: TrainData,
+    normalize: Normalizer,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    warmup_epochs: float,
+    hflip_p: float,
+    seed: int,
+    device: torch.device,
+    hooks: list[Callable] = (),
+    progress: bool = True,
+) -> list[dict]:
+    from tqdm import tqdm
+
+    model.to(device).train()
+    losses.to(device).train()
+    normalize.to(device)
+    params = [p for p in list(model.parameters()) + list(losses.parameters()) if p.requires_grad]
+    fused = device.type == "cuda"
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **({"fused": True} if fused else {}))
+    n = len(data.labels)
+    steps_per_epoch = max(1, math.ceil(n / batch_size))
+    total = epochs * steps_per_epoch
+    warm = int(warmup_epochs * steps_per_epoch)
+
+    def schedule(step):
+        if step < warm:
+            return (step + 1) / warm
+        progress_ = (step - warm) / max(1, total - warm)
+        return 0.5 * (1 + math.cos(math.pi * progress_))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+    bar = tqdm(total=total, desc="training", disable=not progress, leave=False)
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        flips = torch.rand(n, generator=gen) < hflip_p
+        sums = {t.name: 0.0 for t in losses}
+        sums["loss"] = 0.0
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            images = data.images[idx]
+            points = data.points[idx] if data.points is not None else None
+            labels = data.labels[idx].to(device)
+            if points is not None:
+                images, points = hflip(images, points, flips[idx], data.flip_perm)
+            else:
+                images = torch.where(flips[idx][:, None, None, None], images.flip(-1), images)
+            x = normalize(images.to(device, non_blocking=True))
+            mask = batch_masks(model, points, device)
+            with autocast(device):
+                emb = model(x, mask)
+            emb = emb.float()
+            loss = 0.0
+            for term in losses:
+                value = term(emb, labels)
+                sums[term.name] += float(value.detach()) * len(idx)
+                loss = loss + term.weight * value
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            sums["loss"] += float(loss.detach()) * len(idx)
+            bar.update(1)
+        stats = {"epoch": epoch + 1, **{k: v / n for k, v in sums.items()}, "lr": sched.get_last_lr()[0]}
+        if not math.isfinite(stats["loss"]):
+            bar.close()
+            raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {stats['loss']}); lower --lr")
+        history.append(stats)
+        bar.set_postfix(loss=f"{stats['loss']:.3f}")
+        for hook in hooks:
+            hook(epoch + 1, stats)
+    bar.close()
+    return history
+
+
+@torch.no_grad()
+def embed(model, images: torch.Tensor, points, normalize, device, batch_size: int = 256) -> torch.Tensor:
+    model.to(device).eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = normalize(images[start : start + batch_size].to(device))
+        pts = points[start : start + batch_size] if points is not None else None
+        with autocast(device):
+            out.append(model(x, batch_masks(model, pts, device)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
