@@ -1,0 +1,35 @@
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Generated data goes to a per-session temporary cache, never the user's.
+_CACHE = Path(tempfile.mkdtemp(prefix="harness-test-cache-"))
+os.environ["HARNESS_CACHE"] = str(_CACHE)
+
+# A small, fast synthetic configuration for end-to-end runs.
+TINY = [
+    "--backbone", "nano", "--image-size", "32", "--epochs", "2", "--batch-size", "16",
+    "--dataset-option", "identities=10", "--dataset-option", "images_per_identity=6",
+    "--dataset-option", "image_size=32", "--quiet",
+]
+
+
+@pytest.fixture
+def tiny_args():
+    return list(TINY)
+
+
+@pytest.fixture
+def cli():
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke

@@ -1,0 +1,65 @@
+import torch
+import torch.nn.functional as F
+
+from harness.evaluate import retrieval_metrics
+
+
+def reference(q, ql, g, gl, exclude_self):
+    """Dense cosine matrix + full sort: the obvious implementation."""
+    sim = F.normalize(q, dim=1) @ F.normalize(g, dim=1).T
+    top1 = top5 = ap = n = 0
+    for i in range(len(q)):
+        s, lab = sim[i].clone(), gl.clone()
+        keep = torch.ones(len(g), dtype=torch.bool)
+        if exclude_self:
+            keep[i] = False
+        s, lab = s[keep], lab[keep]
+        rel = (lab == ql[i]).float()
+        if rel.sum() == 0:
+            continue
+        order = s.argsort(descending=True)
+        r = rel[order]
+        n += 1
+        top1 += r[0].item()
+        top5 += float(r[:5].max())
+        prec = r.cumsum(0) / torch.arange(1, len(r) + 1)
+        ap += float((prec * r).sum() / r.sum())
+    return {"top1": 100 * top1 / n, "top5": 100 * top5 / n, "mAP": 100 * ap / n, "queries": n}
+
+
+def test_matches_dense_reference_and_is_chunk_invariant():
+    torch.manual_seed(0)
+    g = torch.randn(300, 16)
+    gl = torch.randint(0, 20, (300,))
+    q = torch.randn(70, 16)
+    ql = torch.randint(0, 25, (70,))  # labels 20..24 have no gallery match
+    ref = reference(q, ql, g, gl, False)
+    for chunk in (7, 64, 1000):
+        got = retrieval_metrics(q, ql, g, gl, chunk=chunk)
+        for k in ("top1", "top5", "mAP"):
+            assert abs(got[k] - ref[k]) < 1e-4, (k, chunk)
+        assert got["queries"] == ref["queries"]
+        assert got["unanswerable_queries"] == 70 - ref["queries"]
+
+
+def test_exclude_self_leave_one_out():
+    torch.manual_seed(1)
+    x = torch.randn(50, 8)
+    lab = torch.randint(0, 8, (50,))
+    ref = reference(x, lab, x, lab, True)
+    got = retrieval_metrics(x, lab, x, lab, exclude_self=True, chunk=9)
+    for k in ("top1", "top5", "mAP"):
+        assert abs(got[k] - ref[k]) < 1e-4
+    # without excluding itself every query would find itself first
+    assert retrieval_metrics(x, lab, x, lab)["top1"] == 100.0
+
+
+def test_perfect_and_hand_computed_ap():
+    g = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    gl = torch.tensor([0, 1, 0, 1])
+    q = torch.tensor([[1.0, 0.0]])
+    m = retrieval_metrics(q, torch.tensor([0]), g, gl)
+    # ranking: g0 (hit), g1 (miss), g3 (miss), g2 (hit) -> AP = (1/1 + 2/4) / 2 = 0.75
+    assert m["top1"] == 100.0 and abs(m["mAP"] - 75.0) < 1e-5
+    m = retrieval_metrics(q, torch.tensor([1]), g, gl)
+    assert m["top1"] == 0.0 and m["top5"] == 100.0
