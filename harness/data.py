@@ -33,6 +33,7 @@ class Card:
     categories: tuple[str, ...] = ()
     flip_pairs: tuple[tuple[str, str], ...] = ()
     defaults: dict = field(default_factory=dict)
+    reference: str | None = None  # expert reference annotation (JSON file next to the card)
     path: Path | None = None
 
 
