@@ -63,3 +63,23 @@ def test_perfect_and_hand_computed_ap():
     assert m["top1"] == 100.0 and abs(m["mAP"] - 75.0) < 1e-5
     m = retrieval_metrics(q, torch.tensor([1]), g, gl)
     assert m["top1"] == 0.0 and m["top5"] == 100.0
+
+
+def test_many_positives_and_one_query_per_chunk():
+    torch.manual_seed(2)
+    g = torch.randn(200, 6)
+    gl = torch.randint(0, 3, (200,))  # ~67 positives per query
+    q = torch.randn(40, 6)
+    ql = torch.randint(0, 3, (40,))
+    a = retrieval_metrics(q, ql, g, gl, budget=200)  # a budget of 200 entries: one query per chunk
+    ref = reference(q, ql, g, gl, False)
+    for k in ("top1", "top5", "mAP"):
+        assert abs(a[k] - ref[k]) < 1e-3, k
+
+
+def test_a_negative_tied_with_a_positive_ranks_below_it():
+    g = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    gl = torch.tensor([1, 0, 0])  # the negative (label 1) has exactly the positive's score
+    m = retrieval_metrics(torch.tensor([[1.0, 0.0]]), torch.tensor([0]), g, gl)
+    # positives rank 1 and 3 -> AP = (1/1 + 2/3) / 2
+    assert abs(m["mAP"] - 100 * (1 + 2 / 3) / 2) < 1e-4
