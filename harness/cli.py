@@ -135,7 +135,8 @@ def run_cmd(results_dir, data_root, force, quiet, **given):
         click.echo(summary_line(read_result(existing), existing))
         return
     record, path = execute(cfg, results_dir, data_root=data_root, force=force, progress=not quiet)
-    click.echo(summary_line(record, path))
+    if record is not None:  # under torchrun only rank 0 evaluates and reports
+        click.echo(summary_line(record, path))
 
 
 @main.command("list")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import distributed
 from . import results as res
 from .backbones import create_backbone
 from .config import RunConfig
@@ -72,7 +73,8 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
     out_path = res.result_path(results_dir, cfg)
     if out_path.exists() and not force:
         raise res.ResultsError(f"{out_path} already exists; pass --force to recompute it")
-    device = pick_device(cfg.device)
+    dist = distributed.from_env()
+    device = distributed.setup(dist, pick_device(cfg.device))
     seed_everything(cfg.seed)
     p = prepare(cfg, data_root)
     backbone = create_backbone(cfg.backbone, cfg.image_size, cfg.pretrained)
@@ -98,8 +100,12 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
         history = train(
             model, losses, train_data, normalize, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
             weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, hflip_p=cfg.hflip, seed=cfg.seed,
-            device=device, progress=progress,
+            device=device, progress=progress, rank=dist.rank, world=dist.world,
         )
+    timing = [{"epoch": h["epoch"], "seconds": h.pop("seconds"), "data_share": h.pop("data_share")} for h in history]
+    if not dist.is_main:  # rank 0 alone evaluates and writes
+        distributed.barrier(dist)
+        return None, out_path
 
     all_ids = {name: i for i, name in enumerate(sorted(set(identities)))}
     labels = torch.tensor([all_ids[x] for x in identities])
@@ -134,12 +140,14 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
         },
         "metrics": metrics,
         "history": history,
+        "timing": {"epochs": timing, "processes": dist.world},
         "wall_time_s": round(time.perf_counter() - t0, 3),
         "device": {"type": device.type, "name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                   "threads": torch.get_num_threads()},
+                   "threads": torch.get_num_threads(), "processes": dist.world},
         "versions": res.package_versions(),
         "git": res.git_state(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     path = res.write_atomic(out_path, record, overwrite=force)
+    distributed.barrier(dist)
     return record, path

@@ -7,6 +7,7 @@ in model-input pixels), so the loop stays simple and fast.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -89,6 +90,26 @@ def batch_masks(model, points: torch.Tensor | None, device) -> torch.Tensor | No
     return token_mask(points.to(device), category, model.num_categories, model.grid, model.patch)
 
 
+class Objective(nn.Module):
+    """Model + loss terms as one module, so one DDP wrapper covers every trained parameter."""
+
+    def __init__(self, model: nn.Module, losses: nn.ModuleList):
+        super().__init__()
+        self.model, self.losses = model, losses
+
+    def forward(self, x, mask, labels):
+        with autocast(x.device):
+            emb = self.model(x, mask)
+        emb = emb.float()
+        parts = {}
+        loss = emb.new_zeros(())
+        for term in self.losses:
+            value = term(emb, labels)
+            parts[term.name] = value.detach()
+            loss = loss + term.weight * value
+        return loss, parts
+
+
 def train(
     model: nn.Module,
     losses: nn.ModuleList,
@@ -105,15 +126,24 @@ def train(
     device: torch.device,
     hooks: list[Callable] = (),
     progress: bool = True,
+    rank: int = 0,
+    world: int = 1,
 ) -> list[dict]:
+    """Train in place; returns per-epoch stats. With ``world`` > 1 (torch.distributed initialised),
+    every rank draws the same global batch from the shared seed and trains on its slice
+    ``batch[rank::world]``; DDP averages the gradients, so the global batch is ``batch_size``."""
     from tqdm import tqdm
 
     model.to(device).train()
     losses.to(device).train()
     normalize.to(device)
-    params = [p for p in list(model.parameters()) + list(losses.parameters()) if p.requires_grad]
-    fused = device.type == "cuda"
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **({"fused": True} if fused else {}))
+    objective: nn.Module = Objective(model, losses)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
+    params = [p for p in objective.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **({"fused": True} if device.type == "cuda" else {}))
     n = len(data.labels)
     steps_per_epoch = max(1, math.ceil(n / batch_size))
     total = epochs * steps_per_epoch
@@ -128,38 +158,41 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     gen = torch.Generator().manual_seed(seed)
     history = []
-    bar = tqdm(total=total, desc="training", disable=not progress, leave=False)
+    bar = tqdm(total=total, desc="training", disable=not progress or rank != 0, leave=False)
     for epoch in range(epochs):
         order = torch.randperm(n, generator=gen)
         flips = torch.rand(n, generator=gen) < hflip_p
-        sums = {t.name: 0.0 for t in losses}
-        sums["loss"] = 0.0
+        sums = torch.zeros(len(losses) + 1, dtype=torch.float64)
+        data_time = 0.0
+        t_epoch = time.perf_counter()
         for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
+            t0 = time.perf_counter()
+            idx = order[start : start + batch_size][rank::world]
             images = data.images[idx]
             points = data.points[idx] if data.points is not None else None
-            labels = data.labels[idx].to(device)
+            labels = data.labels[idx].to(device, non_blocking=True)
             if points is not None:
                 images, points = hflip(images, points, flips[idx], data.flip_perm)
             else:
                 images = torch.where(flips[idx][:, None, None, None], images.flip(-1), images)
             x = normalize(images.to(device, non_blocking=True))
             mask = batch_masks(model, points, device)
-            with autocast(device):
-                emb = model(x, mask)
-            emb = emb.float()
-            loss = 0.0
-            for term in losses:
-                value = term(emb, labels)
-                sums[term.name] += float(value.detach()) * len(idx)
-                loss = loss + term.weight * value
+            data_time += time.perf_counter() - t0
+            loss, parts = objective(x, mask, labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            sums["loss"] += float(loss.detach()) * len(idx)
+            sums += torch.tensor([float(v) for v in parts.values()] + [float(loss.detach())], dtype=torch.float64) * len(idx)
             bar.update(1)
-        stats = {"epoch": epoch + 1, **{k: v / n for k, v in sums.items()}, "lr": sched.get_last_lr()[0]}
+        if world > 1:
+            import torch.distributed as torch_dist
+
+            torch_dist.all_reduce(sums)
+        wall = time.perf_counter() - t_epoch
+        names = [t.name for t in losses] + ["loss"]
+        stats = {"epoch": epoch + 1, **{k: float(v) / n for k, v in zip(names, sums)}, "lr": sched.get_last_lr()[0],
+                 "seconds": round(wall, 3), "data_share": round(data_time / max(wall, 1e-9), 4)}
         if not math.isfinite(stats["loss"]):
             bar.close()
             raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {stats['loss']}); lower --lr")
