@@ -55,7 +55,7 @@ class KeypointViT(nn.Module):
         else:
             self.grid, self.patch = backbone_geometry(backbone)
         self.num_categories = num_categories
-        self.embed_dim = int(getattr(backbone, "num_features", getattr(backbone, "embed_dim")))
+        self.embed_dim = int(getattr(backbone, "num_features", None) or backbone.embed_dim)
         self.encoding = (
             KeypointEncoding(num_categories, int(backbone.embed_dim), encoding == "categorical")
             if encoding != "none"
