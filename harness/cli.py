@@ -9,18 +9,22 @@ from pathlib import Path
 
 import click
 
+from .cli_data import data_group
 from .config import PROTOCOLS, RunConfig, resolve
 
 HELP = {
     "method": "method plugin (see `harness list`)",
-    "dataset": "dataset card name (see `harness list`)",
+    "dataset": "dataset card name (see `harness list`), `all` (the paper's four, in sequence), "
+               "any wildlife-datasets class name, or folder:PATH (PATH/<identity>/<image>)",
     "protocol": "disjoint = 80/20 by individuals (paper); closed = WildlifeDatasets' ClosedSetSplit(0.8)",
     "seed": "training seed (init, batch order, augmentation, random points)",
     "split_seed": "seed of the train/test split (WildlifeDatasets uses 666)",
     "keypoints": "keypoint source for keypoint methods (see `harness list`)",
     "num_keypoints": "keep the first K keypoint categories",
     "backbone": "timm model name or alias (micro, nano, base, large, huge)",
-    "pretrained": "load pretrained backbone weights from the hub",
+    "pretrained": "load pretrained backbone weights from the Hugging Face hub (honours HF_HUB_OFFLINE)",
+    "weights": "local checkpoint instead of the hub: .safetensors or a torch file (read weights-only); "
+               "ViT positional embeddings are resampled to --image-size",
     "image_size": "model input size in pixels (square)",
     "epochs": "training epochs",
     "batch_size": "training batch size",
@@ -118,32 +122,57 @@ def main():
 @user_errors
 def run_cmd(results_dir, data_root, force, quiet, **given):
     """Train and evaluate one method on one dataset; write results/<name>.json."""
-    from .data import get_card
+    from .data import PAPER_DATASETS, DataError, data_problem, get_card
+    from .keypoints import KEYPOINT_SOURCES
     from .methods import METHODS
-    from .results import read_result, result_path
+    from .results import check_writable, read_result, result_path, summary_table
     from .run import execute
 
     given["dataset_options"] = parse_kv(given.get("dataset_options") or ())
     given["method"] = given.get("method") or RunConfig.method
-    given["dataset"] = given.get("dataset") or RunConfig.dataset
-    METHODS.get(given["method"])  # unknown method: fail before anything else
-    card = get_card(given["dataset"])
-    cfg = resolve(card.defaults, given)
-    existing = result_path(results_dir, cfg)
-    if existing.exists() and not force:
-        click.echo(f"already done, not recomputed (pass --force to redo): {existing}", err=True)
-        click.echo(summary_line(read_result(existing), existing))
-        return
-    record, path = execute(cfg, results_dir, data_root=data_root, force=force, progress=not quiet)
-    if record is not None:  # under torchrun only rank 0 evaluates and reports
+    method = METHODS.create(given["method"])  # unknown method: fail before anything else
+    dataset = given.get("dataset") or RunConfig.dataset
+    names = list(PAPER_DATASETS) if dataset.lower() == "all" else [dataset]
+    plans, problems = [], []
+    for name in names:  # check every dataset before any training starts
+        card = get_card(name)
+        cfg = resolve(card.defaults, {**given, "dataset": card.name if len(names) > 1 else name}, method.defaults)
+        problem = data_problem(card, data_root)
+        source = method.keypoint_source(cfg.keypoints)
+        if problem is None and source is not None and source not in KEYPOINT_SOURCES:
+            try:
+                KEYPOINT_SOURCES.get(source)
+            except Exception as exc:
+                problem = f"dataset {card.name}: {exc}"
+        if problem:
+            problems.append(problem)
+        plans.append(cfg)
+    if problems:
+        head = f"{len(problems)} of {len(names)} datasets cannot run:\n" if len(names) > 1 else ""
+        raise DataError(head + "\n".join(problems))
+    if len(names) > 1:
+        check_writable(results_dir)
+    records = []
+    for cfg in plans:
+        existing = result_path(results_dir, cfg)
+        if existing.exists() and not force:
+            click.echo(f"already done, not recomputed (pass --force to redo): {existing}", err=True)
+            record, path = read_result(existing), existing
+        else:
+            record, path = execute(cfg, results_dir, data_root=data_root, force=force, progress=not quiet)
+        if record is None:  # under torchrun only rank 0 evaluates and reports
+            continue
         click.echo(summary_line(record, path))
+        records.append(record)
+    if len(names) > 1 and records:
+        click.echo(summary_table(records))
 
 
 @main.command("list")
 @user_errors
 def list_cmd():
     """Methods, keypoint sources, datasets and backbone aliases, one line each."""
-    from .backbones import ALIASES
+    from .backbones import ALIASES, describe
     from .data import DATASETS
     from .keypoints import KEYPOINT_SOURCES
     from .methods import METHODS
@@ -152,11 +181,12 @@ def list_cmd():
         click.echo(f"{title}:")
         for e in reg:
             click.echo(f"  {e.name:<22} {e.description}")
-    click.echo("backbones (aliases; any timm ViT name also works):")
-    for name, (arch, over) in ALIASES.items():
-        extra = f" {over}" if over else ""
-        click.echo(f"  {name:<22} {arch}{extra}")
+    click.echo("backbones (aliases; any timm model name or hf-hub:<repo> also works):")
+    for name in ALIASES:
+        click.echo(f"  {name:<22} {describe(name)}")
 
+
+main.add_command(data_group)
 
 if __name__ == "__main__":
     main()

@@ -23,6 +23,7 @@ class RunConfig:
     num_keypoints: int | None = None  # keep the first K categories (None: all)
     backbone: str = "micro"
     pretrained: bool = False
+    weights: str | None = None  # local checkpoint file (safetensors / torch), instead of the hub
     image_size: int = 64
     epochs: int = 12
     batch_size: int = 64
@@ -66,13 +67,15 @@ class RunConfig:
         return [f.name for f in fields(cls)]
 
 
-def resolve(card_defaults: dict, given: dict) -> RunConfig:
-    """Build the run config: dataclass defaults, then the card's defaults, then what was given."""
+def resolve(card_defaults: dict, given: dict, method_defaults: dict | None = None) -> RunConfig:
+    """Build the run config: dataclass defaults, then the card's defaults, then the method's
+    defaults (e.g. the frozen baseline's backbone), then what was given."""
+    method_defaults = method_defaults or {}
     names = set(RunConfig.field_names())
-    unknown = sorted((set(card_defaults) | set(given)) - names)
+    unknown = sorted((set(card_defaults) | set(method_defaults) | set(given)) - names)
     if unknown:
         raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
-    merged = {**card_defaults, **{k: v for k, v in given.items() if v is not None}}
+    merged = {**card_defaults, **method_defaults, **{k: v for k, v in given.items() if v is not None}}
     options = {**dict(card_defaults.get("dataset_options") or {}), **dict(given.get("dataset_options") or {})}
     merged["dataset_options"] = tuple(sorted((str(k), str(v)) for k, v in options.items()))
     return replace(RunConfig(), **merged)

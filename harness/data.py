@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from .registry import REPO_ROOT, Registry
+from .registry import REPO_ROOT, Registry, RegistryError
 
 
 class DataError(ValueError):
@@ -34,13 +34,24 @@ class Card:
     flip_pairs: tuple[tuple[str, str], ...] = ()
     defaults: dict = field(default_factory=dict)
     reference: str | None = None  # expert reference annotation (JSON file next to the card)
+    # wildlife-datasets cards (loader "wildlife"); see harness/wildlife.py
+    source: str | None = None  # wildlife-datasets class name, e.g. "MacaqueFaces"
+    folder: str | None = None  # folder under the data root (default: the class name)
+    crop: str = "auto"  # full image, bbox crop, or auto (bbox when the metadata has one)
+    expects: tuple[str, ...] = ()  # paths inside the folder that must exist for the data to count as present
+    keypoint_points: tuple[tuple[int, ...], ...] = ()  # per category: metadata points averaged into it
+    download: str = ""  # manual step shown when the data is missing (credentials, OS limits, ...)
+    notes: dict = field(default_factory=dict)  # where each default comes from (documentation only)
     path: Path | None = None
 
 
 @dataclass
 class ReidData:
     """A dataset as plain data: the DataFrame (image_id, identity, path relative to ``root``)
-    plus ground-truth keypoints (N, C, 2) in original-image pixels (NaN = missing) when known."""
+    plus ground-truth keypoints (N, C, 2) in original-image pixels (NaN = missing) when known.
+
+    An optional ``bbox`` column ([x, y, w, h] per row, NaN = whole image) means images are used
+    cropped to that box: ``load_images`` crops them and ``keypoints`` are already in crop pixels."""
 
     name: str
     root: Path
@@ -49,6 +60,7 @@ class ReidData:
     flip_pairs: tuple[tuple[str, str], ...]
     keypoints: np.ndarray | None = None
     fingerprint: str = ""
+    info: dict = field(default_factory=dict)  # loader facts for the result record (class, folder, crop, ...)
 
     def __post_init__(self):
         missing = {"image_id", "identity", "path"} - set(self.df.columns)
@@ -63,7 +75,18 @@ class ReidData:
 
 
 Loader = Callable[[Card, dict, Path], ReidData]
-LOADERS: Registry[Loader] = Registry("dataset loader")
+
+
+def _load_builtin_loaders() -> None:
+    from . import wildlife  # noqa: F401  (registers the "wildlife" and "folder" loaders)
+
+
+LOADERS: Registry[Loader] = Registry("dataset loader", loader=_load_builtin_loaders)
+
+
+CROPS = ("auto", "full", "bbox")
+# `--dataset all`: the paper's four datasets, in the order of its Table 1
+PAPER_DATASETS = ("macaquefaces", "giraffes", "ipanda50", "ctai")
 
 
 def cards_dir() -> Path:
@@ -88,12 +111,29 @@ def read_card(path: Path) -> Card:
             raise DataError(f"dataset card {path}: missing field {key!r}")
     raw["categories"] = tuple(raw.get("categories", ()))
     raw["flip_pairs"] = tuple(tuple(p) for p in raw.get("flip_pairs", ()))
+    raw["expects"] = tuple(raw.get("expects", ()))
+    raw["keypoint_points"] = tuple(tuple(int(i) for i in g) for g in raw.get("keypoint_points", ()))
+    if raw.get("crop", "auto") not in CROPS:
+        raise DataError(f"dataset card {path}: crop must be one of {', '.join(CROPS)}, got {raw['crop']!r}")
+    if raw["keypoint_points"] and len(raw["keypoint_points"]) != len(raw["categories"]):
+        raise DataError(f"dataset card {path}: keypoint_points needs one entry per category")
     return Card(**raw, path=Path(path))
 
 
 def _register_cards() -> None:
     folder = cards_dir()
-    for path in sorted(folder.glob("*.json")):
+    paths = sorted(folder.glob("*.json"))
+    references = set()  # reference annotations live next to the cards; they are not cards
+    for path in paths:
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue  # read_card reports it
+        if isinstance(raw, dict) and isinstance(raw.get("reference"), str):
+            references.add(raw["reference"])
+    for path in paths:
+        if path.name in references:
+            continue
         card = read_card(path)
         DATASETS.register(card.name, card.description, factory=lambda card=card: card)
 
@@ -102,7 +142,28 @@ DATASETS: Registry[Card] = Registry("dataset", loader=_register_cards)
 
 
 def get_card(name: str) -> Card:
-    return DATASETS.create(name)
+    """A dataset card by name: a card in datasets/, ``folder:PATH`` (identity/image.jpg), or any
+    wildlife-datasets class name (e.g. ``SeaTurtleIDHeads``)."""
+    try:
+        return DATASETS.create(name)
+    except RegistryError as exc:
+        from .wildlife import adhoc_card
+
+        card = adhoc_card(name)
+        if card is None:
+            raise RegistryError(f"{exc}; or a wildlife-datasets class name (e.g. SeaTurtleIDHeads), "
+                                "or folder:PATH (PATH/<identity>/<image>)") from None
+        return card
+
+
+def data_problem(card: Card, data_root: Path | None = None) -> str | None:
+    """None when the card's data is present under the data root, else one line saying what is
+    missing and how to get it (no loading, no side effects)."""
+    if card.loader not in ("wildlife", "folder"):
+        return None
+    from .wildlife import missing_message
+
+    return missing_message(card, Path(data_root) if data_root else cache_dir())
 
 
 def load_dataset(card: Card, options: dict | None = None, data_root: Path | None = None) -> ReidData:
@@ -110,18 +171,49 @@ def load_dataset(card: Card, options: dict | None = None, data_root: Path | None
     return LOADERS.create(card.loader, card, opts, Path(data_root) if data_root else cache_dir())
 
 
-def load_images(root: Path, paths: list[str], size: int, desc: str = "images") -> tuple[torch.Tensor, np.ndarray]:
-    """Decode and resize images to (size, size): uint8 tensor (N, 3, size, size) and the original
-    (width, height) of each, needed to map keypoints into the resized image."""
+def parse_bbox(value) -> tuple[float, float, float, float] | None:
+    """A wildlife-datasets bbox ([x, y, w, h], a list or its JSON text) -> floats; None when the
+    row has no usable box (NaN, empty, non-positive size): the whole image is used."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"bad bbox {value!r}: not [x, y, w, h]") from exc
+    if value is None or np.isscalar(value):
+        return None
+    box = np.asarray(value, dtype=np.float64).ravel()
+    if box.shape != (4,):
+        raise DataError(f"bad bbox {value!r}: not [x, y, w, h]")
+    if not np.isfinite(box).all() or box[2] <= 0 or box[3] <= 0:
+        return None
+    return tuple(float(v) for v in box)
+
+
+def crop_box(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """[x, y, w, h] -> integer (left, top, right, bottom) pixels: the crop applied to the image,
+    whose (left, top) is also the shift applied to its keypoints."""
+    x, y, w, h = box
+    left, top = int(round(x)), int(round(y))
+    return left, top, left + max(1, int(round(w))), top + max(1, int(round(h)))
+
+
+def load_images(root: Path, paths: list[str], size: int, desc: str = "images",
+                bboxes=None) -> tuple[torch.Tensor, np.ndarray]:
+    """Decode, optionally crop (``bboxes``: one [x, y, w, h] or None per path) and resize images to
+    (size, size): uint8 tensor (N, 3, size, size) and the (width, height) of each image as used
+    (the crop's size when cropped), needed to map keypoints into the resized image."""
     from tqdm import tqdm
 
     out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
     sizes = np.zeros((len(paths), 2), dtype=np.float64)
+    boxes = [None] * len(paths) if bboxes is None else [parse_bbox(b) for b in bboxes]
     for i, rel in enumerate(tqdm(paths, desc=f"loading {desc}", leave=False, disable=len(paths) < 2000)):
         path = Path(root) / rel
         try:
             with Image.open(path) as im:
                 im = im.convert("RGB")
+                if boxes[i] is not None:
+                    im = im.crop(crop_box(boxes[i]))
                 sizes[i] = im.size
                 im = im.resize((size, size), Image.BILINEAR)
                 out[i] = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)

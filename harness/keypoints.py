@@ -49,9 +49,17 @@ KEYPOINT_SOURCES: Registry = Registry("keypoint source")
 
 
 def image_sizes(data: ReidData) -> np.ndarray:
-    """(N, 2) original (width, height), read from image headers without decoding."""
+    """(N, 2) original (width, height), read from image headers without decoding; for a cropped
+    dataset (``bbox`` column) the size of each crop."""
+    from .data import crop_box, parse_bbox
+
     sizes = np.zeros((len(data.df), 2))
+    boxes = [parse_bbox(b) for b in data.df["bbox"]] if "bbox" in data.df else [None] * len(data.df)
     for i, rel in enumerate(data.df["path"]):
+        if boxes[i] is not None:
+            left, top, right, bottom = crop_box(boxes[i])
+            sizes[i] = (right - left, bottom - top)
+            continue
         try:
             with Image.open(data.root / rel) as im:
                 sizes[i] = im.size

@@ -8,7 +8,7 @@ that needs new behaviour subclasses ``Method`` and overrides ``build_model`` or 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -22,6 +22,7 @@ class Method:
     encoding: str = "none"  # none | binary | categorical
     points: str = "none"  # none | keypoints | random
     trains: bool = True
+    defaults: dict = field(default_factory=dict)  # run-config defaults between the card's and the CLI's
 
     def __post_init__(self):
         from .model import ENCODINGS
@@ -40,6 +41,10 @@ class Method:
     def keypoint_source(self, configured: str) -> str | None:
         """Name of the keypoint source this method reads, given the run's --keypoints."""
         return {"none": None, "keypoints": configured, "random": "random"}[self.points]
+
+    def caveats(self, cfg) -> list[dict]:
+        """Warnings a result record must carry for this method and config ({"id", "text"} each)."""
+        return []
 
     def build_model(self, backbone: nn.Module, num_categories: int) -> nn.Module:
         from .model import KeypointViT

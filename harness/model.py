@@ -50,16 +50,20 @@ class KeypointViT(nn.Module):
         if encoding != "none" and num_categories < 1:
             raise ValueError(f"{encoding} keypoint encoding needs at least one keypoint category")
         self.backbone = backbone
-        self.grid, self.patch = backbone_geometry(backbone)
+        if encoding == "none" and not hasattr(getattr(backbone, "patch_embed", None), "grid_size"):
+            self.grid, self.patch = (0, 0), (0, 0)  # no keypoints: any timm backbone (Swin, CNN, ...)
+        else:
+            self.grid, self.patch = backbone_geometry(backbone)
         self.num_categories = num_categories
-        self.embed_dim = int(getattr(backbone, "num_features", getattr(backbone, "embed_dim")))
+        self.embed_dim = int(getattr(backbone, "num_features", None) or backbone.embed_dim)
         self.encoding = (
             KeypointEncoding(num_categories, int(backbone.embed_dim), encoding == "categorical")
             if encoding != "none"
             else None
         )
         self._mask: torch.Tensor | None = None
-        backbone.patch_embed.register_forward_hook(self._add_encoding)
+        if self.encoding is not None:
+            backbone.patch_embed.register_forward_hook(self._add_encoding)
 
     @property
     def num_patches(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from importlib import metadata
@@ -23,7 +24,34 @@ class ResultsError(OSError):
 
 
 def result_name(cfg) -> str:
-    return f"{cfg.method}_{cfg.dataset}_{cfg.experiment_hash()}_s{cfg.seed}"
+    dataset = re.sub(r"[^A-Za-z0-9.-]+", "-", cfg.dataset).strip("-")  # folder:PATH -> folder-PATH
+    return f"{cfg.method}_{dataset}_{cfg.experiment_hash()}_s{cfg.seed}"
+
+
+def summary_table(records: list[dict], metric: str = "top1") -> str:
+    """Records -> a Table 1 shaped text table: one row per (method, protocol), one column per
+    dataset (in first-seen order), cells = ``metric`` (mean over seeds, with the seed count when
+    more than one). Reused by `harness run --dataset all`; a leaderboard can render the same rows."""
+    datasets: list[str] = []
+    cells: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for rec in records:
+        ds = rec["config"]["dataset"]
+        if ds not in datasets:
+            datasets.append(ds)
+        row = cells.setdefault((rec["config"]["method"], rec["protocol"]), {})
+        row.setdefault(ds, []).append(float(rec["metrics"][metric]))
+    header = ["method", "protocol", *datasets]
+    rows = []
+    for (method, protocol), values in cells.items():
+        row = [method, protocol]
+        for ds in datasets:
+            v = values.get(ds)
+            row.append("-" if not v else f"{sum(v) / len(v):.1f}" + (f" (n={len(v)})" if len(v) > 1 else ""))
+        rows.append(row)
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([f"{metric} (%)", line(header), rule, *[line(r) for r in rows]])
 
 
 def result_path(results_dir: Path, cfg) -> Path:

@@ -42,6 +42,22 @@ def input_points(kps: KeypointSet, sizes: np.ndarray, image_size: int) -> torch.
     return torch.from_numpy((kps.points * scale[:, None, :]).astype(np.float32))
 
 
+def backbone_provenance(cfg: RunConfig, backbone) -> dict:
+    """Which weights the run used: random init, the hub, or a local file (with its sha256)."""
+    out = {"architecture": type(backbone).__name__, "weights": getattr(backbone, "harness_weights", "random-init")}
+    if out["weights"] == "file":
+        import hashlib
+
+        digest = hashlib.sha256()
+        with open(Path(cfg.weights).expanduser(), "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        out.update(weights="file", file=str(Path(cfg.weights).expanduser().resolve()), sha256=digest.hexdigest())
+    elif out["weights"] == "hub":
+        out.update(checkpoint=(getattr(backbone, "pretrained_cfg", None) or {}).get("hf_hub_id"))
+    return out
+
+
 @dataclass
 class Prepared:
     """Everything a run needs before training; shared by `run` and tests."""
@@ -77,19 +93,21 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
     device = distributed.setup(dist, pick_device(cfg.device))
     seed_everything(cfg.seed)
     p = prepare(cfg, data_root)
-    backbone = create_backbone(cfg.backbone, cfg.image_size, cfg.pretrained)
+    backbone = create_backbone(cfg.backbone, cfg.image_size, cfg.pretrained, cfg.weights,
+                               require_patch_grid=p.method.uses_keypoints)
     ncat = len(p.keypoints.categories) if p.keypoints is not None else 0
     model = p.method.build_model(backbone, ncat)
     pcfg = getattr(backbone, "pretrained_cfg", {}) or {}
     normalize = Normalizer(pcfg.get("mean", (0.5, 0.5, 0.5)), pcfg.get("std", (0.5, 0.5, 0.5)))
 
-    images, sizes = load_images(p.data.root, list(p.data.df["path"]), cfg.image_size)
+    bboxes = list(p.data.df["bbox"]) if "bbox" in p.data.df else None  # cropped datasets
+    images, sizes = load_images(p.data.root, list(p.data.df["path"]), cfg.image_size, bboxes=bboxes)
     points = input_points(p.keypoints, sizes, cfg.image_size) if p.keypoints is not None else None
     identities = p.data.df["identity"].astype(str).to_numpy()
     tr, te = p.split.train, p.split.test
     classes = {name: i for i, name in enumerate(sorted(set(identities[tr])))}
     labels_train = torch.tensor([classes[x] for x in identities[tr]])
-    if len(tr) < cfg.batch_size:
+    if p.method.trains and len(tr) < cfg.batch_size:
         raise ValueError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(tr)} images)")
     perm = flip_permutation(p.keypoints.categories, p.keypoints.flip_pairs) if p.keypoints is not None else []
     train_data = TrainData(images[tr], labels_train, points[tr] if points is not None else None, perm)
@@ -132,7 +150,9 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
             "train_identities": int(len(set(identities[tr]))),
             "test_identities": int(len(set(identities[te]))),
         },
-        "dataset": {"name": p.data.name, "fingerprint": p.data.fingerprint, "images": int(len(p.data.df))},
+        "dataset": {"name": p.data.name, "fingerprint": p.data.fingerprint, "images": int(len(p.data.df)), **p.data.info},
+        "backbone": backbone_provenance(cfg, backbone),
+        "caveats": p.method.caveats(cfg),
         "keypoints": None if p.keypoints is None else {
             "categories": list(p.keypoints.categories),
             "flip_pairs": [list(x) for x in p.keypoints.flip_pairs],
