@@ -36,6 +36,7 @@ HELP = {
     "arcface_scale": "ArcFace scale",
     "hflip": "probability of horizontal flip (mirrors keypoints, swaps left/right categories)",
     "device": "auto, cpu, cuda, cuda:1, ...",
+    "compile": "torch.compile the training step with this backend (inductor on GPUs); none = eager",
     "dataset_options": "dataset loader option KEY=VALUE (repeatable), e.g. identities=80",
 }
 

@@ -35,6 +35,7 @@ class RunConfig:
     arcface_scale: float = 64.0
     hflip: float = 0.0  # probability of the left/right-swapping horizontal flip augmentation
     device: str = "auto"
+    compile: str = "none"  # torch.compile backend: none, inductor, aot_eager, ...
     dataset_options: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def __post_init__(self):

@@ -6,8 +6,11 @@ default keypoint source and per-dataset run defaults. Loaders are registered by 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -197,31 +200,82 @@ def crop_box(box: tuple[float, float, float, float]) -> tuple[int, int, int, int
     return left, top, left + max(1, int(round(w))), top + max(1, int(round(h)))
 
 
+def _decode(path: Path, box, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """One image -> (size, size, 3) uint8 array and the (width, height) it had before resizing."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if box is not None:
+                im = im.crop(crop_box(box))
+            used = im.size
+            return np.asarray(im.resize((size, size), Image.BILINEAR)), used
+    except FileNotFoundError as exc:
+        raise DataError(f"image not found: {path}") from exc
+    except OSError as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from exc
+
+
+def _cache_key(root: Path, paths: list[str], boxes: list, size: int) -> str:
+    """Identifies the decoded pixels: the files (path, size, mtime), the crops and the image size.
+    A changed image, crop or size gives another key, so a stale cache is never read."""
+    h = hashlib.sha256(f"v1|{Path(root).resolve()}|{size}".encode())
+    for rel, box in zip(paths, boxes):
+        try:
+            st = (Path(root) / rel).stat()
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        h.update(f"|{rel}|{box}|{stamp}".encode())
+    return h.hexdigest()[:20]
+
+
 def load_images(root: Path, paths: list[str], size: int, desc: str = "images",
-                bboxes=None) -> tuple[torch.Tensor, np.ndarray]:
+                bboxes=None, cache: bool = True) -> tuple[torch.Tensor, np.ndarray]:
     """Decode, optionally crop (``bboxes``: one [x, y, w, h] or None per path) and resize images to
     (size, size): uint8 tensor (N, 3, size, size) and the (width, height) of each image as used
-    (the crop's size when cropped), needed to map keypoints into the resized image."""
+    (the crop's size when cropped), needed to map keypoints into the resized image.
+
+    Images are decoded once, in parallel threads, into a memory-mapped uint8 file under
+    ``cache_dir()/images``; later runs with the same files, crops and size map that file instead
+    of decoding again."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
-    out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
-    sizes = np.zeros((len(paths), 2), dtype=np.float64)
     boxes = [None] * len(paths) if bboxes is None else [parse_bbox(b) for b in bboxes]
-    for i, rel in enumerate(tqdm(paths, desc=f"loading {desc}", leave=False, disable=len(paths) < 2000)):
-        path = Path(root) / rel
-        try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                if boxes[i] is not None:
-                    im = im.crop(crop_box(boxes[i]))
-                sizes[i] = im.size
-                im = im.resize((size, size), Image.BILINEAR)
-                out[i] = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
-        except FileNotFoundError as exc:
-            raise DataError(f"image not found: {path}") from exc
-        except OSError as exc:
-            raise DataError(f"cannot read image {path}: {exc}") from exc
-    return out, sizes
+    folder = cache_dir() / "images" / _cache_key(root, paths, boxes, size) if cache else None
+    if folder is not None and (folder / "sizes.npy").exists():
+        pixels = np.load(folder / "pixels.npy", mmap_mode="c")
+        return torch.from_numpy(pixels), np.load(folder / "sizes.npy")
+    tmp = None
+    if folder is not None:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+        pixels = np.lib.format.open_memmap(tmp / "pixels.npy", mode="w+", dtype=np.uint8, shape=(len(paths), 3, size, size))
+    else:
+        pixels = np.empty((len(paths), 3, size, size), dtype=np.uint8)
+    sizes = np.zeros((len(paths), 2), dtype=np.float64)
+    try:
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            jobs = pool.map(lambda i: _decode(Path(root) / paths[i], boxes[i], size), range(len(paths)))
+            for i, (arr, used) in enumerate(tqdm(jobs, total=len(paths), desc=f"decoding {desc}", leave=False,
+                                                 disable=len(paths) < 2000)):
+                pixels[i] = arr.transpose(2, 0, 1)
+                sizes[i] = used
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if tmp is None:
+        return torch.from_numpy(pixels), sizes
+    pixels.flush()
+    del pixels
+    np.save(tmp / "sizes.npy", sizes)
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process cached the same images first: use theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    return torch.from_numpy(np.load(folder / "pixels.npy", mmap_mode="c")), np.load(folder / "sizes.npy")
 
 
 # ---------------------------------------------------------------- built-in loaders

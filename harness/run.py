@@ -118,7 +118,7 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
         history = train(
             model, losses, train_data, normalize, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
             weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, hflip_p=cfg.hflip, seed=cfg.seed,
-            device=device, progress=progress, rank=dist.rank, world=dist.world,
+            device=device, progress=progress, rank=dist.rank, world=dist.world, compile_backend=cfg.compile,
         )
     timing = [{"epoch": h["epoch"], "seconds": h.pop("seconds"), "data_share": h.pop("data_share")} for h in history]
     if not dist.is_main:  # rank 0 alone evaluates and writes

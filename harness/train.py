@@ -90,6 +90,34 @@ def batch_masks(model, points: torch.Tensor | None, device) -> torch.Tensor | No
     return token_mask(points.to(device), category, model.num_categories, model.grid, model.patch)
 
 
+def prefetched(make: Callable, keys, depth: int):
+    """Yield ``make(k)`` for each key; with depth > 0 a background thread builds up to ``depth``
+    batches ahead (slicing, flips, pinned host-to-device copies) while the model computes."""
+    if depth <= 0:
+        for k in keys:
+            yield make(k)
+        return
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def work():
+        try:
+            for k in keys:
+                q.put(make(k))
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+        q.put(done)
+
+    threading.Thread(target=work, daemon=True).start()
+    while (item := q.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
 class Objective(nn.Module):
     """Model + loss terms as one module, so one DDP wrapper covers every trained parameter."""
 
@@ -128,6 +156,7 @@ def train(
     progress: bool = True,
     rank: int = 0,
     world: int = 1,
+    compile_backend: str = "none",
 ) -> list[dict]:
     """Train in place; returns per-epoch stats. With ``world`` > 1 (torch.distributed initialised),
     every rank draws the same global batch from the shared seed and trains on its slice
@@ -143,6 +172,13 @@ def train(
 
         objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
     params = [p for p in objective.parameters() if p.requires_grad]
+    if compile_backend != "none":
+        from torch import _dynamo
+
+        known = _dynamo.list_backends(exclude_tags=())
+        if compile_backend not in known:
+            raise ValueError(f"unknown --compile backend {compile_backend!r}; valid: none, {', '.join(known)}")
+    step_fn = objective if compile_backend == "none" else torch.compile(objective, backend=compile_backend)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **({"fused": True} if device.type == "cuda" else {}))
     n = len(data.labels)
     steps_per_epoch = max(1, math.ceil(n / batch_size))
@@ -157,6 +193,8 @@ def train(
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     gen = torch.Generator().manual_seed(seed)
+    pin = device.type == "cuda"
+    prefetch = 2 if device.type == "cuda" else 0  # on a CPU the worker would steal the model's cores
     history = []
     bar = tqdm(total=total, desc="training", disable=not progress or rank != 0, leave=False)
     for epoch in range(epochs):
@@ -165,20 +203,29 @@ def train(
         sums = torch.zeros(len(losses) + 1, dtype=torch.float64)
         data_time = 0.0
         t_epoch = time.perf_counter()
-        for start in range(0, n, batch_size):
-            t0 = time.perf_counter()
+        def assemble(start, order=order, flips=flips):
             idx = order[start : start + batch_size][rank::world]
             images = data.images[idx]
             points = data.points[idx] if data.points is not None else None
-            labels = data.labels[idx].to(device, non_blocking=True)
             if points is not None:
                 images, points = hflip(images, points, flips[idx], data.flip_perm)
             else:
                 images = torch.where(flips[idx][:, None, None, None], images.flip(-1), images)
+            if pin:
+                images = images.pin_memory()
+            labels = data.labels[idx].to(device, non_blocking=True)
             x = normalize(images.to(device, non_blocking=True))
-            mask = batch_masks(model, points, device)
+            return idx, x, batch_masks(model, points, device), labels
+
+        batches = prefetched(assemble, range(0, n, batch_size), depth=prefetch)
+        while True:
+            t0 = time.perf_counter()
+            batch = next(batches, None)
             data_time += time.perf_counter() - t0
-            loss, parts = objective(x, mask, labels)
+            if batch is None:
+                break
+            idx, x, mask, labels = batch
+            loss, parts = step_fn(x, mask, labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from harness.config import RunConfig
 from harness.data import DataError, get_card, load_dataset
@@ -100,3 +101,42 @@ def test_bad_dataset_option():
         load_dataset(get_card("synthetic"), {"colors": "3"})
     with pytest.raises(DataError, match="option identities='many' is not a valid int"):
         load_dataset(get_card("synthetic"), {"identities": "many"})
+
+
+def test_decoded_images_are_cached_and_invalidated(tmp_path, monkeypatch):
+    import harness.data as hd
+    from harness.data import load_images
+    from PIL import Image
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    for i in range(3):
+        Image.new("RGB", (40, 20), (10 * i, 0, 0)).save(tmp_path / f"{i}.png")
+    paths = [f"{i}.png" for i in range(3)]
+    calls = []
+    real = hd._decode
+    monkeypatch.setattr(hd, "_decode", lambda *a: calls.append(a[0]) or real(*a))
+    a, sa = load_images(tmp_path, paths, 16)
+    assert a.shape == (3, 3, 16, 16) and a.dtype == torch.uint8
+    assert sa.tolist() == [[40.0, 20.0]] * 3 and len(calls) == 3
+    b, _ = load_images(tmp_path, paths, 16)  # second time: read from the cache, nothing decoded
+    assert len(calls) == 3 and torch.equal(a, b)
+    load_images(tmp_path, paths, 8)  # another size: decoded again
+    assert len(calls) == 6
+    c, sc = load_images(tmp_path, paths, 16, bboxes=[[0, 0, 20, 10]] * 3)  # a crop: decoded again
+    assert len(calls) == 9 and sc.tolist() == [[20.0, 10.0]] * 3
+    import os, time
+    Image.new("RGB", (40, 20), (0, 255, 0)).save(tmp_path / "1.png")  # a changed file
+    os.utime(tmp_path / "1.png", ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    d, _ = load_images(tmp_path, paths, 16)
+    assert len(calls) == 12 and not torch.equal(d[1], a[1]) and torch.equal(d[0], a[0])
+    assert not list((tmp_path / "cache" / "images").glob(".*"))  # no temporary folder left
+
+
+def test_a_corrupt_image_names_the_file(tmp_path, monkeypatch):
+    from harness.data import load_images
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="cannot read image .*bad.png"):
+        load_images(tmp_path, ["bad.png"], 16)
+    assert not list((tmp_path / "cache" / "images").glob("*"))  # nothing half-written is kept

@@ -1,0 +1,38 @@
+import json
+
+import pytest
+
+from harness.train import prefetched
+
+
+def test_prefetched_keeps_order_and_raises_worker_errors():
+    assert list(prefetched(lambda k: k * k, range(6), depth=2)) == [0, 1, 4, 9, 16, 25]
+    assert list(prefetched(lambda k: k + 1, range(3), depth=0)) == [1, 2, 3]
+
+    def boom(k):
+        if k == 2:
+            raise RuntimeError("bad batch 2")
+        return k
+
+    got = []
+    with pytest.raises(RuntimeError, match="bad batch 2"):
+        for item in prefetched(boom, range(5), depth=2):
+            got.append(item)
+    assert got == [0, 1]
+
+
+def test_compiled_step_matches_eager(cli, tiny_args, tmp_path):
+    for name, extra in (("eager", []), ("compiled", ["--compile", "aot_eager"])):
+        res = cli("run", "--method", "ckpe", "--results-dir", tmp_path / name, *tiny_args, *extra)
+        assert res.exit_code == 0, res.output
+    eager = json.loads(next((tmp_path / "eager").glob("*.json")).read_text())
+    comp = json.loads(next((tmp_path / "compiled").glob("*.json")).read_text())
+    assert comp["config"]["compile"] == "aot_eager"
+    for a, b in zip(eager["history"], comp["history"]):
+        assert abs(a["loss"] - b["loss"]) < 1e-3 * max(1.0, abs(a["loss"]))
+
+
+def test_unknown_compile_backend(cli, tiny_args, tmp_path):
+    res = cli("run", "--results-dir", tmp_path, *tiny_args, "--compile", "nope")
+    assert res.exit_code != 0 and "unknown --compile backend 'nope'; valid: none, " in res.output
+    assert not list(tmp_path.glob("*.json"))
