@@ -81,11 +81,57 @@ def write_atomic(path: Path, record: dict, overwrite: bool = False) -> Path:
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        if overwrite:
+            os.replace(tmp, path)
+        else:  # link fails if the name exists: no check-then-write race between processes
+            try:
+                os.link(tmp, path)
+            except FileExistsError as exc:
+                raise ResultsError(f"{path} already exists; pass --force to replace it") from exc
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
     return path
+
+
+class RunLock:
+    """An exclusive lock file per result name, so two processes never run the same config and seed
+    into the same folder at once. A lock whose process is gone is taken over."""
+
+    def __init__(self, results_dir: Path, name: str):
+        self.path = Path(results_dir) / ".locks" / f"{name}.lock"
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and _alive(pid):
+                    raise ResultsError(f"another process (pid {pid}) is running this config into the same results "
+                                       f"folder; wait for it or remove {self.path}")
+                self.path.unlink(missing_ok=True)  # stale: its process died
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(str(os.getpid()))
+            return self
+        raise ResultsError(f"cannot take the run lock {self.path}")
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def read_result(path: Path) -> dict:

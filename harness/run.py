@@ -1,6 +1,8 @@
 """One run: config -> data -> split -> keypoints -> model -> train -> evaluate -> result record."""
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,7 +21,7 @@ from .keypoints import KEYPOINT_SOURCES, KeypointSet
 from .methods import METHODS, Method
 from .splits import make_split
 from .tokens import flip_permutation
-from .train import Normalizer, TrainData, embed, reid_loss, train
+from .train import Checkpoint, Normalizer, TrainData, embed, reid_loss, train
 
 
 def pick_device(name: str) -> torch.device:
@@ -83,13 +85,19 @@ def prepare(cfg: RunConfig, data_root: Path | None = None) -> Prepared:
 
 def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None, force: bool = False,
             progress: bool = True) -> tuple[dict, Path]:
-    """Run one experiment and write its record; returns (record, path)."""
+    """Run one experiment and write its record; returns (record, path). A run killed part-way
+    resumes from its last finished epoch when started again with the same config and seed."""
     t0 = time.perf_counter()
     results_dir = res.check_writable(results_dir)
     out_path = res.result_path(results_dir, cfg)
     if out_path.exists() and not force:
         raise res.ResultsError(f"{out_path} already exists; pass --force to recompute it")
     dist = distributed.from_env()
+    with res.RunLock(results_dir, out_path.stem) if dist.is_main else contextlib.nullcontext():
+        return _execute(cfg, results_dir, out_path, dist, t0, data_root=data_root, force=force, progress=progress)
+
+
+def _execute(cfg: RunConfig, results_dir: Path, out_path: Path, dist, t0: float, *, data_root, force, progress):
     device = distributed.setup(dist, pick_device(cfg.device))
     seed_everything(cfg.seed)
     p = prepare(cfg, data_root)
@@ -113,12 +121,17 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
     train_data = TrainData(images[tr], labels_train, points[tr] if points is not None else None, perm)
 
     history = []
+    checkpoint = Checkpoint(results_dir / ".checkpoints" / f"{out_path.stem}.pt", save=dist.is_main,
+                            on_resume=lambda epoch: print(f"resuming {out_path.stem} after epoch {epoch}", file=sys.stderr))
+    if force:
+        checkpoint.discard()
     if p.method.trains:
         losses = reid_loss(model.embed_dim, train_data.num_classes, cfg.arcface_margin, cfg.arcface_scale, cfg.ce_weight)
         history = train(
             model, losses, train_data, normalize, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
             weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, hflip_p=cfg.hflip, seed=cfg.seed,
             device=device, progress=progress, rank=dist.rank, world=dist.world, compile_backend=cfg.compile,
+            hooks=[checkpoint],
         )
     timing = [{"epoch": h["epoch"], "seconds": h.pop("seconds"), "data_share": h.pop("data_share")} for h in history]
     if not dist.is_main:  # rank 0 alone evaluates and writes
@@ -169,5 +182,6 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     path = res.write_atomic(out_path, record, overwrite=force)
+    checkpoint.discard()
     distributed.barrier(dist)
     return record, path

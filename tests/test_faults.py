@@ -1,0 +1,92 @@
+"""Robustness: interruption, concurrency and atomic writes (more fault cases live beside the
+features they guard: test_cli.py, test_splits_and_data.py, test_paper_runs.py)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.results import ResultsError, RunLock, write_atomic
+
+
+def harness_cmd(*args):
+    return [sys.executable, "-m", "harness.cli", *[str(a) for a in args]]
+
+
+def test_kill_9_mid_training_then_rerun_resumes_with_identical_metrics(tmp_path, tiny_args):
+    args = ["run", "--method", "ckpe", *tiny_args, "--epochs", "8"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref = subprocess.run(harness_cmd(*args, "--results-dir", tmp_path / "ref"), capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "run"
+    proc = subprocess.Popen(harness_cmd(*args, "--results-dir", out), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    ckpts = out / ".checkpoints"
+    deadline = time.time() + 240
+    killed_after = None
+    while time.time() < deadline and proc.poll() is None:
+        files = list(ckpts.glob("*.pt")) if ckpts.exists() else []
+        if files:
+            try:
+                epoch = torch.load(files[0], weights_only=True)["epoch"]
+            except Exception:
+                epoch = 0
+            if epoch >= 2:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed_after = epoch
+                break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert killed_after is not None, "the run finished before it could be killed"
+    assert not list(out.glob("*.json")), "a killed run must not leave a result"
+    again = subprocess.run(harness_cmd(*args, "--results-dir", out), capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stderr and "after epoch" in again.stderr
+    a = json.loads(next((tmp_path / "ref").glob("*.json")).read_text())
+    b = json.loads(next(out.glob("*.json")).read_text())
+    assert a["metrics"] == b["metrics"]
+    assert a["history"] == b["history"]
+    assert not list(ckpts.glob("*.pt")), "the checkpoint is removed once the result is written"
+    assert not list((out / ".locks").glob("*.lock"))
+
+
+def test_two_processes_writing_results_at_once(tmp_path, tiny_args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(harness_cmd("run", "--method", m, *tiny_args, "--results-dir", tmp_path),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for m in ("vit", "ckpe")]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    files = sorted(tmp_path.glob("*.json"))
+    assert len(files) == 2
+    for f in files:
+        json.loads(f.read_text())  # complete, parseable
+    assert not [f for f in tmp_path.iterdir() if f.name.endswith(".tmp")]
+
+
+def test_no_overwrite_is_atomic_and_lock_refuses_a_live_twin(tmp_path):
+    path = tmp_path / "r.json"
+    write_atomic(path, {"a": 1})
+    with pytest.raises(ResultsError, match="already exists"):
+        write_atomic(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 1}
+    write_atomic(path, {"a": 3}, overwrite=True)
+    assert json.loads(path.read_text()) == {"a": 3}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+    with RunLock(tmp_path, "x"):
+        with pytest.raises(ResultsError, match=r"another process \(pid \d+\) is running this config"):
+            RunLock(tmp_path, "x").__enter__()
+    # a lock left by a dead process is taken over
+    stale = tmp_path / ".locks" / "y.lock"
+    stale.write_text("999999")
+    with RunLock(tmp_path, "y"):
+        assert stale.read_text() == str(os.getpid())
+    assert not stale.exists()
