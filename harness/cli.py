@@ -36,6 +36,7 @@ HELP = {
     "arcface_scale": "ArcFace scale",
     "hflip": "probability of horizontal flip (mirrors keypoints, swaps left/right categories)",
     "device": "auto, cpu, cuda, cuda:1, ...",
+    "bad_images": "unreadable image: fail (default, names the file) or skip (warn, drop it, record it)",
     "compile": "torch.compile the training step with this backend (inductor on GPUs); none = eager",
     "dataset_options": "dataset loader option KEY=VALUE (repeatable), e.g. identities=80",
 }

@@ -35,7 +35,8 @@ class RunConfig:
     arcface_scale: float = 64.0
     hflip: float = 0.0  # probability of the left/right-swapping horizontal flip augmentation
     device: str = "auto"
-    compile: str = "none"  # torch.compile backend: none, inductor, aot_eager, ...
+    compile: str = "none"
+    bad_images: str = "fail"  # an unreadable image: fail (naming it) or skip (warn, drop, record)  # torch.compile backend: none, inductor, aot_eager, ...
     dataset_options: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def __post_init__(self):
@@ -48,6 +49,8 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.hflip <= 1.0:
             raise ValueError(f"hflip is a probability in [0, 1], got {self.hflip}")
+        if self.bad_images not in ("fail", "skip"):
+            raise ValueError(f"--bad-images must be fail or skip, got {self.bad_images!r}")
         if self.ce_weight < 0:
             raise ValueError(f"ce_weight must be >= 0, got {self.ce_weight}")
 

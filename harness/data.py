@@ -229,37 +229,70 @@ def _cache_key(root: Path, paths: list[str], boxes: list, size: int) -> str:
     return h.hexdigest()[:20]
 
 
+BAD_IMAGES = ("fail", "skip")
+
+
 def load_images(root: Path, paths: list[str], size: int, desc: str = "images",
-                bboxes=None, cache: bool = True) -> tuple[torch.Tensor, np.ndarray]:
+                bboxes=None, cache: bool = False) -> tuple[torch.Tensor, np.ndarray]:
     """Decode, optionally crop (``bboxes``: one [x, y, w, h] or None per path) and resize images to
     (size, size): uint8 tensor (N, 3, size, size) and the (width, height) of each image as used
     (the crop's size when cropped), needed to map keypoints into the resized image.
+    A missing or unreadable image is an error naming the file."""
+    pixels, sizes, _ = decode_images(root, paths, size, desc=desc, bboxes=bboxes, cache=cache, bad_images="fail")
+    return pixels, sizes
 
-    Images are decoded once, in parallel threads, into a memory-mapped uint8 file under
-    ``cache_dir()/images``; later runs with the same files, crops and size map that file instead
-    of decoding again."""
+
+def decode_images(root: Path, paths: list[str], size: int, *, desc: str = "images", bboxes=None,
+                  cache: bool = True, bad_images: str = "fail") -> tuple[torch.Tensor, np.ndarray, list[int]]:
+    """``load_images`` for training runs: returns also the rows whose image could not be read.
+
+    With ``bad_images="fail"`` the first unreadable image is an error naming it; with "skip" its
+    pixels stay zero and its row is returned in the list (the caller drops and reports it).
+    With ``cache``, images are decoded once, in parallel threads, into a memory-mapped uint8 file
+    under ``cache_dir()/images``; later runs with the same files, crops and size map that file
+    instead of decoding again."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm import tqdm
 
+    if bad_images not in BAD_IMAGES:
+        raise DataError(f"unknown bad-images policy {bad_images!r}; valid: {', '.join(BAD_IMAGES)}")
     boxes = [None] * len(paths) if bboxes is None else [parse_bbox(b) for b in bboxes]
     folder = cache_dir() / "images" / _cache_key(root, paths, boxes, size) if cache else None
     if folder is not None and (folder / "sizes.npy").exists():
-        pixels = np.load(folder / "pixels.npy", mmap_mode="c")
-        return torch.from_numpy(pixels), np.load(folder / "sizes.npy")
+        bad = np.load(folder / "bad.npy").tolist()
+        if bad and bad_images == "fail":
+            raise DataError(f"cannot read image {Path(root) / paths[bad[0]]} ({len(bad)} unreadable in all); "
+                            "fix or remove it, or pass --bad-images skip")
+        return torch.from_numpy(np.load(folder / "pixels.npy", mmap_mode="c")), np.load(folder / "sizes.npy"), bad
     tmp = None
     if folder is not None:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
         pixels = np.lib.format.open_memmap(tmp / "pixels.npy", mode="w+", dtype=np.uint8, shape=(len(paths), 3, size, size))
     else:
-        pixels = np.empty((len(paths), 3, size, size), dtype=np.uint8)
+        pixels = np.zeros((len(paths), 3, size, size), dtype=np.uint8)
     sizes = np.zeros((len(paths), 2), dtype=np.float64)
+    bad: list[int] = []
+
+    def one(i):
+        try:
+            return _decode(Path(root) / paths[i], boxes[i], size)
+        except DataError as exc:
+            if bad_images == "fail":
+                raise DataError(f"{exc}; fix or remove it, or pass --bad-images skip") from exc
+            return exc
+
     try:
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            jobs = pool.map(lambda i: _decode(Path(root) / paths[i], boxes[i], size), range(len(paths)))
-            for i, (arr, used) in enumerate(tqdm(jobs, total=len(paths), desc=f"decoding {desc}", leave=False,
-                                                 disable=len(paths) < 2000)):
+            jobs = pool.map(one, range(len(paths)))
+            for i, got in enumerate(tqdm(jobs, total=len(paths), desc=f"decoding {desc}", leave=False,
+                                         disable=len(paths) < 2000)):
+                if isinstance(got, DataError):
+                    bad.append(i)
+                    sizes[i] = (size, size)
+                    continue
+                arr, used = got
                 pixels[i] = arr.transpose(2, 0, 1)
                 sizes[i] = used
     except BaseException:
@@ -267,15 +300,16 @@ def load_images(root: Path, paths: list[str], size: int, desc: str = "images",
             shutil.rmtree(tmp, ignore_errors=True)
         raise
     if tmp is None:
-        return torch.from_numpy(pixels), sizes
+        return torch.from_numpy(pixels), sizes, bad
     pixels.flush()
     del pixels
     np.save(tmp / "sizes.npy", sizes)
+    np.save(tmp / "bad.npy", np.asarray(bad, dtype=np.int64))
     try:
         tmp.rename(folder)
     except OSError:  # another process cached the same images first: use theirs
         shutil.rmtree(tmp, ignore_errors=True)
-    return torch.from_numpy(np.load(folder / "pixels.npy", mmap_mode="c")), np.load(folder / "sizes.npy")
+    return torch.from_numpy(np.load(folder / "pixels.npy", mmap_mode="c")), np.load(folder / "sizes.npy"), bad
 
 
 # ---------------------------------------------------------------- built-in loaders

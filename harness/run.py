@@ -15,7 +15,7 @@ from . import distributed
 from . import results as res
 from .backbones import create_backbone
 from .config import RunConfig
-from .data import ReidData, get_card, load_dataset, load_images
+from .data import ReidData, decode_images, get_card, load_dataset
 from .evaluate import retrieval_metrics
 from .keypoints import KEYPOINT_SOURCES, KeypointSet
 from .methods import METHODS, Method
@@ -109,10 +109,14 @@ def _execute(cfg: RunConfig, results_dir: Path, out_path: Path, dist, t0: float,
     normalize = Normalizer(pcfg.get("mean", (0.5, 0.5, 0.5)), pcfg.get("std", (0.5, 0.5, 0.5)))
 
     bboxes = list(p.data.df["bbox"]) if "bbox" in p.data.df else None  # cropped datasets
-    images, sizes = load_images(p.data.root, list(p.data.df["path"]), cfg.image_size, bboxes=bboxes)
+    images, sizes, bad = decode_images(p.data.root, list(p.data.df["path"]), cfg.image_size, bboxes=bboxes,
+                                       bad_images=cfg.bad_images)
+    if bad:
+        print(f"warning: skipped {len(bad)} unreadable image(s) (--bad-images skip), e.g. "
+              f"{p.data.root / p.data.df['path'].iloc[bad[0]]}", file=sys.stderr)
     points = input_points(p.keypoints, sizes, cfg.image_size) if p.keypoints is not None else None
     identities = p.data.df["identity"].astype(str).to_numpy()
-    tr, te = p.split.train, p.split.test
+    tr, te = np.setdiff1d(p.split.train, bad), np.setdiff1d(p.split.test, bad)
     classes = {name: i for i, name in enumerate(sorted(set(identities[tr])))}
     labels_train = torch.tensor([classes[x] for x in identities[tr]])
     if p.method.trains and len(tr) < cfg.batch_size:
@@ -162,6 +166,7 @@ def _execute(cfg: RunConfig, results_dir: Path, out_path: Path, dist, t0: float,
             "test_images": int(len(te)),
             "train_identities": int(len(set(identities[tr]))),
             "test_identities": int(len(set(identities[te]))),
+            "skipped_images": [str(p.data.df["image_id"].iloc[i]) for i in bad],
         },
         "dataset": {"name": p.data.name, "fingerprint": p.data.fingerprint, "images": int(len(p.data.df)), **p.data.info},
         "backbone": backbone_provenance(cfg, backbone),

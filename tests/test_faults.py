@@ -90,3 +90,21 @@ def test_no_overwrite_is_atomic_and_lock_refuses_a_live_twin(tmp_path):
     with RunLock(tmp_path, "y"):
         assert stale.read_text() == str(os.getpid())
     assert not stale.exists()
+
+
+def test_corrupt_image_in_a_dataset_fails_or_is_skipped_and_recorded(cli, tiny_args, tmp_path, monkeypatch):
+    from harness.data import get_card, load_dataset
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    opts = dict(a.split("=", 1) for a in tiny_args[tiny_args.index("--dataset-option") + 1 :: 2] if "=" in a)
+    data = load_dataset(get_card("synthetic"), opts)
+    victim = data.root / data.df["path"].iloc[7]
+    victim.write_bytes(victim.read_bytes()[:40])  # truncated PNG
+    res = cli("run", "--results-dir", tmp_path / "r", *tiny_args)
+    assert res.exit_code != 0 and "cannot read image" in res.output and "--bad-images skip" in res.output
+    assert "Traceback" not in res.output and not list((tmp_path / "r").glob("*.json"))
+    res = cli("run", "--results-dir", tmp_path / "r", *tiny_args, "--bad-images", "skip")
+    assert res.exit_code == 0, res.output
+    rec = json.loads(next((tmp_path / "r").glob("*.json")).read_text())
+    assert rec["split"]["skipped_images"] == [str(data.df["image_id"].iloc[7])]
+    assert rec["split"]["train_images"] + rec["split"]["test_images"] == len(data.df) - 1

@@ -104,8 +104,11 @@ def test_bad_dataset_option():
 
 
 def test_decoded_images_are_cached_and_invalidated(tmp_path, monkeypatch):
+    import functools
+
     import harness.data as hd
-    from harness.data import load_images
+
+    load_images = functools.partial(hd.load_images, cache=True)
     from PIL import Image
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
@@ -132,11 +135,23 @@ def test_decoded_images_are_cached_and_invalidated(tmp_path, monkeypatch):
     assert not list((tmp_path / "cache" / "images").glob(".*"))  # no temporary folder left
 
 
-def test_a_corrupt_image_names_the_file(tmp_path, monkeypatch):
-    from harness.data import load_images
+def test_a_corrupt_image_names_the_file_or_is_skipped(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from harness.data import decode_images, load_images
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     (tmp_path / "bad.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match="cannot read image .*bad.png"):
-        load_images(tmp_path, ["bad.png"], 16)
+    Image.new("RGB", (64, 64), (200, 0, 0)).save(tmp_path / "good.png")
+    full = (tmp_path / "good.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(full[: len(full) // 2])  # truncated file
+    with pytest.raises(DataError, match="cannot read image .*bad.png.*--bad-images skip"):
+        load_images(tmp_path, ["good.png", "bad.png"], 16, cache=True)
     assert not list((tmp_path / "cache" / "images").glob("*"))  # nothing half-written is kept
+    pix, sizes, bad = decode_images(tmp_path, ["good.png", "bad.png", "cut.png"], 16, bad_images="skip")
+    assert bad == [1, 2] and int(pix[0].max()) == 200 and int(pix[1].max()) == 0
+    # the cached decode remembers which rows were unreadable
+    _, _, again = decode_images(tmp_path, ["good.png", "bad.png", "cut.png"], 16, bad_images="skip")
+    assert again == [1, 2]
+    with pytest.raises(DataError, match="2 unreadable in all"):
+        decode_images(tmp_path, ["good.png", "bad.png", "cut.png"], 16, bad_images="fail")
