@@ -157,5 +157,7 @@ def list_cmd():
         click.echo(f"  {name:<22} {arch}{extra}")
 
 
+main.add_command(__import__("harness.cli_keypoints", fromlist=["keypoints"]).keypoints)  # late: it uses user_errors
+
 if __name__ == "__main__":
     main()
