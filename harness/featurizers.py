@@ -139,8 +139,8 @@ class SDFeaturizer(Featurizer):
         if not 0 <= self.block < n_up:
             raise ValueError(f"--block {self.block} is out of range: this UNet has up-blocks 0..{n_up - 1}")
         self.vae, self.unet = vae.to(self.device).eval(), unet.to(self.device).eval()
-        tokens = tokenizer([self.prompt], padding="max_length", max_length=tokenizer.model_max_length,
-                           truncation=True, return_tensors="pt")
+        length = min(int(tokenizer.model_max_length), int(text_encoder.config.max_position_embeddings))
+        tokens = tokenizer([self.prompt], padding="max_length", max_length=length, truncation=True, return_tensors="pt")
         with torch.no_grad():
             self.prompt_embeds = text_encoder.to(self.device)(tokens.input_ids.to(self.device))[0]
         del text_encoder
