@@ -1,7 +1,6 @@
 """The `harness` command line. User mistakes end in one line (click.ClickException), never a traceback."""
 from __future__ import annotations
 
-import functools
 import types
 import typing
 from dataclasses import fields
@@ -9,7 +8,9 @@ from pathlib import Path
 
 import click
 
+from .cli_common import HarnessCLIError, parse_kv, user_errors
 from .cli_data import data_group
+from .cli_keypoints import keypoints as keypoints_group
 from .config import PROTOCOLS, RunConfig, resolve
 
 HELP = {
@@ -42,29 +43,6 @@ HELP = {
 }
 
 
-class HarnessCLIError(click.ClickException):
-    pass
-
-
-def user_errors(fn):
-    """Turn expected failures (bad names, bad data, bad options) into one-line click errors."""
-    from .backbones import BackboneError
-    from .data import DataError
-    from .registry import RegistryError
-    from .results import ResultsError
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (RegistryError, DataError, BackboneError, ResultsError) as exc:
-            raise HarnessCLIError(str(exc)) from exc
-        except (ValueError, FloatingPointError) as exc:
-            raise HarnessCLIError(str(exc)) from exc
-
-    return wrapper
-
-
 def _option_for(f) -> typing.Callable:
     flag = "--" + f.name.replace("_", "-")
     kind = typing.get_type_hints(RunConfig)[f.name]
@@ -85,16 +63,6 @@ def config_options(fn):
     for f in reversed(fields(RunConfig)):
         fn = _option_for(f)(fn)
     return fn
-
-
-def parse_kv(pairs) -> dict:
-    out = {}
-    for item in pairs:
-        if "=" not in item:
-            raise HarnessCLIError(f"--dataset-option expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
 
 
 def summary_line(record: dict, path: Path | None = None) -> str:
@@ -127,6 +95,7 @@ def run_cmd(results_dir, data_root, force, quiet, **given):
     from .data import PAPER_DATASETS, DataError, data_problem, get_card
     from .keypoints import KEYPOINT_SOURCES
     from .methods import METHODS
+    from .recipes import is_recipe, recipe_problem
     from .results import check_writable, read_result, result_path, summary_table
     from .run import execute
 
@@ -141,11 +110,9 @@ def run_cmd(results_dir, data_root, force, quiet, **given):
         cfg = resolve(card.defaults, {**given, "dataset": card.name if len(names) > 1 else name}, method.defaults)
         problem = data_problem(card, data_root)
         source = method.keypoint_source(cfg.keypoints)
-        if problem is None and source is not None and source not in KEYPOINT_SOURCES:
-            try:
-                KEYPOINT_SOURCES.get(source)
-            except Exception as exc:
-                problem = f"dataset {card.name}: {exc}"
+        if problem is None and source is not None and source not in KEYPOINT_SOURCES and is_recipe(source):
+            why = recipe_problem(source)
+            problem = f"dataset {card.name}: {why}" if why else None
         if problem:
             problems.append(problem)
         plans.append(cfg)
@@ -189,6 +156,7 @@ def list_cmd():
 
 
 main.add_command(data_group)
+main.add_command(keypoints_group)
 
 if __name__ == "__main__":
     main()

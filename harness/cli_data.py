@@ -2,29 +2,13 @@
 download code. Registered in harness/cli.py with ``main.add_command(data_group)``."""
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import click
 
+from .cli_common import user_errors
+
 DATA_ROOT_HELP = "where datasets live: <data root>/<ClassName>/ (env HARNESS_DATA; default: the cache dir, env HARNESS_CACHE)"
-
-
-def _one_line_errors(fn):
-    """Bad names and missing data end in one line, never a traceback (as `user_errors` in cli.py;
-    kept local so this module does not import cli.py, which imports it)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from .data import DataError
-        from .registry import RegistryError
-
-        try:
-            return fn(*args, **kwargs)
-        except (DataError, RegistryError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper
 
 
 def _root(data_root: Path | None) -> Path:
@@ -46,7 +30,7 @@ def data_group():
 
 @data_group.command("list")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None, envvar="HARNESS_DATA", help=DATA_ROOT_HELP)
-@_one_line_errors
+@user_errors
 def list_cmd(data_root):
     """The datasets with cards, whether their data is present, and where it is expected."""
     from .data import DATASETS, data_problem
@@ -67,7 +51,7 @@ def list_cmd(data_root):
 @click.argument("name")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None, envvar="HARNESS_DATA", help=DATA_ROOT_HELP)
 @click.option("--force", is_flag=True, help="download again even when the data is present")
-@_one_line_errors
+@user_errors
 def download_cmd(name, data_root, force):
     """Download NAME (a card, a wildlife-datasets class name, or `all`) into <data root>/<ClassName>/."""
     from .data import DataError, get_card

@@ -17,7 +17,7 @@ from .backbones import create_backbone
 from .config import RunConfig
 from .data import ReidData, decode_images, get_card, load_dataset
 from .evaluate import retrieval_metrics
-from .keypoints import KEYPOINT_SOURCES, KeypointSet
+from .keypoints import KeypointSet, resolve_keypoints
 from .methods import METHODS, Method
 from .splits import make_split
 from .tokens import flip_permutation
@@ -79,7 +79,7 @@ def prepare(cfg: RunConfig, data_root: Path | None = None) -> Prepared:
     kps = None
     source = method.keypoint_source(cfg.keypoints)
     if source is not None:
-        kps = KEYPOINT_SOURCES.create(source, data, cfg).first(cfg.num_keypoints)
+        kps = resolve_keypoints(source, data, cfg)
     return Prepared(cfg, method, data, split, kps)
 
 

@@ -64,6 +64,10 @@ class SyntheticSpec:
     mirror: bool = True
     noise: float = 8.0
     seed: int = 0
+    # Give every part an identity-independent marker (grey-level rings whose pattern depends only
+    # on the part category) around its identity-coloured disc: parts become findable by local
+    # appearance (as real eyes or noses are), while identity stays in the colour code alone.
+    part_markers: bool = False
 
     def __post_init__(self):
         if not 1 <= self.parts <= len(PARTS):
@@ -93,7 +97,10 @@ class SyntheticSpec:
         return tuple(pairs)
 
     def fingerprint(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        d = asdict(self)
+        if not self.part_markers:  # datasets made before the option existed keep their fingerprint
+            d.pop("part_markers")
+        blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
@@ -146,14 +153,38 @@ def render(spec: SyntheticSpec, code: np.ndarray, rng: np.random.Generator) -> t
     for p, name in enumerate(spec.categories):
         u, v = PARTS[name]
         u *= mirror
-        x = cx + face_r * (cos * u - sin * v)
-        y = cy + face_r * (sin * u + cos * v)
-        points[p] = (x, y)
+        points[p] = (cx + face_r * (cos * u - sin * v), cy + face_r * (sin * u + cos * v))
+    if spec.part_markers:  # all markers first, so no marker hides another part's colour
+        for p, (x, y) in enumerate(points):
+            draw_marker(draw, p, x, y, disc_r)
+    for p, (x, y) in enumerate(points):
         c = colour(PALETTE[code[p]])
         draw.ellipse([x - disc_r, y - disc_r, x + disc_r, y + disc_r], fill=c)
 
     arr = np.asarray(img, dtype=np.float64) + rng.normal(0, spec.noise, (size, size, 3))
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)), points
+
+
+# Marker of part category p: rings (outermost first) as (radius in disc radii, grey level).
+# Grey levels 0 and 255 are outside the palette, so markers never look like an identity colour.
+MARKERS: tuple[tuple[tuple[float, int], ...], ...] = (
+    ((2.2, 0),),  # black ring
+    ((2.2, 255),),  # white ring
+    ((2.2, 255), (1.6, 0)),  # black inside, white outside
+    ((2.2, 0), (1.6, 255)),  # white inside, black outside
+    ((2.2, 0), (1.8, 255), (1.4, 0)),
+    ((2.2, 255), (1.8, 0), (1.4, 255)),
+    ((2.2, 128), (1.6, 0)),
+    ((2.2, 128), (1.6, 255)),
+    ((2.2, 0), (1.6, 128)),
+    ((2.2, 255), (1.6, 128)),
+)
+
+
+def draw_marker(draw: ImageDraw.ImageDraw, category: int, x: float, y: float, disc_r: float) -> None:
+    for radius, grey in MARKERS[category]:
+        r = radius * disc_r
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=(grey, grey, grey))
 
 
 def generate(spec: SyntheticSpec, cache_dir: Path) -> Path:

@@ -25,15 +25,16 @@ def fixtures(tmp_path_factory):
 
 @pytest.fixture
 def stand_in_sources():
-    """MacaqueFaces and Giraffes ship no keypoints: their cards name the paper's sources (`expert`,
-    `gpt4`), built elsewhere. Until those exist, stand in with fixed points per category."""
+    """MacaqueFaces and Giraffes ship no keypoints: their cards name the paper's recipes
+    (`expert@sd`, `gpt4@sd`), which need Stable Diffusion weights and an OpenAI key. These tests
+    are about `--dataset all`, so those two names stand in with fixed points per category."""
     def fixed(data, cfg):
         sizes = image_sizes(data)
         c = len(data.categories)
         pts = np.stack([sizes * (i + 1) / (c + 1) for i in range(c)], axis=1)
         return KeypointSet(data.categories, data.flip_pairs, pts, {"source": "test stand-in"})
 
-    added = [n for n in ("expert", "gpt4") if n not in KEYPOINT_SOURCES]
+    added = [n for n in ("expert@sd", "gpt4@sd") if n not in KEYPOINT_SOURCES]
     for name in added:
         KEYPOINT_SOURCES.register(name, "test stand-in", factory=fixed)
     yield

@@ -1,0 +1,86 @@
+"""Keypoint recipes: `--keypoints SOURCE@FEATURIZER[:key=value,...]` names a whole pipeline.
+
+`expert@sd` = annotate the reference image with the `expert` source, propagate it to every image
+with the `sd` featurizer; `gpt4@sd:timestep=100,k=3` the same with GPT-4 choosing 3 keypoints and
+features at diffusion timestep 100. Keys `k` (keypoints to choose) and `image` (reference image id)
+go to the reference source, every other key to the featurizer. Both steps are cached: the
+reference under `recipe-<source>-<hash>` (so GPT-4 is asked once), the propagated set by its
+configuration, so a recipe used by many runs (a table's cells, seeds) is computed once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from .data import DataError, ReidData
+
+REFERENCE_KEYS = {"k": "num_keypoints", "image": "image"}
+
+
+def is_recipe(name: str) -> bool:
+    return "@" in name and not name.endswith(".json")
+
+
+def parse_recipe(spec: str) -> tuple[str, str, dict, dict]:
+    """'gpt4@sd:timestep=100,k=3' -> ('gpt4', 'sd', {'num_keypoints': 3}, {'timestep': 100})."""
+    source, _, rest = spec.partition("@")
+    featurizer, _, opts = rest.partition(":")
+    if not source or not featurizer:
+        raise DataError(f"bad keypoint recipe {spec!r}: expected SOURCE@FEATURIZER[:key=value,...]")
+    ref_opts, feat_opts = {}, {}
+    for item in filter(None, (x.strip() for x in opts.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise DataError(f"bad keypoint recipe {spec!r}: option {item!r} is not key=value")
+        parsed = _number(value)
+        if key in REFERENCE_KEYS:
+            ref_opts[REFERENCE_KEYS[key]] = parsed if key == "k" else value
+        else:
+            feat_opts[key] = parsed
+    return source, featurizer, ref_opts, feat_opts
+
+
+def recipe_problem(spec: str) -> str | None:
+    """Why a recipe cannot run, judged from names alone (before any data is loaded), or None."""
+    from .featurizers import FEATURIZERS
+    from .references import REFERENCE_SOURCES
+
+    try:
+        source, featurizer, _, _ = parse_recipe(spec)
+    except DataError as exc:
+        return str(exc)
+    for name, reg in ((source, REFERENCE_SOURCES), (featurizer, FEATURIZERS)):
+        if name not in reg:
+            return f"keypoint recipe {spec!r}: unknown {reg.kind} {name!r}; valid: {', '.join(reg.names())}"
+    return None
+
+
+def _number(value: str):
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def from_recipe(spec: str, data: ReidData, cfg, progress: bool = True):
+    """Annotate (cached) + propagate (cached) -> (KeypointSet, provenance name)."""
+    from .data import get_card
+    from .featurizers import create_featurizer
+    from .keypoints import load_reference, save_reference, stored_path
+    from .propagate import propagate
+    from .references import REFERENCE_SOURCES, AnnotateOptions
+
+    source, featurizer, ref_opts, feat_opts = parse_recipe(spec)
+    entry = REFERENCE_SOURCES.get(source)
+    key = hashlib.sha256(json.dumps([entry.name, ref_opts], sort_keys=True).encode()).hexdigest()[:10]
+    ref_name = f"recipe-{entry.name}-{key}"
+    if stored_path(ref_name, data) is None:
+        card = get_card(cfg.dataset) if getattr(cfg, "dataset", None) else None
+        ref = entry.factory(data, card, AnnotateOptions(**ref_opts))
+        save_reference(ref, data, ref_name)
+    ref = load_reference(ref_name, data)
+    feat = create_featurizer(featurizer, **feat_opts)
+    kps, name, _ = propagate(data, ref, feat, reference_name=ref_name, progress=progress)
+    return kps, name

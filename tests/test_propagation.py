@@ -1,0 +1,216 @@
+"""Propagation: matching correctness on moved copies, fast vs exact, cache and resume, featurizers
+built from tiny random-init models saved to and loaded from local folders."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from harness.data import ReidData
+from harness.featurizers import FEATURIZERS, Featurizer, create_featurizer
+from harness.keypoints import Reference, load_keypoint_set, store_dir
+from harness.propagate import match, propagate
+
+SIZE, STRIDE = 64, 4
+
+
+class PoolFeaturizer(Featurizer):
+    """Deterministic, translation- and flip-equivariant: soft colour histograms of each feature
+    cell and of its 3x3 and 5x5 cell neighbourhoods."""
+
+    name = "pool"
+    size, stride, batch_size = SIZE, STRIDE, 4
+
+    def __init__(self):
+        self.calls = 0
+
+    def config(self):
+        return {"featurizer": "pool"}
+
+    def _features(self, images):
+        self.calls += 1
+        centres = torch.linspace(0, 1, 8).view(1, 1, -1, 1, 1)
+        soft = (1 - (images[:, :, None] - centres).abs() * 7).clamp(min=0).flatten(1, 2)
+        cells = F.avg_pool2d(soft, STRIDE)
+        wide = F.avg_pool2d(cells, 3, 1, 1, count_include_pad=False)
+        wider = F.avg_pool2d(cells, 5, 1, 2, count_include_pad=False)
+        return torch.cat([cells, wide, wider], 1)
+
+
+def texture(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    control = torch.rand(1, 3, 8, 8, generator=g)
+    img = F.interpolate(control, size=(SIZE, SIZE), mode="bicubic", align_corners=False).clamp(0, 1)[0]
+    return (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def make_data(tmp_path, images, name="moved"):
+    rows = []
+    for i, arr in enumerate(images):
+        Image.fromarray(arr).save(tmp_path / f"{i}.png")
+        rows.append({"image_id": i, "identity": f"id{i}", "path": f"{i}.png"})
+    return ReidData(name, tmp_path, pd.DataFrame(rows), ("a", "b", "c"), ())
+
+
+REF_POINTS = np.array([[20.5, 22.5], [40.5, 30.5], [30.5, 44.5]])
+
+
+def moved_copies():
+    base = texture()
+    shifts = [(0, 0), (8, 4), (-6, 7), (5, -9)]
+    images, expected = [], []
+    for dx, dy in shifts:
+        images.append(np.roll(base, (dy, dx), axis=(0, 1)))
+        expected.append(REF_POINTS + [dx, dy])
+    images.append(base[:, ::-1].copy())  # mirrored copy
+    expected.append(np.stack([SIZE - REF_POINTS[:, 0], REF_POINTS[:, 1]], 1))
+    return images, np.stack(expected)
+
+
+@pytest.mark.parametrize("mode", ["fast", "exact"])
+def test_propagation_recovers_translated_and_flipped_keypoints(tmp_path, mode):
+    images, expected = moved_copies()
+    data = make_data(tmp_path, images, f"moved-{mode}")
+    ref = Reference("0", ("a", "b", "c"), (), REF_POINTS, {"source": "test"})
+    kps, name, computed = propagate(data, ref, PoolFeaturizer(), reference_name="t", mode=mode, progress=False)
+    assert computed and kps.points.shape == (5, 3, 2)
+    err = np.abs(kps.points - expected)
+    assert (err <= STRIDE).all(), err.max(axis=(1, 2))  # within one feature cell
+
+
+def test_exact_mode_agrees_with_fast_mode_within_one_cell():
+    images, _ = moved_copies()  # targets that contain the reference points
+    imgs = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+    feats = PoolFeaturizer()(imgs)
+    rng = np.random.default_rng(1)
+    pts = torch.from_numpy(rng.uniform(12, SIZE - 12, (8, 2))).float()
+    fast = match(feats[0], pts, feats, STRIDE, "fast")
+    exact = match(feats[0], pts, feats, STRIDE, "exact")
+    within = ((fast - exact).abs() <= STRIDE).all(-1)
+    # measured with this toy featurizer: 37 of 40 points agree within one cell; the 3 that do
+    # not are points whose bilinearly sampled reference vector (a mix of two cells' histograms)
+    # resembles a far cell more than its own (fast mode compares it with cell vectors only)
+    assert within.float().mean() >= 0.9, within
+    assert ((exact[0] - pts).abs() <= STRIDE).all()  # the reference finds its own points
+
+
+def test_second_propagate_extracts_nothing_and_interrupted_run_resumes(tmp_path, monkeypatch):
+    images, _ = moved_copies()
+    data = make_data(tmp_path, images, "cache")
+    ref = Reference("0", ("a", "b", "c"), (), REF_POINTS, {"source": "test"})
+
+    class Interrupt(Exception):
+        pass
+
+    class Flaky(PoolFeaturizer):  # dies on its third call (reference + 1 batch done)
+        def _features(self, images):
+            if self.calls == 2:
+                raise Interrupt
+            return super()._features(images)
+
+    with pytest.raises(Interrupt):
+        propagate(data, ref, Flaky(), reference_name="t", batch_size=2, progress=False)
+    partial = list(store_dir(data).glob(".*.partial.npz"))
+    assert len(partial) == 1 and int(np.load(partial[0])["done"]) == 2
+    resumed = PoolFeaturizer()
+    kps, name, computed = propagate(data, ref, resumed, reference_name="t", batch_size=2, progress=False)
+    assert computed and resumed.calls == 1 + 2  # reference + the 3 remaining images in 2 batches
+    assert not list(store_dir(data).glob(".*.partial.npz"))
+    again = PoolFeaturizer()
+    kps2, name2, computed2 = propagate(data, ref, again, reference_name="t", progress=False)
+    assert not computed2 and again.calls == 0 and name2 == name
+    np.testing.assert_allclose(kps2.points, kps.points)
+    raw = json.loads((store_dir(data) / f"{name}.json").read_text())
+    assert raw["provenance"]["featurizer"] == {"featurizer": "pool"}
+    assert raw["provenance"]["reference"]["image_id"] == "0" and raw["provenance"]["matching"] == "fast"
+    assert load_keypoint_set(store_dir(data) / f"{name}.json", data)[0].categories == ("a", "b", "c")
+
+
+def test_featurizer_options_are_checked():
+    assert {"sd", "dinov2", "sift", "spin"} <= set(FEATURIZERS.names())
+    with pytest.raises(ValueError, match="featurizer sift does not take --timestep"):
+        create_featurizer("sift", timestep=3)
+    with pytest.raises(ValueError, match="--timestep must be in 0..999"):
+        create_featurizer("sd", timestep=2000)
+
+
+def test_sift_and_spin_featurizers_shapes():
+    imgs = torch.rand(2, 3, 64, 64)
+    f = create_featurizer("sift", size=64, step=4, patch=8)
+    assert f(imgs).shape == (2, 128, 16, 16) and f.stride == 4
+    s = create_featurizer("spin", size=64, step=2, bins=4, rings=3, space="minmax")
+    assert s(imgs).shape == (2, 2 * 4 * 3, 32, 32)
+
+
+def make_tiny_sd(root):
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                  block_out_channels=(8, 16), latent_channels=4, layers_per_block=1, norm_num_groups=4,
+                  sample_size=32).save_pretrained(root / "vae")
+    UNet2DConditionModel(sample_size=16, layers_per_block=1, block_out_channels=(8, 16, 16), norm_num_groups=4,
+                         cross_attention_dim=16, attention_head_dim=2,
+                         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+                         ).save_pretrained(root / "unet")
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(root / "scheduler")
+    CLIPTextModel(CLIPTextConfig(vocab_size=10, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
+                                 pad_token_id=1)).save_pretrained(root / "text_encoder")
+    tok = root / "tokenizer"
+    tok.mkdir(parents=True)
+    (tok / "vocab.json").write_text(json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "a": 3}))
+    (tok / "merges.txt").write_text("#version: 0.2\n")
+    CLIPTokenizer(str(tok / "vocab.json"), str(tok / "merges.txt")).save_pretrained(str(tok))
+
+
+def test_sd_featurizer_tiny_local_model_stops_unet_early(tmp_path):
+    make_tiny_sd(tmp_path / "sd")
+    f = create_featurizer("sd", model=str(tmp_path / "sd"), size=64, ensemble=2, block=1, device="cpu")
+    imgs = torch.rand(3, 3, 64, 64)
+    f.load()
+    f._loaded = True
+    later = []
+    f.unet.up_blocks[2].register_forward_hook(lambda *a: later.append("up2"))
+    f.unet.conv_out.register_forward_hook(lambda *a: later.append("conv_out"))
+    out = f(imgs)
+    # VAE /2, UNet: 3 levels; up-block 1 ends with an upsampler -> latent resolution -> stride 2
+    assert f.stride == 2 and out.shape == (3, 16, 32, 32)
+    assert later == [] and f.unet_calls == 3  # one early-stopped UNet pass per image (ensemble batched)
+    assert torch.isfinite(out).all()
+    f0 = create_featurizer("sd", model=str(tmp_path / "sd"), size=64, ensemble=2, block=0, device="cpu")
+    assert f0(imgs[:1]).shape[-1] == 16 and f0.stride == 4
+    # batching does not change features (the same noise draws for every image)
+    torch.testing.assert_close(f(imgs[1:2]), out[1:2], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="--block 5 is out of range"):
+        create_featurizer("sd", model=str(tmp_path / "sd"), size=64, block=5, device="cpu")(imgs[:1])
+
+
+def test_sd_featurizer_missing_model_is_a_data_error(tmp_path):
+    from harness.data import DataError
+
+    with pytest.raises(DataError, match="cannot load Stable Diffusion model"):
+        create_featurizer("sd", model=str(tmp_path / "nothing"), size=64, device="cpu")(torch.rand(1, 3, 64, 64))
+
+
+def test_dinov2_featurizer_tiny_local_model(tmp_path):
+    import timm
+    from timm.models import save_for_hf
+
+    args = dict(depth=1, embed_dim=32, num_heads=2, img_size=56)
+    net = timm.create_model("vit_small_patch14_dinov2", pretrained=False, **args)
+    save_for_hf(net, str(tmp_path / "dino"), model_args=args, safe_serialization=True)
+    f = create_featurizer("dinov2", model=str(tmp_path / "dino"), size=56, device="cpu")
+    out = f(torch.rand(2, 3, 56, 56))
+    assert f.stride == 14 and out.shape == (2, 32, 4, 4)
+    # the weights are the saved ones (not a fresh random init): same tokens as the saved model
+    x = torch.rand(1, 3, 56, 56)
+    ref = net.eval().forward_features((x - f.mean) / f.std)[:, net.num_prefix_tokens :]
+    torch.testing.assert_close(f(x).flatten(2).transpose(1, 2), ref, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="multiple of 14"):
+        create_featurizer("dinov2", model=str(tmp_path / "dino"), size=50, device="cpu")(torch.rand(1, 3, 50, 50))
