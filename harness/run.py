@@ -152,6 +152,10 @@ def _execute(cfg: RunConfig, results_dir: Path, out_path: Path, dist, t0: float,
         g = embed(model, images[tr], pts(tr), normalize, device)
         metrics = retrieval_metrics(q, labels[te], g, labels[tr])
 
+    if metrics["unanswerable_queries"]:
+        print(f"warning: {metrics['unanswerable_queries']} test image(s) have no other image of their identity in "
+              "the gallery (identities with a single image); they are left out of the metrics and counted in "
+              "metrics.unanswerable_queries", file=sys.stderr)
     record = {
         "schema": res.SCHEMA_VERSION,
         "name": res.result_name(cfg),

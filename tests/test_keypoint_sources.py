@@ -226,10 +226,14 @@ def test_stored_set_round_trip_validation_and_run_resolution(data):
         (lambda r: r["points"]["0"].update(nose="here"), "a point must be"),
         (lambda r: r.update(dataset_fingerprint="0000"), "another version of dataset synthetic"),
         (lambda r: r.update(format="other"), "not a 'harness-keypoints' version 1 file"),
+        (lambda r: r["points"]["0"].update(nose=[float("nan"), 1]), r"point \[nan, 1\] is not finite"),
     ]
     for i, (edit, message) in enumerate(cases):
         with pytest.raises(DataError, match=message):
             load_keypoint_set(broken(f"bad{i}", edit), data)
+    (store_dir(data) / "notjson.json").write_text("{ this is not json")
+    with pytest.raises(DataError, match="notjson.json"):
+        load_keypoint_set(store_dir(data) / "notjson.json", data)
     from harness.registry import RegistryError
 
     with pytest.raises(RegistryError, match="unknown keypoint source 'nope'.*roundtrip"):
