@@ -16,7 +16,8 @@ def machine() -> str:
 
     cpu = platform.processor() or platform.machine()
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
-    return f"{dev}, torch {torch.__version__} ({cpu}, {torch.get_num_threads()} threads)"
+    load = os.getloadavg()[0]  # other work on the machine skews timings: say how busy it was
+    return f"{dev}, torch {torch.__version__} ({cpu}, {torch.get_num_threads()} threads, load {load:.1f} at the end)"
 
 
 def commit() -> str:
