@@ -20,7 +20,7 @@ from .tiny_sd import TINY_SD
 # --- tiny mode: the synthetic stand-ins -------------------------------------------------------
 # every tiny cell: seconds on a CPU core (ViT "mini" stands in for the default ViT-large)
 TINY_COMMON = {
-    "dataset": "synthetic", "backbone": "mini", "image_size": 32, "epochs": 4, "batch_size": 16,
+    "dataset": "synthetic", "backbone": "mini", "image_size": 32, "epochs": 12, "batch_size": 16,
     "dataset_options": {"identities": 20, "images_per_identity": 8, "image_size": 32},
 }
 # the paper's ViT sizes -> three random-init test-bed ViTs of increasing size
