@@ -15,6 +15,7 @@ RESULTS_HELP = "where run records are read and written"
 @click.command("ablate")
 @click.argument("table")
 @click.option("--dataset", default=None, help="run only the cells on this dataset (e.g. Table 1's giraffes column)")
+@click.option("--column", "columns", multiple=True, help="run only the cells of this column label (repeatable), e.g. 100")
 @click.option("--seeds", type=click.IntRange(1), default=1, show_default=True, help="seeds 0..N-1 per cell")
 @click.option("--dry-run", is_flag=True, help="print the runs it would do (as `harness run` commands), run nothing")
 @click.option("--tiny", is_flag=True, help="the synthetic stand-in of every cell (random-init tiny ViTs; the CI smoke)")
@@ -30,7 +31,7 @@ RESULTS_HELP = "where run records are read and written"
 @click.option("--data-root", type=click.Path(path_type=Path), default=None, envvar="HARNESS_DATA",
               help="where datasets live (synthetic: where it is generated)")
 @user_errors
-def ablate(table, dataset, seeds, dry_run, tiny, launcher, partition, gpus, cpus, time_min, results_dir, data_root):
+def ablate(table, dataset, columns, seeds, dry_run, tiny, launcher, partition, gpus, cpus, time_min, results_dir, data_root):
     """Run the cells of TABLE (1, 2, 3, 4, 5, 6-7 or all) that have no result yet.
 
     A finished cell is never recomputed. Cells run in declaration order, one progress bar over
@@ -41,6 +42,9 @@ def ablate(table, dataset, seeds, dry_run, tiny, launcher, partition, gpus, cpus
     from .tables import command_line
 
     jobs, skipped = plan(table, results_dir, seeds=seeds, tiny=tiny, dataset=dataset)
+    if columns:
+        jobs = [j for j in jobs if j.cell.col in columns]
+        skipped = [c for c in skipped if c.col in columns]
     todo = [j for j in jobs if not j.done]
     for cell in skipped:
         click.echo(f"not run: table {cell.table} [{cell.row} | {cell.col}]: {cell.reason}", err=True)
@@ -58,12 +62,26 @@ def ablate(table, dataset, seeds, dry_run, tiny, launcher, partition, gpus, cpus
     if launcher == "local":
         from .run import execute
 
+        from .backbones import BackboneError
+        from .data import DataError
+        from .registry import RegistryError
+        from .results import ResultsError
+
+        failed = []
         bar = tqdm(todo, desc=f"ablate {table}", unit="cell", file=sys.stderr, dynamic_ncols=True)
         for j in bar:
             bar.set_postfix_str(f"{j.cell.table}: {j.cell.row} | {j.cell.col} | seed {j.cfg.seed}")
             if j.done:  # finished meanwhile (another sweep on the same folder)
                 continue
-            execute(j.cfg, results_dir, data_root=data_root, progress=False)
+            try:
+                execute(j.cfg, results_dir, data_root=data_root, progress=False)
+            except (DataError, RegistryError, BackboneError, ResultsError, ValueError) as exc:
+                # one cell that cannot run (no data, no API key, ...) does not stop the others
+                failed.append(j)
+                bar.write(f"failed: table {j.cell.table} [{j.cell.row} | {j.cell.col}] seed {j.cfg.seed}: {exc}",
+                          file=sys.stderr)
+        if failed:
+            raise HarnessCLIError(f"{len(failed)} of {len(todo)} run(s) failed (see above); the others are in {results_dir}")
         return
     ex = executor(launcher, Path(results_dir) / ".submitit", partition=partition, gpus=gpus, time_min=time_min, cpus=cpus)
     submitted = [(j, ex.submit(run_one, j.cfg.to_dict(), str(Path(results_dir).resolve()),

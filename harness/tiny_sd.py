@@ -67,3 +67,40 @@ def ensure_tiny_sd(cache: Path | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+# tiny random-init timm classifiers for Grad-CAM smoke runs (recipe key `ref_model=tiny-random-vit`)
+TINY_CLASSIFIERS: dict[str, tuple[str, dict]] = {
+    "tiny-random-resnet": ("resnet10t", {"num_classes": 10}),
+    "tiny-random-vit": ("vit_tiny_patch16_224", {"num_classes": 10, "embed_dim": 32, "depth": 2, "num_heads": 2}),
+}
+
+
+def ensure_tiny_classifier(name: str, cache: Path | None = None) -> Path:
+    """The cached folder (timm config.json + safetensors) of a tiny random classifier, built on first use."""
+    import timm
+    import torch
+    from timm.models import save_for_hf
+
+    from .data import cache_dir
+
+    arch, args = TINY_CLASSIFIERS[name]
+    target = Path(cache or cache_dir()) / name
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
+    state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    try:
+        net = timm.create_model(arch, pretrained=False, **args)
+        save_for_hf(net, str(tmp), model_args=args, safe_serialization=True)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        torch.random.set_rng_state(state)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -47,10 +47,11 @@ def test_ablate_dry_run_lists_commands_and_runs_nothing(cli, tmp_path):
 
 def test_ablate_tiny_table_resumes_and_leaderboard_renders(cli, tmp_path, monkeypatch):
     res, md = tmp_path / "results", tmp_path / "out" / "leaderboard.md"
-    first = cli("ablate", "2", "--tiny", "--seeds", "2", "--results-dir", res)
+    cols = ("--column", "Expert", "--column", "Grad-CAM (ViT)")
+    first = cli("ablate", "2", "--tiny", "--seeds", "2", *cols, "--results-dir", res)
     assert first.exit_code == 0, first.output
-    assert "2 run(s) planned, 0 already done, 2 to run" in first.output
-    assert len(list(res.glob("*.json"))) == 2
+    assert "4 run(s) planned, 0 already done, 4 to run" in first.output
+    assert len(list(res.glob("*.json"))) == 4
 
     import harness.run
 
@@ -58,8 +59,8 @@ def test_ablate_tiny_table_resumes_and_leaderboard_renders(cli, tmp_path, monkey
         raise AssertionError("a finished cell was recomputed")
 
     monkeypatch.setattr(harness.run, "execute", no_training)
-    again = cli("ablate", "2", "--tiny", "--seeds", "2", "--results-dir", res)
-    assert again.exit_code == 0 and "2 already done, 0 to run" in again.output
+    again = cli("ablate", "2", "--tiny", "--seeds", "2", *cols, "--results-dir", res)
+    assert again.exit_code == 0 and "4 already done, 0 to run" in again.output
 
     assert cli("leaderboard", "--check", "--results-dir", res, "--output", md).exit_code != 0  # not written yet
     out = cli("leaderboard", "--results-dir", res, "--output", md)
@@ -72,6 +73,7 @@ def test_ablate_tiny_table_resumes_and_leaderboard_renders(cli, tmp_path, monkey
     assert cells[2] == "99.2" and "±" in cells[3] and cells[4] == "2" and cells[5] == "tiny"
     assert cells[6] == "disjoint" and len(cells[7]) == 8 and cells[8] == "mini"
     assert "| CKPE | GPT-4 | 99.2 | not run (tiny: needs the OpenAI API" in text
+    assert "| CKPE | Grad-CAM (ViT) | 97.7 |" in text and "| CKPE | Grad-CAM (ResNet) | 96.9 | not run |" in text
     assert "| ours (CKPE) | CTai | 83.4 | not run |" in text
     assert (md.parent / "leaderboard-table3.png").is_file() and (md.parent / "leaderboard-table5.png").is_file()
     assert cli("leaderboard", "--check", "--results-dir", res, "--output", md).exit_code == 0
@@ -79,7 +81,7 @@ def test_ablate_tiny_table_resumes_and_leaderboard_renders(cli, tmp_path, monkey
     assert md.read_text() == text  # deterministic
 
     # a result whose split disagrees with the table's is refused, not averaged in
-    src = sorted(res.glob("*.json"))[0]
+    src = next(p for p in sorted(res.glob("*_s0.json")) if "ground-truth@sd" in p.read_text())
     rec = json.loads(src.read_text())
     rec["split"]["fingerprint"] = "f" * 16
     rec["seed"] = rec["config"]["seed"] = 7
@@ -100,13 +102,14 @@ def test_ablate_tiny_table_resumes_and_leaderboard_renders(cli, tmp_path, monkey
 def test_submitit_local_executor_runs_one_tiny_cell(cli, tmp_path):
     pytest.importorskip("submitit")
     res = tmp_path / "results"
-    out = cli("ablate", "2", "--tiny", "--launcher", "submitit-local", "--results-dir", res)
+    out = cli("ablate", "2", "--tiny", "--column", "Expert", "--launcher", "submitit-local", "--results-dir", res)
     assert out.exit_code == 0, out.output
     assert "submitted" in out.output
     (result,) = res.glob("*.json")
     rec = json.loads(result.read_text())
     assert rec["config"]["keypoints"].startswith("ground-truth@sd:model=tiny-random-sd")
-    assert cli("ablate", "2", "--tiny", "--launcher", "submitit-local", "--results-dir", res).output.count("submitted") == 0
+    again = cli("ablate", "2", "--tiny", "--column", "Expert", "--launcher", "submitit-local", "--results-dir", res)
+    assert again.exit_code == 0 and again.output.count("submitted") == 0
 
 
 def test_run_all_summary_includes_other_methods(tmp_path):
@@ -128,3 +131,19 @@ def test_run_all_summary_includes_other_methods(tmp_path):
 def test_committed_leaderboard_is_generated_from_committed_results(cli):
     out = cli("leaderboard", "--check", "--results-dir", REPO_ROOT / "results", "--output", REPO_ROOT / "leaderboard.md")
     assert out.exit_code == 0, out.output
+
+
+def test_ablate_reports_a_cell_that_cannot_run_and_goes_on(cli, tmp_path, monkeypatch):
+    import harness.run
+    from harness.data import DataError
+
+    calls = []
+
+    def fake_execute(cfg, results_dir, **kw):
+        calls.append(cfg.keypoints)
+        raise DataError(f"no data for {cfg.keypoints}")
+
+    monkeypatch.setattr(harness.run, "execute", fake_execute)
+    out = cli("ablate", "3", "--tiny", "--results-dir", tmp_path / "r")
+    assert out.exit_code != 0 and "9 of 9 run(s) failed" in out.output
+    assert len(calls) == 9 and out.output.count("failed: table 3 [CKPE |") == 9
