@@ -35,7 +35,12 @@ def load_records(results_dir: Path) -> list[tuple[str, dict]]:
 
 
 def _key(config: dict) -> str:
-    d = {k: v for k, v in config.items() if k not in IGNORED}
+    """A config's identity for matching: fields added to RunConfig after a record was written take
+    their defaults, fields no longer in RunConfig are dropped."""
+    from .config import RunConfig
+
+    defaults = RunConfig().to_dict()
+    d = {k: config.get(k, defaults[k]) for k in defaults if k not in IGNORED}
     d["dataset_options"] = {str(k): str(v) for k, v in dict(d.get("dataset_options") or {}).items()}
     return json.dumps(d, sort_keys=True)
 

@@ -147,3 +147,14 @@ def test_ablate_reports_a_cell_that_cannot_run_and_goes_on(cli, tmp_path, monkey
     out = cli("ablate", "3", "--tiny", "--results-dir", tmp_path / "r")
     assert out.exit_code != 0 and "9 of 9 run(s) failed" in out.output
     assert len(calls) == 9 and out.output.count("failed: table 3 [CKPE |") == 9
+
+
+def test_records_match_cells_across_config_field_changes():
+    from harness.config import RunConfig
+    from harness.leaderboard import _key
+
+    cfg = RunConfig().to_dict()
+    old = {k: v for k, v in cfg.items() if k != "bad_images"}  # written before the field existed
+    assert _key({**old, "retired_option": 1}) == _key(cfg)
+    assert _key({**cfg, "seed": 5, "device": "cuda"}) == _key(cfg)
+    assert _key({**cfg, "epochs": 3}) != _key(cfg)
