@@ -15,6 +15,10 @@ from .tables import Cell, cells, get_table, resolve_cell, table_ids
 LAUNCHERS = ("local", "slurm", "submitit-local")
 
 
+class LauncherError(ValueError):
+    pass
+
+
 @dataclass(frozen=True)
 class Job:
     cell: Cell
@@ -78,7 +82,10 @@ def executor(launcher: str, folder: Path, *, partition: str | None, gpus: int, t
         ex = submitit.LocalExecutor(folder=str(folder))
         ex.update_parameters(timeout_min=time_min)
         return ex
-    ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+    try:
+        ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+    except RuntimeError as exc:  # no sbatch/srun here
+        raise LauncherError(f"--launcher slurm: {exc} (use --launcher local here)") from exc
     params = {"timeout_min": time_min, "gpus_per_node": gpus, "cpus_per_task": cpus, "name": "harness-ablate"}
     if partition:
         params["slurm_partition"] = partition

@@ -158,3 +158,13 @@ def test_records_match_cells_across_config_field_changes():
     assert _key({**old, "retired_option": 1}) == _key(cfg)
     assert _key({**cfg, "seed": 5, "device": "cuda"}) == _key(cfg)
     assert _key({**cfg, "epochs": 3}) != _key(cfg)
+
+
+def test_slurm_launcher_without_slurm_is_a_one_line_error(cli, tmp_path):
+    import shutil as sh
+
+    if sh.which("srun"):
+        pytest.skip("a slurm cluster: submitting would really queue a job")
+    out = cli("ablate", "2", "--tiny", "--column", "Expert", "--launcher", "slurm", "--results-dir", tmp_path / "r")
+    assert out.exit_code != 0 and "--launcher slurm" in out.output and "Traceback" not in out.output
+    assert not list((tmp_path / "r").glob("*.json"))
