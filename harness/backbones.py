@@ -20,6 +20,7 @@ ALIASES: dict[str, tuple[str, dict]] = {
     # random-init test bed: 4 blocks, 96-d, patch 8; runs in seconds on a CPU
     "micro": ("vit_tiny_patch16_224", dict(patch_size=8, embed_dim=96, depth=4, num_heads=4)),
     "nano": ("vit_tiny_patch16_224", dict(patch_size=8, embed_dim=32, depth=2, num_heads=2)),
+    "mini": ("vit_tiny_patch16_224", dict(patch_size=8, embed_dim=64, depth=3, num_heads=2)),  # between nano and micro
     # the paper's ViT sizes, ImageNet-21k pretraining
     "base": ("vit_base_patch16_224.augreg_in21k", {}),
     "large": ("vit_large_patch16_224.augreg_in21k", {}),
@@ -29,7 +30,7 @@ ALIASES: dict[str, tuple[str, dict]] = {
 }
 
 # test-bed aliases: random init only; `pretrained` (e.g. from a card's defaults) has no weights to load
-RANDOM_INIT = ("micro", "nano")
+RANDOM_INIT = ("micro", "mini", "nano")
 
 # alias -> the hub checkpoint that `pretrained=True` loads instead of timm's default tag
 HUB_WEIGHTS: dict[str, str] = {"megadescriptor": "hf-hub:BVRA/MegaDescriptor-L-384"}

@@ -11,6 +11,8 @@ import click
 from .cli_common import HarnessCLIError, parse_kv, user_errors
 from .cli_data import data_group
 from .cli_keypoints import keypoints as keypoints_group
+from .cli_tables import ablate as ablate_cmd
+from .cli_tables import leaderboard as leaderboard_cmd
 from .config import PROTOCOLS, RunConfig, resolve
 
 HELP = {
@@ -133,8 +135,22 @@ def run_cmd(results_dir, data_root, force, quiet, **given):
             continue
         click.echo(summary_line(record, path))
         records.append(record)
-    if len(names) > 1 and records:
-        click.echo(summary_table(records))
+    if len(names) > 1 and records:  # Table 1 shape: every method with results on these datasets
+        click.echo(summary_table(all_methods_records(results_dir, plans, records)))
+
+
+def all_methods_records(results_dir: Path, plans: list, records: list[dict]) -> list[dict]:
+    """The records of this run plus every other method's records in results_dir on the same
+    datasets, protocol and split seed (dataset order as planned, then sorted by method and file)."""
+    from .leaderboard import load_records
+
+    want = {(c.dataset, c.protocol, c.split_seed) for c in plans}
+    names = {r["name"] for r in records}
+    others = [r for _, r in load_records(results_dir)
+              if r["name"] not in names and (r["config"]["dataset"], r["protocol"], r["config"]["split_seed"]) in want]
+    order = {c.dataset: i for i, c in enumerate(plans)}
+    ordered = sorted([*records, *others], key=lambda r: (order.get(r["config"]["dataset"], 99), r["config"]["method"], r["name"]))
+    return ordered
 
 
 @main.command("list")
@@ -157,6 +173,8 @@ def list_cmd():
 
 main.add_command(data_group)
 main.add_command(keypoints_group)
+main.add_command(ablate_cmd)
+main.add_command(leaderboard_cmd)
 
 if __name__ == "__main__":
     main()

@@ -125,13 +125,16 @@ class SDFeaturizer(Featurizer):
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
+        from .tiny_sd import TINY_SD, ensure_tiny_sd
+
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        where = str(ensure_tiny_sd()) if self.model == TINY_SD else self.model  # offline smoke model
         try:
-            vae = AutoencoderKL.from_pretrained(self.model, subfolder="vae", torch_dtype=dtype)
-            unet = UNet2DConditionModel.from_pretrained(self.model, subfolder="unet", torch_dtype=dtype)
-            self.scheduler = DDPMScheduler.from_pretrained(self.model, subfolder="scheduler")
-            tokenizer = CLIPTokenizer.from_pretrained(self.model, subfolder="tokenizer")
-            text_encoder = CLIPTextModel.from_pretrained(self.model, subfolder="text_encoder", torch_dtype=dtype)
+            vae = AutoencoderKL.from_pretrained(where, subfolder="vae", torch_dtype=dtype)
+            unet = UNet2DConditionModel.from_pretrained(where, subfolder="unet", torch_dtype=dtype)
+            self.scheduler = DDPMScheduler.from_pretrained(where, subfolder="scheduler")
+            tokenizer = CLIPTokenizer.from_pretrained(where, subfolder="tokenizer")
+            text_encoder = CLIPTextModel.from_pretrained(where, subfolder="text_encoder", torch_dtype=dtype)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(f"cannot load Stable Diffusion model {self.model!r} (hub id or local diffusers folder): {first}") from exc

@@ -2,8 +2,10 @@
 
 `expert@sd` = annotate the reference image with the `expert` source, propagate it to every image
 with the `sd` featurizer; `gpt4@sd:timestep=100,k=3` the same with GPT-4 choosing 3 keypoints and
-features at diffusion timestep 100. Keys `k` (keypoints to choose) and `image` (reference image id)
-go to the reference source, every other key to the featurizer. Both steps are cached: the
+features at diffusion timestep 100. Keys `k` (keypoints to choose), `image` (reference image id) and
+`ref_model` (the reference source's model: GPT model name, or the Grad-CAM classifier, e.g. the
+offline `tiny-random-vit` / `tiny-random-resnet`) go to the reference source, every other key to
+the featurizer. Both steps are cached: the
 reference under `recipe-<source>-<hash>` (so GPT-4 is asked once), the propagated set by its
 configuration, so a recipe used by many runs (a table's cells, seeds) is computed once.
 """
@@ -14,7 +16,7 @@ import json
 
 from .data import DataError, ReidData
 
-REFERENCE_KEYS = {"k": "num_keypoints", "image": "image"}
+REFERENCE_KEYS = {"k": "num_keypoints", "image": "image", "ref_model": "model"}
 
 
 def is_recipe(name: str) -> bool:
@@ -77,8 +79,13 @@ def from_recipe(spec: str, data: ReidData, cfg, progress: bool = True):
     key = hashlib.sha256(json.dumps([entry.name, ref_opts], sort_keys=True).encode()).hexdigest()[:10]
     ref_name = f"recipe-{entry.name}-{key}"
     if stored_path(ref_name, data) is None:
+        from .tiny_sd import TINY_CLASSIFIERS, ensure_tiny_classifier
+
         card = get_card(cfg.dataset) if getattr(cfg, "dataset", None) else None
-        ref = entry.factory(data, card, AnnotateOptions(**ref_opts))
+        opts = dict(ref_opts)
+        if opts.get("model") in TINY_CLASSIFIERS:  # offline smoke classifier, built into the cache
+            opts["model"] = str(ensure_tiny_classifier(opts["model"]))
+        ref = entry.factory(data, card, AnnotateOptions(**opts))
         save_reference(ref, data, ref_name)
     ref = load_reference(ref_name, data)
     feat = create_featurizer(featurizer, **feat_opts)

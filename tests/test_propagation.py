@@ -146,27 +146,9 @@ def test_sift_and_spin_featurizers_shapes():
 
 
 def make_tiny_sd(root):
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from harness.tiny_sd import make_tiny_sd as build
 
-    torch.manual_seed(0)
-    AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                  block_out_channels=(8, 16), latent_channels=4, layers_per_block=1, norm_num_groups=4,
-                  sample_size=32).save_pretrained(root / "vae")
-    UNet2DConditionModel(sample_size=16, layers_per_block=1, block_out_channels=(8, 16, 16), norm_num_groups=4,
-                         cross_attention_dim=16, attention_head_dim=2,
-                         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-                         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-                         ).save_pretrained(root / "unet")
-    DDPMScheduler(num_train_timesteps=1000).save_pretrained(root / "scheduler")
-    CLIPTextModel(CLIPTextConfig(vocab_size=10, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
-                                 pad_token_id=1)).save_pretrained(root / "text_encoder")
-    tok = root / "tokenizer"
-    tok.mkdir(parents=True)
-    (tok / "vocab.json").write_text(json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "a": 3}))
-    (tok / "merges.txt").write_text("#version: 0.2\n")
-    CLIPTokenizer(str(tok / "vocab.json"), str(tok / "merges.txt")).save_pretrained(str(tok))
+    return build(root)
 
 
 def test_sd_featurizer_tiny_local_model_stops_unet_early(tmp_path):
