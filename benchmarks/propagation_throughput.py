@@ -11,9 +11,13 @@ pixel. Same featurizer and images for both; prints images/s and the ratio.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 from harness.featurizers import create_featurizer
 from harness.propagate import exact_reference_vectors, match_exact, match_fast, reference_vectors
@@ -26,9 +30,12 @@ def main():
     ap.add_argument("--k", type=int, default=4, help="keypoints")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra featurizer option, e.g. model=tiny-random-sd, ensemble=2")
     args = ap.parse_args()
     torch.manual_seed(0)
-    feat = create_featurizer(args.featurizer, size=args.size)
+    extra = {k: (int(v) if v.isdigit() else v) for k, v in (o.split("=", 1) for o in args.option)}
+    feat = create_featurizer(args.featurizer, size=args.size, **extra)
     images = torch.rand(args.n, 3, args.size, args.size)
     ref = torch.rand(1, 3, args.size, args.size)
     pts = torch.rand(args.k, 2) * args.size
@@ -55,6 +62,12 @@ def main():
     print(f"batched  : {args.n / t_batched:8.1f} images/s")
     print(f"per-pair : {args.n / t_pair:8.1f} images/s")
     print(f"ratio    : {t_pair / t_batched:8.1f}x   (points within one cell of each other: {100 * agree:.0f}%)")
+    from _common import record
+
+    opts = "".join(f", {o}" for o in args.option)
+    record("propagation throughput",
+           f"{args.featurizer} size {args.size}{opts}, {args.n} targets, K={args.k}: batched {args.n / t_batched:.1f} "
+           f"img/s, per-pair DIFT-style {args.n / t_pair:.1f} img/s, ratio {t_pair / t_batched:.1f}x", ">= 10x")
 
 
 if __name__ == "__main__":
