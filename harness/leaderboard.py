@@ -242,6 +242,7 @@ def plot(tr: TableResult, path: Path) -> Path:
     ax.set_xlabel(t.plot.get("xlabel", "")), ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(f"Table {t.id}", fontsize=10)
     ax.set_xticks(xs)
+    ax.tick_params(axis="x", labelrotation=45)  # dense ticks (Table 3: 0, 50, 100, ...) stay readable
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
