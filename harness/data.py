@@ -215,10 +215,14 @@ def _decode(path: Path, box, size: int) -> tuple[np.ndarray, tuple[int, int]]:
         raise DataError(f"cannot read image {path}: {exc}") from exc
 
 
+IMAGE_CACHE_VERSION = "v2"  # bump when the cache layout changes: old folders are then never read
+IMAGE_CACHE_FILES = ("pixels.npy", "sizes.npy", "bad.npy")
+
+
 def _cache_key(root: Path, paths: list[str], boxes: list, size: int) -> str:
     """Identifies the decoded pixels: the files (path, size, mtime), the crops and the image size.
     A changed image, crop or size gives another key, so a stale cache is never read."""
-    h = hashlib.sha256(f"v1|{Path(root).resolve()}|{size}".encode())
+    h = hashlib.sha256(f"{IMAGE_CACHE_VERSION}|{Path(root).resolve()}|{size}".encode())
     for rel, box in zip(paths, boxes):
         try:
             st = (Path(root) / rel).stat()
@@ -259,7 +263,7 @@ def decode_images(root: Path, paths: list[str], size: int, *, desc: str = "image
         raise DataError(f"unknown bad-images policy {bad_images!r}; valid: {', '.join(BAD_IMAGES)}")
     boxes = [None] * len(paths) if bboxes is None else [parse_bbox(b) for b in bboxes]
     folder = cache_dir() / "images" / _cache_key(root, paths, boxes, size) if cache else None
-    if folder is not None and (folder / "sizes.npy").exists():
+    if folder is not None and all((folder / f).exists() for f in IMAGE_CACHE_FILES):
         bad = np.load(folder / "bad.npy").tolist()
         if bad and bad_images == "fail":
             raise DataError(f"cannot read image {Path(root) / paths[bad[0]]} ({len(bad)} unreadable in all); "
@@ -305,6 +309,8 @@ def decode_images(root: Path, paths: list[str], size: int, *, desc: str = "image
     del pixels
     np.save(tmp / "sizes.npy", sizes)
     np.save(tmp / "bad.npy", np.asarray(bad, dtype=np.int64))
+    if folder.exists() and not all((folder / f).exists() for f in IMAGE_CACHE_FILES):
+        shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder (older layout): replace it
     try:
         tmp.rename(folder)
     except OSError:  # another process cached the same images first: use theirs

@@ -155,3 +155,16 @@ def test_a_corrupt_image_names_the_file_or_is_skipped(tmp_path, monkeypatch):
     assert again == [1, 2]
     with pytest.raises(DataError, match="2 unreadable in all"):
         decode_images(tmp_path, ["good.png", "bad.png", "cut.png"], 16, bad_images="fail")
+
+
+def test_an_incomplete_cache_folder_is_rebuilt_not_read(tmp_path, monkeypatch):
+    import harness.data as hd
+    from PIL import Image
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    Image.new("RGB", (20, 20), (7, 8, 9)).save(tmp_path / "a.png")
+    a, _ = hd.load_images(tmp_path, ["a.png"], 8, cache=True)
+    (folder,) = (tmp_path / "cache" / "images").iterdir()
+    (folder / "bad.npy").unlink()  # as left by an older layout or a crash
+    b, _ = hd.load_images(tmp_path, ["a.png"], 8, cache=True)
+    assert torch.equal(a, b) and (folder / "bad.npy").exists()
