@@ -246,16 +246,18 @@ def plot(tr: TableResult, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
+    from .results import replace_atomic
+
+    replace_atomic(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
     plt.close(fig)
     return path
 
 
 def write(results_dir: Path, output: Path) -> list[Path]:
     text, results = render(results_dir)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
+    from .results import replace_atomic
+
+    output = replace_atomic(Path(output), lambda tmp: tmp.write_text(text))
     written = [output]
     for tr in results:
         if tr.table.plot:

@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 from .registry import REPO_ROOT
 
@@ -68,6 +69,21 @@ def check_writable(results_dir: Path) -> Path:
     except OSError as exc:
         raise ResultsError(f"results directory {results_dir} is not writable ({exc.strerror or exc}); pass --results-dir") from exc
     return results_dir
+
+
+def replace_atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write a file through ``write(tmp)`` into a temporary name beside it, then rename it into
+    place: readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
 
 
 def write_atomic(path: Path, record: dict, overwrite: bool = False) -> Path:

@@ -108,3 +108,22 @@ def test_corrupt_image_in_a_dataset_fails_or_is_skipped_and_recorded(cli, tiny_a
     rec = json.loads(next((tmp_path / "r").glob("*.json")).read_text())
     assert rec["split"]["skipped_images"] == [str(data.df["image_id"].iloc[7])]
     assert rec["split"]["train_images"] + rec["split"]["test_images"] == len(data.df) - 1
+
+
+def test_leaderboard_while_runs_finish_never_sees_or_writes_a_partial_file(cli, tmp_path, tiny_args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    results, out = tmp_path / "results", tmp_path / "board" / "leaderboard.md"
+    procs = [subprocess.Popen(harness_cmd("run", "--method", m, *tiny_args, "--results-dir", results),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for m in ("vit", "kpe")]
+    renders = 0
+    while any(p.poll() is None for p in procs) or renders < 2:
+        res = cli("leaderboard", "--results-dir", results, "--output", out)
+        assert res.exit_code == 0, res.output
+        text = out.read_text()
+        assert text.startswith("# Leaderboard") and text.endswith("\n")
+        renders += 1
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    assert renders >= 2
+    assert sorted(f.name for f in out.parent.iterdir() if f.name.startswith(".")) == []  # no temporaries left
