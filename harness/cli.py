@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli_common import HarnessCLIError, parse_kv, user_errors
+from .cli_common import parse_kv, user_errors
 from .cli_data import data_group
 from .cli_keypoints import keypoints as keypoints_group
 from .cli_tables import ablate as ablate_cmd

@@ -7,7 +7,6 @@ in model-input pixels), so the loop stays simple and fast.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,17 +117,16 @@ class Checkpoint(Hook):
     def on_epoch_end(self, state: TrainState) -> None:
         if not self.save:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        torch.save({
+        from .results import replace_atomic
+
+        replace_atomic(self.path, lambda tmp: torch.save({
             "objective": state.objective.state_dict(),
             "optimizer": state.optimizer.state_dict(),
             "scheduler": state.scheduler.state_dict(),
             "generator": state.generator.get_state(),
             "history": state.history,
             "epoch": state.epoch,
-        }, tmp)
-        os.replace(tmp, self.path)
+        }, tmp))
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
