@@ -266,7 +266,7 @@ def stored_path(name: str, data: ReidData) -> Path | None:
     return path if path.is_file() else None
 
 
-def resolve_keypoints(name: str, data: ReidData, cfg) -> KeypointSet:
+def resolve_keypoints(name: str, data: ReidData, cfg, progress: bool = True) -> KeypointSet:
     """The run's keypoints: a registered source (ground-truth, random, ...) or a stored keypoint set
     (from `harness keypoints propagate`), validated against the dataset; then --num-keypoints."""
     num = getattr(cfg, "num_keypoints", None)
@@ -275,7 +275,7 @@ def resolve_keypoints(name: str, data: ReidData, cfg) -> KeypointSet:
     from .recipes import from_recipe, is_recipe
 
     if is_recipe(name):
-        return from_recipe(name, data, cfg)[0].first(num)
+        return from_recipe(name, data, cfg, progress=progress)[0].first(num)
     path = stored_path(name, data)
     if path is None:
         from .registry import RegistryError

@@ -71,7 +71,7 @@ class Prepared:
     keypoints: KeypointSet | None
 
 
-def prepare(cfg: RunConfig, data_root: Path | None = None) -> Prepared:
+def prepare(cfg: RunConfig, data_root: Path | None = None, progress: bool = True) -> Prepared:
     method = METHODS.create(cfg.method)
     card = get_card(cfg.dataset)
     data = load_dataset(card, dict(cfg.dataset_options), data_root)
@@ -79,7 +79,7 @@ def prepare(cfg: RunConfig, data_root: Path | None = None) -> Prepared:
     kps = None
     source = method.keypoint_source(cfg.keypoints)
     if source is not None:
-        kps = resolve_keypoints(source, data, cfg)
+        kps = resolve_keypoints(source, data, cfg, progress=progress)
     return Prepared(cfg, method, data, split, kps)
 
 
@@ -100,7 +100,7 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
 def _execute(cfg: RunConfig, results_dir: Path, out_path: Path, dist, t0: float, *, data_root, force, progress):
     device = distributed.setup(dist, pick_device(cfg.device))
     seed_everything(cfg.seed)
-    p = prepare(cfg, data_root)
+    p = prepare(cfg, data_root, progress=progress)
     backbone = create_backbone(cfg.backbone, cfg.image_size, cfg.pretrained, cfg.weights,
                                require_patch_grid=p.method.uses_keypoints)
     ncat = len(p.keypoints.categories) if p.keypoints is not None else 0
