@@ -94,7 +94,7 @@ def main():
 @user_errors
 def run_cmd(results_dir, data_root, force, quiet, **given):
     """Train and evaluate one method on one dataset; write results/<name>.json."""
-    from .data import PAPER_DATASETS, DataError, data_problem, get_card
+    from .data import DataError, data_problem, dataset_names, get_card
     from .keypoints import KEYPOINT_SOURCES
     from .methods import METHODS
     from .recipes import is_recipe, recipe_problem
@@ -105,7 +105,7 @@ def run_cmd(results_dir, data_root, force, quiet, **given):
     given["method"] = given.get("method") or RunConfig.method
     method = METHODS.create(given["method"])  # unknown method: fail before anything else
     dataset = given.get("dataset") or RunConfig.dataset
-    names = list(PAPER_DATASETS) if dataset.lower() == "all" else [dataset]
+    names = dataset_names(dataset)
     plans, problems = [], []
     for name in names:  # check every dataset before any training starts
         card = get_card(name)

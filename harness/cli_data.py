@@ -17,12 +17,6 @@ def _root(data_root: Path | None) -> Path:
     return Path(data_root).expanduser() if data_root else cache_dir()
 
 
-def _names(name: str) -> list[str]:
-    from .data import PAPER_DATASETS
-
-    return list(PAPER_DATASETS) if name.lower() == "all" else [name]
-
-
 @click.group("data")
 def data_group():
     """Real datasets: list what is present, download what is not."""
@@ -54,12 +48,12 @@ def list_cmd(data_root):
 @user_errors
 def download_cmd(name, data_root, force):
     """Download NAME (a card, a wildlife-datasets class name, or `all`) into <data root>/<ClassName>/."""
-    from .data import DataError, get_card
+    from .data import DataError, dataset_names, get_card
     from .wildlife import download
 
     root = _root(data_root)
     failures = []
-    for n in _names(name):
+    for n in dataset_names(name):
         card = get_card(n)
         try:
             folder = download(card, root, force=force)

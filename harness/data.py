@@ -92,6 +92,11 @@ CROPS = ("auto", "full", "bbox")
 PAPER_DATASETS = ("macaquefaces", "giraffes", "ipanda50", "ctai")
 
 
+def dataset_names(name: str) -> list[str]:
+    """`all` means the paper's four datasets; any other name is itself."""
+    return list(PAPER_DATASETS) if name.lower() == "all" else [name]
+
+
 def cards_dir() -> Path:
     return Path(os.environ.get("HARNESS_DATASETS", REPO_ROOT / "datasets"))
 

@@ -122,7 +122,7 @@ def _execute(cfg: RunConfig, results_dir: Path, out_path: Path, dist, t0: float,
     if p.method.trains and len(tr) < cfg.batch_size:
         raise ValueError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(tr)} images)")
     perm = flip_permutation(p.keypoints.categories, p.keypoints.flip_pairs) if p.keypoints is not None else []
-    train_data = TrainData(images[tr], labels_train, points[tr] if points is not None else None, perm)
+    train_data = TrainData(images, labels_train, points, perm, rows=torch.from_numpy(tr))
 
     history = []
     checkpoint = Checkpoint(results_dir / ".checkpoints" / f"{out_path.stem}.pt", save=dist.is_main,
@@ -144,12 +144,11 @@ def _execute(cfg: RunConfig, results_dir: Path, out_path: Path, dist, t0: float,
 
     all_ids = {name: i for i, name in enumerate(sorted(set(identities)))}
     labels = torch.tensor([all_ids[x] for x in identities])
-    pts = lambda idx: points[idx] if points is not None else None  # noqa: E731
-    q = embed(model, images[te], pts(te), normalize, device)
+    q = embed(model, images, points, normalize, device, rows=te)
     if cfg.protocol == "disjoint":
         metrics = retrieval_metrics(q, labels[te], q, labels[te], exclude_self=True)
     else:
-        g = embed(model, images[tr], pts(tr), normalize, device)
+        g = embed(model, images, points, normalize, device, rows=tr)
         metrics = retrieval_metrics(q, labels[te], g, labels[tr])
 
     if metrics["unanswerable_queries"]:

@@ -21,10 +21,22 @@ from .tokens import hflip, token_mask
 
 @dataclass
 class TrainData:
+    """The training rows of a dataset. ``images``/``points`` cover the whole dataset (the images
+    usually a memory-mapped decode cache) and ``rows`` picks the training images, so the training
+    set is never copied; ``labels`` has one entry per row of ``rows``."""
+
     images: torch.Tensor  # (N, 3, S, S) uint8
-    labels: torch.Tensor  # (N,) int64, 0..num_classes-1
+    labels: torch.Tensor  # (n,) int64, 0..num_classes-1
     points: torch.Tensor | None  # (N, K, 2) float32 in model-input pixels, NaN = missing
     flip_perm: list[int] = field(default_factory=list)
+    rows: torch.Tensor | None = None  # (n,) row positions into images/points; None: all rows
+
+    def __post_init__(self):
+        if self.rows is None:
+            self.rows = torch.arange(len(self.labels))
+        self.rows = torch.as_tensor(self.rows, dtype=torch.long)
+        if len(self.rows) != len(self.labels):
+            raise ValueError(f"{len(self.labels)} labels for {len(self.rows)} training rows")
 
     @property
     def num_classes(self) -> int:
@@ -275,8 +287,9 @@ def train(
         t_epoch = time.perf_counter()
         def assemble(start, order=order, flips=flips):
             idx = order[start : start + batch_size][rank::world]
-            images = data.images[idx]
-            points = data.points[idx] if data.points is not None else None
+            rows = data.rows[idx]
+            images = data.images[rows]
+            points = data.points[rows] if data.points is not None else None
             if points is not None:
                 images, points = hflip(images, points, flips[idx], data.flip_perm)
             else:
@@ -323,12 +336,15 @@ def train(
 
 
 @torch.no_grad()
-def embed(model, images: torch.Tensor, points, normalize, device, batch_size: int = 256) -> torch.Tensor:
+def embed(model, images: torch.Tensor, points, normalize, device, batch_size: int = 256, rows=None) -> torch.Tensor:
+    """[CLS] embeddings of ``images[rows]`` (all images when ``rows`` is None), read batch by batch."""
     model.to(device).eval()
+    rows = torch.arange(len(images)) if rows is None else torch.as_tensor(rows, dtype=torch.long)
     out = []
-    for start in range(0, len(images), batch_size):
-        x = normalize(images[start : start + batch_size].to(device))
-        pts = points[start : start + batch_size] if points is not None else None
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        x = normalize(images[batch].to(device))
+        pts = points[batch] if points is not None else None
         with autocast(device):
             out.append(model(x, batch_masks(model, pts, device)).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
