@@ -8,7 +8,9 @@ first call, so a featurizer's ``config()`` (which names a propagation in the cac
 Built in:
   sd      DIFT-style Stable Diffusion UNet features (diffusers): VAE-encode, noise at timestep t,
           one UNet pass with an empty prompt, output of up-block ``block`` taken by a forward hook
-          that stops the UNet there; averaged over ``ensemble`` noise draws.
+          that stops the UNet there; averaged over ``ensemble`` noise draws. A batch's images x
+          draws run as UNet passes of up to ``unet_batch`` samples; fp16 and PyTorch SDPA
+          attention on CUDA, float32 on CPU.
   dinov2  patch tokens of a timm DINOv2 ViT (prefix tokens dropped), stride = patch size (14).
   sift    dense SIFT descriptors (OpenCV) on a regular grid: no weights, runs offline.
 """
@@ -103,11 +105,13 @@ class SDFeaturizer(Featurizer):
     name = "sd"
 
     def __init__(self, model: str = DEFAULT_SD_MODEL, timestep: int = 261, block: int = 1, ensemble: int = 8,
-                 size: int = 768, seed: int = 0, prompt: str = "", device: str = "auto", batch_size: int = 1):
+                 size: int = 768, seed: int = 0, prompt: str = "", device: str = "auto", batch_size: int = 4,
+                 unet_batch: int = 16):
         if not 0 <= timestep <= 999:
             raise ValueError(f"--timestep must be in 0..999, got {timestep}")
-        if ensemble < 1 or batch_size < 1:
-            raise ValueError("--ensemble and --batch-size must be >= 1")
+        if ensemble < 1 or batch_size < 1 or unet_batch < 1:
+            raise ValueError("--ensemble, --batch-size and --unet-batch must be >= 1")
+        self.unet_batch = int(unet_batch)  # UNet samples (images x noise draws) per pass
         self.model, self.timestep, self.block, self.ensemble = str(model), int(timestep), int(block), int(ensemble)
         self.size, self.seed, self.prompt = int(size), int(seed), prompt
         self.device = pick_device(device)
@@ -141,6 +145,12 @@ class SDFeaturizer(Featurizer):
         n_up = len(unet.up_blocks)
         if not 0 <= self.block < n_up:
             raise ValueError(f"--block {self.block} is out of range: this UNet has up-blocks 0..{n_up - 1}")
+        # PyTorch's fused scaled-dot-product attention (flash / memory-efficient kernels on CUDA)
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        for model in (vae, unet):
+            if model.attn_processors:
+                model.set_attn_processor(AttnProcessor2_0())
         self.vae, self.unet = vae.to(self.device).eval(), unet.to(self.device).eval()
         length = min(int(tokenizer.model_max_length), int(text_encoder.config.max_position_embeddings))
         tokens = tokenizer([self.prompt], padding="max_length", max_length=length, truncation=True, return_tensors="pt")
@@ -159,32 +169,36 @@ class SDFeaturizer(Featurizer):
         raise _Stop(output[0] if isinstance(output, tuple) else output)
 
     def _features(self, images: torch.Tensor) -> torch.Tensor:
-        b = images.shape[0]
+        b, e = images.shape[0], self.ensemble
         x = (images.to(self.device, self.dtype) * 2.0 - 1.0)
         latents = self.vae.encode(x).latent_dist.mean * self.vae.config.scaling_factor
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         # the same ensemble of noise draws for every image, so features do not depend on batching
-        noise = torch.randn((self.ensemble, *latents.shape[1:]), generator=gen).to(self.device, self.dtype)
+        noise = torch.randn((e, *latents.shape[1:]), generator=gen).to(self.device, self.dtype)
         t = torch.tensor([self.timestep], device=self.device, dtype=torch.long)
-        out = []
-        for i in range(b):
-            lat = latents[i : i + 1].expand(self.ensemble, -1, -1, -1)
-            noisy = self.scheduler.add_noise(lat, noise, t.expand(self.ensemble))
+        # all images x noise draws as one batch of UNet samples, image-major, cut into passes of
+        # at most ``unet_batch`` samples; each image's draws are averaged afterwards
+        noisy = self.scheduler.add_noise(latents.repeat_interleave(e, 0), noise.repeat(b, 1, 1, 1), t.expand(b * e))
+        parts = []
+        for start in range(0, b * e, self.unet_batch):
+            chunk = noisy[start : start + self.unet_batch]
+            n = chunk.shape[0]
             try:
                 self.unet_calls += 1
-                self.unet(noisy, t.expand(self.ensemble), encoder_hidden_states=self.prompt_embeds.expand(self.ensemble, -1, -1))
+                self.unet(chunk, t.expand(n), encoder_hidden_states=self.prompt_embeds.expand(n, -1, -1))
             except _Stop as stop:
-                out.append(stop.output.float().mean(0))
+                parts.append(stop.output.float())
             else:
                 raise RuntimeError("the UNet up-block hook did not fire")
-        return torch.stack(out)
+        feats = torch.cat(parts)
+        return feats.view(b, e, *feats.shape[1:]).mean(1)
 
 
 @FEATURIZERS.register("sd", "Stable Diffusion UNet up-block features, DIFT-style (diffusers)")
 def sd(model: str = DEFAULT_SD_MODEL, timestep: int = 261, block: int = 1, ensemble: int = 8, size: int = 768,
-       seed: int = 0, device: str = "auto", batch_size: int = 1) -> Featurizer:
+       seed: int = 0, device: str = "auto", batch_size: int = 4, unet_batch: int = 16) -> Featurizer:
     return SDFeaturizer(model=model, timestep=timestep, block=block, ensemble=ensemble, size=size, seed=seed,
-                        device=device, batch_size=batch_size)
+                        device=device, batch_size=batch_size, unet_batch=unet_batch)
 
 
 # ---------------------------------------------------------------- DINOv2 (timm)

@@ -163,8 +163,16 @@ def test_sd_featurizer_tiny_local_model_stops_unet_early(tmp_path):
     out = f(imgs)
     # VAE /2, UNet: 3 levels; up-block 1 ends with an upsampler -> latent resolution -> stride 2
     assert f.stride == 2 and out.shape == (3, 16, 32, 32)
-    assert later == [] and f.unet_calls == 3  # one early-stopped UNet pass per image (ensemble batched)
+    assert later == [] and f.unet_calls == 1  # 3 images x 2 draws in one early-stopped UNet pass
     assert torch.isfinite(out).all()
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    procs = list(f.unet.attn_processors.values()) + list(f.vae.attn_processors.values())
+    assert procs and all(isinstance(p, AttnProcessor2_0) for p in procs)  # SDPA attention
+    # passes of at most 4 samples: 6 samples -> 2 passes, same features
+    small = create_featurizer("sd", model=str(tmp_path / "sd"), size=64, ensemble=2, block=1, device="cpu", unet_batch=4)
+    torch.testing.assert_close(small(imgs), out, rtol=1e-4, atol=1e-5)
+    assert small.unet_calls == 2
     f0 = create_featurizer("sd", model=str(tmp_path / "sd"), size=64, ensemble=2, block=0, device="cpu")
     assert f0(imgs[:1]).shape[-1] == 16 and f0.stride == 4
     # batching does not change features (the same noise draws for every image)
