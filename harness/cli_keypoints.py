@@ -86,7 +86,11 @@ def annotate(dataset, source, image, num_keypoints, reference_file, model, base_
 @user_errors
 def propagate_cmd(dataset, reference, featurizer, mode, batch_size, name, force, quiet, dataset_options, data_root,
                   **feat_options):
-    """Propagate a reference annotation to every image by feature matching; store the keypoint set."""
+    """Propagate a reference annotation to every image by feature matching; store the keypoint set.
+
+    Under `torchrun --nproc_per_node N` the images are shared out among the ranks; rank 0 writes
+    the set and alone reports."""
+    from . import distributed
     from .featurizers import create_featurizer
     from .keypoints import load_reference
     from .propagate import propagate
@@ -94,8 +98,13 @@ def propagate_cmd(dataset, reference, featurizer, mode, batch_size, name, force,
     feat = create_featurizer(featurizer, **feat_options, batch_size=batch_size)
     card, data = _load(dataset, dataset_options, data_root)
     ref = load_reference(reference, data)
+    dist = distributed.from_env()
     kps, name, computed = propagate(data, ref, feat, reference_name=reference, mode=mode, name=name,
-                                    progress=not quiet, force=force)
+                                    progress=not quiet and dist.is_main, force=force, dist=dist,
+                                    report=lambda line: click.echo(line, err=True))
+    distributed.teardown(dist)
+    if not dist.is_main:  # rank 0 alone reports
+        return
     if not computed:
         click.echo(f"already propagated, not recomputed (pass --force to redo): {name}", err=True)
     click.echo(f"{name} | {len(data.df)} images x {len(kps.categories)} keypoints | "

@@ -14,11 +14,19 @@ exact  DIFT's order: F_r and F_t are upsampled bilinearly to the image size firs
 """
 from __future__ import annotations
 
+import glob
+import re
+import zipfile
+from pathlib import Path
+from typing import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import distributed
 from .data import DataError, ReidData, load_images
+from .distributed import DistInfo
 from .featurizers import Featurizer
 from .keypoints import KeypointSet, Reference, config_hash, row_of_image, save_keypoint_set, store_dir
 
@@ -94,25 +102,76 @@ def propagation_name(reference_hash: str, featurizer: Featurizer, mode: str) -> 
     return f"{featurizer.name}-{h}", h
 
 
-def _save_partial(path, points: np.ndarray, done: int) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, points=points, done=np.array(done))
-    tmp.replace(path)
+# Partial results: every process (one, or each torchrun rank) saves after every batch a partial file
+# with the points found so far and a per-image done mask. A new start merges every partial file of
+# the set first, so an interrupted run resumes with any number of processes.
+
+
+def _partial_path(folder: Path, name: str, info: DistInfo) -> Path:
+    return folder / (f".{name}.partial.npz" if info.world <= 1 else f".{name}.rank{info.rank}.partial.npz")
+
+
+def partial_files(folder: Path, name: str) -> list[Path]:
+    """Every partial file of keypoint set ``name`` (single-process and per-rank ones)."""
+    own = re.compile(rf"\.{re.escape(name)}(\.rank\d+)?\.partial\.npz")
+    return sorted(p for p in folder.glob(f".{glob.escape(name)}*.partial.npz") if own.fullmatch(p.name))
+
+
+def _save_partial(path: Path, points: np.ndarray, mask: np.ndarray, chash: str, featurized: int) -> None:
+    from .results import replace_atomic
+
+    replace_atomic(path, lambda tmp: np.savez(tmp, points=points, mask=mask, done=np.array(int(mask.sum())),
+                                              config=np.array(chash), featurized=np.array(featurized)))
+
+
+def _merge_partials(files: list[Path], shape: tuple, chash: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Union of the images done in ``files``: (points, done mask, {file: images it featurized}).
+    Files of another shape or configuration, or unreadable ones, are skipped (their images are
+    computed again); a file without a mask (older format) holds the first ``done`` images."""
+    points, mask, featurized = np.full(shape, np.nan), np.zeros(shape[0], bool), {}
+    for f in files:
+        try:
+            with np.load(f) as saved:
+                if saved["points"].shape != shape or ("config" in saved and str(saved["config"]) != chash):
+                    continue
+                got = saved["mask"] if "mask" in saved else np.arange(shape[0]) < int(saved["done"])
+                new = got & ~mask
+                points[new] = saved["points"][new]
+                mask |= got
+                featurized[f] = int(saved["featurized"]) if "featurized" in saved else 0
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            continue
+    return points, mask, featurized
+
+
+def featurizer_device(featurizer: Featurizer) -> torch.device:
+    device = getattr(featurizer, "device", None)
+    return device if isinstance(device, torch.device) else torch.device("cpu")
 
 
 def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, reference_name: str, mode: str = "fast",
               name: str | None = None, batch_size: int | None = None, progress: bool = True,
-              force: bool = False) -> tuple[KeypointSet, str, bool]:
+              force: bool = False, dist: DistInfo | None = None,
+              report: Callable[[str], None] | None = None) -> tuple[KeypointSet, str, bool]:
     """Propagate ``ref`` to every image of ``data``; store and return (set, name, computed).
 
     A stored set with the same configuration is returned as is (no feature extraction). Progress is
-    saved after every batch, so an interrupted propagation resumes where it stopped."""
+    saved after every batch, so an interrupted propagation resumes where it stopped.
+
+    Under torchrun (``dist``, default: from the environment) every rank featurizes and matches its
+    own block of the images not done yet and saves its own partial file; after a barrier rank 0
+    merges the partial files and writes the set, the other ranks wait and then read it. The ranks
+    must share the keypoint cache folder. Rank 0 passes ``report`` one line saying how many images
+    each rank featurized."""
     from tqdm import tqdm
 
     from .keypoints import load_keypoint_set
 
     if mode not in MODES:
         raise ValueError(f"unknown matching mode {mode!r}; valid: {', '.join(MODES)}")
+    info = distributed.from_env() if dist is None else dist
+    if info.world > 1:
+        distributed.setup(info, featurizer_device(featurizer))  # no-op when the process group is already up
     auto_name, chash = propagation_name(ref.content_hash(), featurizer, mode)
     name = name or auto_name
     folder = store_dir(data)
@@ -122,18 +181,18 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
         if (raw.get("provenance") or {}).get("config_hash") == chash:
             return kps, name, False
         raise DataError(f"keypoint set {name} already exists with another configuration; choose another --name or pass --force")
-    partial = folder / f".{name}.partial.npz"
     folder.mkdir(parents=True, exist_ok=True)
     n, k = len(data.df), len(ref.categories)
-    points, done = np.full((n, k, 2), np.nan), 0
-    if partial.exists() and not force:
-        saved = np.load(partial)
-        if saved["points"].shape == points.shape:
-            points, done = saved["points"].copy(), int(saved["done"])
+    shape = (n, k, 2)
+    points, mask, _ = _merge_partials([] if force else partial_files(folder, name), shape, chash)
+    distributed.barrier(info)  # every rank has read the old partial files before any rank writes its own
+    own = _partial_path(folder, name, info)
+    mine = np.array_split(np.flatnonzero(~mask), info.world)[info.rank]  # this rank's block of what is left
+    featurized = 0
 
     paths = list(data.df["path"])
     bs = batch_size or featurizer.batch_size
-    if done < n:
+    if len(mine):
         r = row_of_image(data, ref.image_id)
         ref_img, ref_size = load_images(data.root, [paths[r]], featurizer.size, desc="reference")
         ref_feats = featurizer(to_input(ref_img))[0]
@@ -143,28 +202,50 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
             ref_vec = reference_vectors(ref_feats, ref_pts, featurizer.stride)
         else:
             ref_vec = exact_reference_vectors(ref_feats, ref_pts, featurizer.stride)
-        bar = tqdm(total=n, initial=done, desc=f"propagating ({featurizer.name}, {mode})", disable=not progress, unit="img")
-        for start in range(done, n, bs):
-            imgs, sizes = load_images(data.root, paths[start : start + bs], featurizer.size, desc="targets")
+        desc = f"propagating ({featurizer.name}, {mode})"
+        if info.world > 1:
+            bar = tqdm(total=len(mine), desc=f"{desc}, rank 0's share of {info.world}", unit="img",
+                       disable=not (progress and info.is_main))
+        else:
+            bar = tqdm(total=n, initial=n - len(mine), desc=desc, disable=not progress, unit="img")
+        for start in range(0, len(mine), bs):
+            rows = mine[start : start + bs]
+            imgs, sizes = load_images(data.root, [paths[i] for i in rows], featurizer.size, desc="targets")
             feats = featurizer(to_input(imgs))
             if mode == "fast":
                 found = match_fast(ref_vec, feats, featurizer.stride)
             else:
                 found = match_exact(ref_vec, feats, featurizer.stride)
-            points[start : start + len(imgs)] = found.cpu().numpy() * (sizes / featurizer.size)[:, None, :]
-            done = start + len(imgs)
-            _save_partial(partial, points, done)
-            bar.update(len(imgs))
+            points[rows] = found.cpu().numpy() * (sizes / featurizer.size)[:, None, :]
+            mask[rows] = True
+            featurized += len(rows)
+            _save_partial(own, points, mask, chash, featurized)
+            bar.update(len(rows))
         bar.close()
-    provenance = {
-        "source": "propagated",
-        "reference": {"name": reference_name, "image_id": ref.image_id, **ref.provenance},
-        "featurizer": featurizer.config(),
-        "matching": mode,
-        "config_hash": chash,
-    }
-    kps = KeypointSet(ref.categories, ref.flip_pairs, points, provenance)
-    save_keypoint_set(kps, data, name)
-    partial.unlink(missing_ok=True)
+    if info.world > 1:
+        if not featurized:  # an empty share: still say so, and replace a stale file of this rank
+            _save_partial(own, points, mask, chash, featurized)
+        distributed.barrier(info)  # every rank's share is in its partial file
+    if info.is_main:
+        if info.world > 1:
+            files = [_partial_path(folder, name, DistInfo(r, info.world)) for r in range(info.world)]
+            points, mask, counts = _merge_partials(files, shape, chash)
+            if not mask.all():
+                raise DataError(f"{int((~mask).sum())} of {n} images are missing from the ranks' partial files in "
+                                f"{folder}; all ranks must share the keypoint cache (HARNESS_CACHE)")
+            if report is not None:
+                report(f"propagated on {info.world} processes; images featurized per rank: "
+                       + ", ".join(str(counts.get(f, 0)) for f in files))
+        provenance = {
+            "source": "propagated",
+            "reference": {"name": reference_name, "image_id": ref.image_id, **ref.provenance},
+            "featurizer": featurizer.config(),
+            "matching": mode,
+            "config_hash": chash,
+        }
+        save_keypoint_set(KeypointSet(ref.categories, ref.flip_pairs, points, provenance), data, name)
+        for f in partial_files(folder, name):
+            f.unlink(missing_ok=True)
+    distributed.barrier(info)  # the other ranks read the set once rank 0 has written it
     kps = load_keypoint_set(final, data)[0]  # exactly what later runs will read
     return kps, name, True

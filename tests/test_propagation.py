@@ -204,3 +204,70 @@ def test_dinov2_featurizer_tiny_local_model(tmp_path):
     torch.testing.assert_close(f(x).flatten(2).transpose(1, 2), ref, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="multiple of 14"):
         create_featurizer("dinov2", model=str(tmp_path / "dino"), size=50, device="cpu")(torch.rand(1, 3, 50, 50))
+
+
+def test_interrupted_sharded_propagation_resumes_with_another_world_size(tmp_path, monkeypatch):
+    """Ranks (threads here, meeting at a threading barrier) save per-rank partial files with a
+    per-image done mask: 3 ranks killed after one image each, then 1 process killed after one
+    more, then 2 ranks finish only what is left, and the set equals an uninterrupted run."""
+    import threading
+
+    from harness import distributed
+    from harness.distributed import DistInfo
+
+    shifts = [(0, 0), (8, 4), (-6, 7), (5, -9), (3, 3), (-4, -2), (9, 1), (-7, 5)]
+    images = [np.roll(texture(), (dy, dx), axis=(0, 1)) for dx, dy in shifts]
+    ref = Reference("0", ("a", "b", "c"), (), REF_POINTS, {"source": "test"})
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    expected = propagate(make_data(tmp_path / "a", images, "whole"), ref, PoolFeaturizer(), reference_name="t",
+                         progress=False)[0].points
+    data = make_data(tmp_path / "b", images, "sharded")
+    folder = store_dir(data)
+
+    class Interrupt(Exception):
+        pass
+
+    class Flaky(PoolFeaturizer):  # dies on its third call (reference + 1 image done)
+        def _features(self, images):
+            if self.calls == 2:
+                raise Interrupt
+            return super()._features(images)
+
+    def run_ranks(world, make):
+        gate = threading.Barrier(world, timeout=30)
+        monkeypatch.setattr(distributed, "barrier", lambda info: info.world > 1 and gate.wait())
+        monkeypatch.setattr(distributed, "setup", lambda info, device: device)
+        feats, errors, lines = [make() for _ in range(world)], [None] * world, []
+
+        def rank(r):
+            try:
+                propagate(data, ref, feats[r], reference_name="t", batch_size=1, progress=False,
+                          dist=DistInfo(r, world), report=lines.append)
+            except Exception as exc:  # noqa: BLE001 - handed to the test thread
+                errors[r] = exc
+
+        threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return feats, errors, lines
+
+    feats, errors, _ = run_ranks(3, Flaky)  # blocks of rows 0-2, 3-5, 6-7: each rank saves its first
+    assert all(isinstance(e, Interrupt) for e in errors), errors
+    masks = {p.name.split(".")[-3]: np.flatnonzero(np.load(p)["mask"]).tolist() for p in folder.glob(".*.partial.npz")}
+    assert masks == {"rank0": [0], "rank1": [3], "rank2": [6]}
+
+    with pytest.raises(Interrupt):  # one process merges the three, does row 1, dies
+        propagate(data, ref, Flaky(), reference_name="t", batch_size=1, progress=False, dist=DistInfo())
+    single = [p for p in folder.glob(".*.partial.npz") if ".rank" not in p.name]
+    assert len(single) == 1 and np.flatnonzero(np.load(single[0])["mask"]).tolist() == [0, 1, 3, 6]
+
+    feats, errors, lines = run_ranks(2, PoolFeaturizer)  # left: 2, 4, 5, 7 -> rank 0 {2, 4}, rank 1 {5, 7}
+    assert errors == [None, None]
+    assert [f.calls for f in feats] == [1 + 2, 1 + 2]  # the reference + its own two images
+    assert lines == ["propagated on 2 processes; images featurized per rank: 2, 2"]
+    assert not list(folder.glob(".*partial*"))  # every partial, stale rank 2's too, is gone
+    kps = load_keypoint_set(next(folder.glob("pool-*.json")), data)[0]
+    np.testing.assert_allclose(kps.points, expected)
