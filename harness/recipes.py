@@ -7,12 +7,14 @@ features at diffusion timestep 100. Keys `k` (keypoints to choose), `image` (ref
 offline `tiny-random-vit` / `tiny-random-resnet`) go to the reference source, every other key to
 the featurizer. Both steps are cached: the
 reference under `recipe-<source>-<hash>` (so GPT-4 is asked once), the propagated set by its
-configuration, so a recipe used by many runs (a table's cells, seeds) is computed once.
+configuration, so a recipe used by many runs (a table's cells, seeds) is computed once. Under
+torchrun rank 0 alone annotates (the others wait) and the ranks share the propagation out.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 
 from .data import DataError, ReidData
 
@@ -68,17 +70,22 @@ def _number(value: str):
 
 def from_recipe(spec: str, data: ReidData, cfg, progress: bool = True):
     """Annotate (cached) + propagate (cached) -> (KeypointSet, provenance name)."""
+    from . import distributed
     from .data import get_card
     from .featurizers import create_featurizer
     from .keypoints import load_reference, save_reference, stored_path
-    from .propagate import propagate
+    from .propagate import featurizer_device, propagate
     from .references import REFERENCE_SOURCES, AnnotateOptions
 
     source, featurizer, ref_opts, feat_opts = parse_recipe(spec)
     entry = REFERENCE_SOURCES.get(source)
     key = hashlib.sha256(json.dumps([entry.name, ref_opts], sort_keys=True).encode()).hexdigest()[:10]
     ref_name = f"recipe-{entry.name}-{key}"
-    if stored_path(ref_name, data) is None:
+    feat = create_featurizer(featurizer, **feat_opts)
+    dist = distributed.from_env()
+    if dist.world > 1:  # under torchrun: rank 0 alone annotates, the others wait for its reference
+        distributed.setup(dist, featurizer_device(feat))
+    if dist.is_main and stored_path(ref_name, data) is None:
         from .tiny_sd import TINY_CLASSIFIERS, ensure_tiny_classifier
 
         card = get_card(cfg.dataset) if getattr(cfg, "dataset", None) else None
@@ -87,7 +94,9 @@ def from_recipe(spec: str, data: ReidData, cfg, progress: bool = True):
             opts["model"] = str(ensure_tiny_classifier(opts["model"]))
         ref = entry.factory(data, card, AnnotateOptions(**opts))
         save_reference(ref, data, ref_name)
+    distributed.barrier(dist)
     ref = load_reference(ref_name, data)
-    feat = create_featurizer(featurizer, **feat_opts)
-    kps, name, _ = propagate(data, ref, feat, reference_name=ref_name, progress=progress)
+    # every rank propagates its share of the images; rank 0 writes the set
+    kps, name, _ = propagate(data, ref, feat, reference_name=ref_name, progress=progress, dist=dist,
+                             report=(lambda line: print(line, file=sys.stderr)) if progress else None)
     return kps, name
