@@ -74,8 +74,11 @@ def annotate(dataset, source, image, num_keypoints, reference_file, model, base_
 @click.option("--step", type=int, default=None, help="sift: grid step in pixels (the stride) [4]")
 @click.option("--patch", type=float, default=None, help="sift: descriptor size in pixels [12]")
 @click.option("--seed", type=int, default=None, help="sd: seed of the noise draws [0]")
+@click.option("--unet-batch", type=int, default=None, help="sd: UNet samples (images x noise draws) per pass [16]")
 @click.option("--mode", type=click.Choice(["fast", "exact"]), default="fast", show_default=True,
               help="fast: cosine at feature resolution, then upsample the K maps; exact: DIFT's upsample-then-cosine")
+@click.option("--mirror", is_flag=True, help="also match the mirrored reference; per image the better view wins "
+              "(animals seen from either side; not for frontal faces)")
 @click.option("--batch-size", type=int, default=None, help="target images per batch")
 @click.option("--device", default=None, help="auto, cpu, cuda, ...")
 @click.option("--name", default=None, help="store under this name [default: <featurizer>-<config hash>]")
@@ -84,7 +87,7 @@ def annotate(dataset, source, image, num_keypoints, reference_file, model, base_
 @_dataset_options
 @_data_root
 @user_errors
-def propagate_cmd(dataset, reference, featurizer, mode, batch_size, name, force, quiet, dataset_options, data_root,
+def propagate_cmd(dataset, reference, featurizer, mode, mirror, batch_size, name, force, quiet, dataset_options, data_root,
                   **feat_options):
     """Propagate a reference annotation to every image by feature matching; store the keypoint set.
 
@@ -99,7 +102,7 @@ def propagate_cmd(dataset, reference, featurizer, mode, batch_size, name, force,
     card, data = _load(dataset, dataset_options, data_root)
     ref = load_reference(reference, data)
     dist = distributed.from_env()
-    kps, name, computed = propagate(data, ref, feat, reference_name=reference, mode=mode, name=name,
+    kps, name, computed = propagate(data, ref, feat, reference_name=reference, mode=mode, mirror=mirror, name=name,
                                     progress=not quiet and dist.is_main, force=force, dist=dist,
                                     report=lambda line: click.echo(line, err=True))
     distributed.teardown(dist)

@@ -11,6 +11,11 @@ exact  DIFT's order: F_r and F_t are upsampled bilinearly to the image size firs
        vector is read at the integer pixel of p_k, and cosine is taken per pixel (D x S x S per
        image). Normalising after upsampling is not linear, so the two differ slightly; tests hold
        them within one feature cell.
+
+With ``mirror`` the reference is also featurized mirrored (its points mirrored, their names kept)
+and each target takes the points of whichever view matches it better: the sum over keypoints of
+the best similarity decides. For animals seen from either side (a mirrored pose moves the left
+eye to where the right eye was); wrong for frontal faces, so off by default.
 """
 from __future__ import annotations
 
@@ -53,13 +58,28 @@ def argmax_points(sim: torch.Tensor) -> torch.Tensor:
     return torch.stack([(idx % w).float() + 0.5, (idx // w).float() + 0.5], -1)
 
 
-def match_fast(ref_vec: torch.Tensor, target_feats: torch.Tensor, stride: int) -> torch.Tensor:
-    """Cosine at feature resolution, then upsample the K maps: (K, D), (B, D, h, w) -> (B, K, 2)."""
+def pick_views(sims: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(V, B, K, h, w) similarity maps of V reference views -> each target's maps from the view whose
+    best matches are strongest (largest sum over keypoints of the maximum similarity), and (B,) views."""
+    if sims.shape[0] == 1:
+        return sims[0], torch.zeros(sims.shape[1], dtype=torch.long)
+    view = sims.flatten(3).amax(-1).sum(-1).argmax(0)
+    return sims[view, torch.arange(sims.shape[1])], view.cpu()
+
+
+def _views(ref_vec: torch.Tensor) -> torch.Tensor:
+    return ref_vec if ref_vec.dim() == 3 else ref_vec[None]  # (K, D) -> one view (1, K, D)
+
+
+def match_fast(ref_vec: torch.Tensor, target_feats: torch.Tensor, stride: int,
+               return_views: bool = False):
+    """Cosine at feature resolution, then upsample the K maps: (K, D) or (V, K, D) reference views,
+    (B, D, h, w) -> (B, K, 2) (and, with ``return_views``, the view each target matched)."""
     t = F.normalize(target_feats, dim=1)
-    sim = torch.einsum("kd,bdhw->bkhw", ref_vec.to(t), t)
+    sim, view = pick_views(torch.einsum("vkd,bdhw->vbkhw", _views(ref_vec).to(t), t))
     h, w = t.shape[-2:]
     sim = F.interpolate(sim, size=(h * stride, w * stride), mode="bilinear", align_corners=False)
-    return argmax_points(sim)
+    return (argmax_points(sim), view) if return_views else argmax_points(sim)
 
 
 def upsample(feats: torch.Tensor, stride: int) -> torch.Tensor:
@@ -76,14 +96,35 @@ def exact_reference_vectors(ref_feats: torch.Tensor, points: torch.Tensor, strid
     return F.normalize(up[:, y, x].T, dim=1)
 
 
-def match_exact(ref_vec: torch.Tensor, target_feats: torch.Tensor, stride: int, chunk: int = 64) -> torch.Tensor:
-    """Upsample each target's features to the image, then cosine per pixel (DIFT's order)."""
-    out = []
+def match_exact(ref_vec: torch.Tensor, target_feats: torch.Tensor, stride: int, chunk: int = 64,
+                return_views: bool = False):
+    """Upsample each target's features to the image, then cosine per pixel (DIFT's order). Reference
+    vectors and return value as for ``match_fast``."""
+    views = _views(ref_vec)
+    out, picked = [], []
     for feats in target_feats:
         up = F.normalize(upsample(feats[None], stride)[0], dim=0)  # (D, S, S)
-        sims = [torch.einsum("kd,dhw->khw", ref_vec[i : i + chunk].to(up), up) for i in range(0, len(ref_vec), chunk)]
-        out.append(argmax_points(torch.cat(sims)[None])[0])
-    return torch.stack(out)
+        sims = torch.stack([torch.cat([torch.einsum("kd,dhw->khw", v[i : i + chunk].to(up), up)
+                                       for i in range(0, len(v), chunk)]) for v in views])  # (V, K, S, S)
+        sim, view = pick_views(sims[:, None])
+        out.append(argmax_points(sim)[0])
+        picked.append(view)
+    points, view = torch.stack(out), torch.cat(picked)
+    return (points, view) if return_views else points
+
+
+def reference_views(featurizer: Featurizer, ref_img: torch.Tensor, ref_pts: torch.Tensor, mode: str = "fast",
+                    mirror: bool = False) -> torch.Tensor:
+    """Reference vectors (V, K, D) of one uint8 reference image (1, 3, S, S) and its K points (input
+    pixels): V = 1, or 2 with ``mirror`` (the mirrored image, points at x -> S - x, names kept)."""
+    images = to_input(ref_img)
+    pts = [ref_pts]
+    if mirror:
+        images = torch.cat([images, images.flip(-1)])
+        pts.append(torch.stack([featurizer.size - ref_pts[:, 0], ref_pts[:, 1]], 1))
+    feats = featurizer(images)
+    vectors = reference_vectors if mode == "fast" else exact_reference_vectors
+    return torch.stack([vectors(f, p, featurizer.stride) for f, p in zip(feats, pts)])
 
 
 def match(ref_feats: torch.Tensor, ref_points: torch.Tensor, target_feats: torch.Tensor, stride: int,
@@ -96,9 +137,12 @@ def match(ref_feats: torch.Tensor, ref_points: torch.Tensor, target_feats: torch
     raise ValueError(f"unknown matching mode {mode!r}; valid: {', '.join(MODES)}")
 
 
-def propagation_name(reference_hash: str, featurizer: Featurizer, mode: str) -> tuple[str, str]:
+def propagation_name(reference_hash: str, featurizer: Featurizer, mode: str, mirror: bool = False) -> tuple[str, str]:
     """(name, hash) of a propagation: the featurizer's name plus a hash of everything that defines it."""
-    h = config_hash({"reference": reference_hash, "featurizer": featurizer.config(), "mode": mode})
+    config = {"reference": reference_hash, "featurizer": featurizer.config(), "mode": mode}
+    if mirror:  # only when on, so sets made before the option existed keep their names
+        config["mirror"] = True
+    h = config_hash(config)
     return f"{featurizer.name}-{h}", h
 
 
@@ -117,18 +161,20 @@ def partial_files(folder: Path, name: str) -> list[Path]:
     return sorted(p for p in folder.glob(f".{glob.escape(name)}*.partial.npz") if own.fullmatch(p.name))
 
 
-def _save_partial(path: Path, points: np.ndarray, mask: np.ndarray, chash: str, featurized: int) -> None:
+def _save_partial(path: Path, points: np.ndarray, mask: np.ndarray, views: np.ndarray, chash: str,
+                  featurized: int) -> None:
     from .results import replace_atomic
 
-    replace_atomic(path, lambda tmp: np.savez(tmp, points=points, mask=mask, done=np.array(int(mask.sum())),
+    replace_atomic(path, lambda tmp: np.savez(tmp, points=points, mask=mask, views=views, done=np.array(int(mask.sum())),
                                               config=np.array(chash), featurized=np.array(featurized)))
 
 
-def _merge_partials(files: list[Path], shape: tuple, chash: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Union of the images done in ``files``: (points, done mask, {file: images it featurized}).
+def _merge_partials(files: list[Path], shape: tuple, chash: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Union of the images done in ``files``: (points, done mask, reference view matched per image,
+    {file: images it featurized}).
     Files of another shape or configuration, or unreadable ones, are skipped (their images are
     computed again); a file without a mask (older format) holds the first ``done`` images."""
-    points, mask, featurized = np.full(shape, np.nan), np.zeros(shape[0], bool), {}
+    points, mask, views, featurized = np.full(shape, np.nan), np.zeros(shape[0], bool), np.zeros(shape[0], np.int8), {}
     for f in files:
         try:
             with np.load(f) as saved:
@@ -137,11 +183,13 @@ def _merge_partials(files: list[Path], shape: tuple, chash: str) -> tuple[np.nda
                 got = saved["mask"] if "mask" in saved else np.arange(shape[0]) < int(saved["done"])
                 new = got & ~mask
                 points[new] = saved["points"][new]
+                if "views" in saved:
+                    views[new] = saved["views"][new]
                 mask |= got
                 featurized[f] = int(saved["featurized"]) if "featurized" in saved else 0
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             continue
-    return points, mask, featurized
+    return points, mask, views, featurized
 
 
 def featurizer_device(featurizer: Featurizer) -> torch.device:
@@ -152,11 +200,16 @@ def featurizer_device(featurizer: Featurizer) -> torch.device:
 def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, reference_name: str, mode: str = "fast",
               name: str | None = None, batch_size: int | None = None, progress: bool = True,
               force: bool = False, dist: DistInfo | None = None,
-              report: Callable[[str], None] | None = None) -> tuple[KeypointSet, str, bool]:
+              report: Callable[[str], None] | None = None, mirror: bool = False) -> tuple[KeypointSet, str, bool]:
     """Propagate ``ref`` to every image of ``data``; store and return (set, name, computed).
 
     A stored set with the same configuration is returned as is (no feature extraction). Progress is
     saved after every batch, so an interrupted propagation resumes where it stopped.
+
+    ``mirror``: match every target against the reference AND its mirror image (points mirrored, names
+    kept: the same animal seen from its other side) and take, per target, the view whose matches are
+    stronger; for animals photographed from either side. Off by default: on frontal faces the
+    mirrored view of a left eye is a right eye.
 
     Under torchrun (``dist``, default: from the environment) every rank featurizes and matches its
     own block of the images not done yet and saves its own partial file; after a barrier rank 0
@@ -172,7 +225,7 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
     info = distributed.from_env() if dist is None else dist
     if info.world > 1:
         distributed.setup(info, featurizer_device(featurizer))  # no-op when the process group is already up
-    auto_name, chash = propagation_name(ref.content_hash(), featurizer, mode)
+    auto_name, chash = propagation_name(ref.content_hash(), featurizer, mode, mirror)
     name = name or auto_name
     folder = store_dir(data)
     final = folder / f"{name}.json"
@@ -184,7 +237,7 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
     folder.mkdir(parents=True, exist_ok=True)
     n, k = len(data.df), len(ref.categories)
     shape = (n, k, 2)
-    points, mask, _ = _merge_partials([] if force else partial_files(folder, name), shape, chash)
+    points, mask, views, _ = _merge_partials([] if force else partial_files(folder, name), shape, chash)
     distributed.barrier(info)  # every rank has read the old partial files before any rank writes its own
     own = _partial_path(folder, name, info)
     mine = np.array_split(np.flatnonzero(~mask), info.world)[info.rank]  # this rank's block of what is left
@@ -195,13 +248,9 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
     if len(mine):
         r = row_of_image(data, ref.image_id)
         ref_img, ref_size = load_images(data.root, [paths[r]], featurizer.size, desc="reference")
-        ref_feats = featurizer(to_input(ref_img))[0]
         scale = featurizer.size / ref_size[0]
         ref_pts = torch.from_numpy(ref.points * scale[None, :]).float()
-        if mode == "fast":  # reference vectors once
-            ref_vec = reference_vectors(ref_feats, ref_pts, featurizer.stride)
-        else:
-            ref_vec = exact_reference_vectors(ref_feats, ref_pts, featurizer.stride)
+        ref_vec = reference_views(featurizer, ref_img, ref_pts, mode, mirror)  # once
         desc = f"propagating ({featurizer.name}, {mode})"
         if info.world > 1:
             bar = tqdm(total=len(mine), desc=f"{desc}, rank 0's share of {info.world}", unit="img",
@@ -212,24 +261,23 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
             rows = mine[start : start + bs]
             imgs, sizes = load_images(data.root, [paths[i] for i in rows], featurizer.size, desc="targets")
             feats = featurizer(to_input(imgs))
-            if mode == "fast":
-                found = match_fast(ref_vec, feats, featurizer.stride)
-            else:
-                found = match_exact(ref_vec, feats, featurizer.stride)
+            matcher = match_fast if mode == "fast" else match_exact
+            found, view = matcher(ref_vec, feats, featurizer.stride, return_views=True)
             points[rows] = found.cpu().numpy() * (sizes / featurizer.size)[:, None, :]
+            views[rows] = view.numpy()
             mask[rows] = True
             featurized += len(rows)
-            _save_partial(own, points, mask, chash, featurized)
+            _save_partial(own, points, mask, views, chash, featurized)
             bar.update(len(rows))
         bar.close()
     if info.world > 1:
         if not featurized:  # an empty share: still say so, and replace a stale file of this rank
-            _save_partial(own, points, mask, chash, featurized)
+            _save_partial(own, points, mask, views, chash, featurized)
         distributed.barrier(info)  # every rank's share is in its partial file
     if info.is_main:
         if info.world > 1:
             files = [_partial_path(folder, name, DistInfo(r, info.world)) for r in range(info.world)]
-            points, mask, counts = _merge_partials(files, shape, chash)
+            points, mask, views, counts = _merge_partials(files, shape, chash)
             if not mask.all():
                 raise DataError(f"{int((~mask).sum())} of {n} images are missing from the ranks' partial files in "
                                 f"{folder}; all ranks must share the keypoint cache (HARNESS_CACHE)")
@@ -243,6 +291,8 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
             "matching": mode,
             "config_hash": chash,
         }
+        if mirror:
+            provenance["mirror"] = {"images_matched_to_mirrored_reference": int(views.sum())}
         save_keypoint_set(KeypointSet(ref.categories, ref.flip_pairs, points, provenance), data, name)
         for f in partial_files(folder, name):
             f.unlink(missing_ok=True)

@@ -4,8 +4,9 @@
 with the `sd` featurizer; `gpt4@sd:timestep=100,k=3` the same with GPT-4 choosing 3 keypoints and
 features at diffusion timestep 100. Keys `k` (keypoints to choose), `image` (reference image id) and
 `ref_model` (the reference source's model: GPT model name, or the Grad-CAM classifier, e.g. the
-offline `tiny-random-vit` / `tiny-random-resnet`) go to the reference source, every other key to
-the featurizer. Both steps are cached: the
+offline `tiny-random-vit` / `tiny-random-resnet`) go to the reference source, `mode` (fast/exact)
+and `mirror` (1: also match the mirrored reference) to the matching, every other key to the
+featurizer. Both steps are cached: the
 reference under `recipe-<source>-<hash>` (so GPT-4 is asked once), the propagated set by its
 configuration, so a recipe used by many runs (a table's cells, seeds) is computed once. Under
 torchrun rank 0 alone annotates (the others wait) and the ranks share the propagation out.
@@ -78,6 +79,10 @@ def from_recipe(spec: str, data: ReidData, cfg, progress: bool = True):
     from .references import REFERENCE_SOURCES, AnnotateOptions
 
     source, featurizer, ref_opts, feat_opts = parse_recipe(spec)
+    mode = str(feat_opts.pop("mode", "fast"))
+    mirror = feat_opts.pop("mirror", 0)
+    if mirror not in (0, 1):
+        raise DataError(f"keypoint recipe {spec!r}: mirror must be 0 or 1, got {mirror!r}")
     entry = REFERENCE_SOURCES.get(source)
     key = hashlib.sha256(json.dumps([entry.name, ref_opts], sort_keys=True).encode()).hexdigest()[:10]
     ref_name = f"recipe-{entry.name}-{key}"
@@ -97,6 +102,7 @@ def from_recipe(spec: str, data: ReidData, cfg, progress: bool = True):
     distributed.barrier(dist)
     ref = load_reference(ref_name, data)
     # every rank propagates its share of the images; rank 0 writes the set
-    kps, name, _ = propagate(data, ref, feat, reference_name=ref_name, progress=progress, dist=dist,
+    kps, name, _ = propagate(data, ref, feat, reference_name=ref_name, mode=mode, mirror=bool(mirror),
+                             progress=progress, dist=dist,
                              report=(lambda line: print(line, file=sys.stderr)) if progress else None)
     return kps, name

@@ -94,3 +94,21 @@ def test_run_with_a_recipe_annotates_and_propagates_once(cli, tmp_path, monkeypa
     assert sorted(p.name for p in (tmp_path / "cache" / "keypoints").rglob("*.json")) == stored
     bad = cli("run", "--method", "ckpe", "--results-dir", tmp_path / "r", *args[:-1], "ground-truth@nope")
     assert bad.exit_code != 0 and "unknown featurizer 'nope'" in bad.output and "Traceback" not in bad.output
+
+
+def test_recipe_matching_keys_mirror_and_mode(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    args = ["--backbone", "nano", "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--quiet",
+            "--dataset-option", "identities=6", "--dataset-option", "images_per_identity=4",
+            "--dataset-option", "image_size=32", "--keypoints"]
+    res = cli("run", "--method", "ckpe", "--results-dir", tmp_path / "r", *args,
+              "ground-truth@sift:size=32,step=4,mirror=1,mode=exact")
+    assert res.exit_code == 0, res.output
+    prov = json.loads(next((tmp_path / "r").glob("*.json")).read_text())["keypoints"]["provenance"]
+    assert prov["matching"] == "exact" and prov["featurizer"] == {"featurizer": "sift", "size": 32, "step": 4,
+                                                                  "patch": 12.0}
+    assert 0 <= prov["mirror"]["images_matched_to_mirrored_reference"] <= 24
+    for recipe, message in (("ground-truth@sift:size=32,mirror=2", "mirror must be 0 or 1, got 2"),
+                            ("ground-truth@sift:size=32,mode=slow", "unknown matching mode 'slow'")):
+        bad = cli("run", "--method", "ckpe", "--results-dir", tmp_path / "r", *args, recipe)
+        assert bad.exit_code != 0 and message in bad.output and "Traceback" not in bad.output, bad.output

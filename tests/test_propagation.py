@@ -271,3 +271,39 @@ def test_interrupted_sharded_propagation_resumes_with_another_world_size(tmp_pat
     assert not list(folder.glob(".*partial*"))  # every partial, stale rank 2's too, is gone
     kps = load_keypoint_set(next(folder.glob("pool-*.json")), data)[0]
     np.testing.assert_allclose(kps.points, expected)
+
+
+class LayoutFeaturizer(Featurizer):
+    """Deterministic, translation-equivariant but NOT mirror-invariant: each cell's 2x2 sub-cell
+    colours and those of its 3x3 cell neighbourhood, in a fixed left-to-right order."""
+
+    name = "layout"
+    size, stride, batch_size = SIZE, STRIDE, 8
+
+    def config(self):
+        return {"featurizer": "layout"}
+
+    def _features(self, images):
+        sub = F.pixel_unshuffle(F.avg_pool2d(images, STRIDE // 2), 2)  # (B, 12, 16, 16)
+        b, c, h, w = sub.shape
+        return F.unfold(sub, 3, padding=1).view(b, c * 9, h, w)
+
+
+def test_mirror_matching_follows_the_animal_seen_from_its_other_side(tmp_path):
+    images, expected = moved_copies()  # the last copy is the reference mirrored
+    ref = Reference("0", ("a", "b", "c"), (), REF_POINTS, {"source": "test"})
+    plain, _, _ = propagate(make_data(tmp_path, images, "plain"), ref, LayoutFeaturizer(), reference_name="t",
+                            progress=False)
+    err_plain = np.abs(plain.points - expected).max(-1)
+    assert (err_plain[:4] <= STRIDE).all()  # translations: found
+    assert (err_plain[4] > STRIDE).any()  # the mirrored pose fools a featurizer that is not mirror-invariant
+    (tmp_path / "m").mkdir()
+    for mode in ("fast", "exact"):
+        kps, name, _ = propagate(make_data(tmp_path / "m", images, f"mirror-{mode}"), ref, LayoutFeaturizer(),
+                                 reference_name="t", mode=mode, mirror=True, progress=False)
+        assert (np.abs(kps.points - expected) <= STRIDE).all(), (mode, np.abs(kps.points - expected).max((1, 2)))
+        prov = json.loads((store_dir(make_data(tmp_path / "m", images, f"mirror-{mode}")) / f"{name}.json").read_text())
+        assert prov["provenance"]["mirror"] == {"images_matched_to_mirrored_reference": 1}
+    # the option is part of the configuration: it names another set
+    assert name != propagate(make_data(tmp_path / "m", images, "mirror-exact"), ref, LayoutFeaturizer(),
+                             reference_name="t", mode="exact", progress=False)[1]
