@@ -45,13 +45,26 @@ def parse_recipe(spec: str) -> tuple[str, str, dict, dict]:
     return source, featurizer, ref_opts, feat_opts
 
 
+def matching_options(spec: str, feat_opts: dict) -> tuple[str, bool]:
+    """Take the matching keys out of a recipe's featurizer options: (mode, mirror), checked."""
+    from .propagate import MODES
+
+    mode, mirror = str(feat_opts.pop("mode", "fast")), feat_opts.pop("mirror", 0)
+    if mode not in MODES:
+        raise DataError(f"keypoint recipe {spec!r}: unknown matching mode {mode!r}; valid: {', '.join(MODES)}")
+    if mirror not in (0, 1):
+        raise DataError(f"keypoint recipe {spec!r}: mirror must be 0 or 1, got {mirror!r}")
+    return mode, bool(mirror)
+
+
 def recipe_problem(spec: str) -> str | None:
     """Why a recipe cannot run, judged from names alone (before any data is loaded), or None."""
     from .featurizers import FEATURIZERS
     from .references import REFERENCE_SOURCES
 
     try:
-        source, featurizer, _, _ = parse_recipe(spec)
+        source, featurizer, _, feat_opts = parse_recipe(spec)
+        matching_options(spec, feat_opts)
     except DataError as exc:
         return str(exc)
     for name, reg in ((source, REFERENCE_SOURCES), (featurizer, FEATURIZERS)):
@@ -79,10 +92,7 @@ def from_recipe(spec: str, data: ReidData, cfg, progress: bool = True):
     from .references import REFERENCE_SOURCES, AnnotateOptions
 
     source, featurizer, ref_opts, feat_opts = parse_recipe(spec)
-    mode = str(feat_opts.pop("mode", "fast"))
-    mirror = feat_opts.pop("mirror", 0)
-    if mirror not in (0, 1):
-        raise DataError(f"keypoint recipe {spec!r}: mirror must be 0 or 1, got {mirror!r}")
+    mode, mirror = matching_options(spec, feat_opts)
     entry = REFERENCE_SOURCES.get(source)
     key = hashlib.sha256(json.dumps([entry.name, ref_opts], sort_keys=True).encode()).hexdigest()[:10]
     ref_name = f"recipe-{entry.name}-{key}"
@@ -102,7 +112,7 @@ def from_recipe(spec: str, data: ReidData, cfg, progress: bool = True):
     distributed.barrier(dist)
     ref = load_reference(ref_name, data)
     # every rank propagates its share of the images; rank 0 writes the set
-    kps, name, _ = propagate(data, ref, feat, reference_name=ref_name, mode=mode, mirror=bool(mirror),
+    kps, name, _ = propagate(data, ref, feat, reference_name=ref_name, mode=mode, mirror=mirror,
                              progress=progress, dist=dist,
                              report=(lambda line: print(line, file=sys.stderr)) if progress else None)
     return kps, name
