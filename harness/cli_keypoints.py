@@ -179,4 +179,5 @@ def list_cmd(dataset, dataset_options, data_root):
         what = prov.get("source", "?")
         if kind == "keypoints" and isinstance(prov.get("featurizer"), dict):
             what = ", ".join(f"{k}={v}" for k, v in prov["featurizer"].items())
+            what += f"; matching {prov.get('matching', '?')}" + (", mirror" if prov.get("mirror") else "")
         click.echo(f"{n:<28} {kind:<10} {what}")
