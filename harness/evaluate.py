@@ -1,15 +1,23 @@
 """Retrieval metrics from embeddings: cosine similarity -> top-1, top-5, mAP.
 
 Queries are processed in chunks sized so that one chunk's similarity block stays within a fixed
-element budget: memory is O(budget), never O(queries x gallery). No row is sorted and no
-query x gallery label-match matrix is built:
-- a query's positives are found through the gallery grouped by label (a gather of P columns);
-- top-k comes from ``topk`` and the labels of the k winners;
-- average precision needs only each positive's rank = its place among the positives + the number
-  of negatives scoring higher. Only gallery items scoring above the query's lowest positive can
-  be above any positive; those few are located among the sorted positives with one flat
-  ``searchsorted`` (rows kept apart by an offset in float64), and a per-row histogram of the
-  positions, summed from the top, gives the negatives above each positive.
+element budget: memory is O(budget), never O(queries x gallery). The similarity block and a mask of
+the same shape are allocated once and reused for every chunk (``mm(out=)``, ``gt(out=)``): fresh
+tens-of-MB blocks per chunk would cost as much in page faults as the arithmetic. No row is sorted
+and no query x gallery label-match matrix is built:
+- a query's positives are found through the gallery grouped by label (a gather of P columns) and
+  sorted, ascending, per query (P values);
+- everything then follows from G[j] = the number of gallery items scoring strictly above positive
+  j. The negatives above it are G[j] minus the positives strictly above it, which gives its rank
+  for average precision; the best positive's G is the number of negatives above it, so a top-k hit
+  is G < k (no ``topk``);
+- G for the lowest ``FULL_PASSES`` positives is a compare-and-count over the row: ``gt`` into the
+  mask, whose rows are counted as int64 words of 8 bytes (the gallery is padded to a multiple of 8
+  columns that score -inf), not byte by byte. The few items above the next positive are gathered
+  (``nonzero`` of the mask) and located among that query's remaining positives with one flat
+  ``searchsorted`` on int64 keys (row << 32 + an order-preserving integer image of the float32
+  score: exact, rows cannot mix); a per-row histogram of those positions, summed from the top,
+  gives G for the remaining positives.
 Ties: a negative scoring exactly like a positive ranks below it.
 With ``exclude_self`` (the disjoint protocol: query set == gallery set) the query's own image is
 removed from its gallery. Queries whose identity has no image in their gallery cannot be answered;
@@ -21,26 +29,59 @@ import torch
 import torch.nn.functional as F
 
 DEFAULT_BUDGET = 1 << 23  # similarity entries per chunk (8M: ~32 MB of float32)
+FULL_PASSES = 2  # positives (lowest first) whose G is counted over the whole row; 1-3 measure alike
 
 
-def _ranks_above(sim: torch.Tensor, pos_sorted: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """For ascending positives (c, P) (+inf padded), the number of gallery items (positives
-    included) scoring strictly above each one's position: returns (c, P) counts of *negatives*."""
+def _ordered_key(x: torch.Tensor) -> torch.Tensor:
+    """int64 image of float32 ``x`` with the same order (-0.0 and +0.0 map alike; no NaNs)."""
+    bits = x.contiguous().view(torch.int32)
+    mag = bits & 0x7FFFFFFF
+    return torch.where(bits < 0, -mag, mag).long()
+
+
+def _row_true_counts(mask: torch.Tensor) -> torch.Tensor:
+    """Number of True per row of a (c, n) bool mask, n a multiple of 8, without widening every byte:
+    the row is read as int64 words of 8 bytes (each 0 or 1) and groups of ``span`` <= 31 words are
+    summed, so each byte lane holds a count <= 31 with no carry between lanes (and no overflow); the
+    8 lanes of each group sum are then added by shifts (lane 0 ends at <= 8 * 31 < 256)."""
+    words = mask.view(torch.int64)
+    c, w = words.shape
+    span = max(d for d in range(1, 32) if w % d == 0)
+    x = words.view(c, w // span, span).sum(2)
+    x = x + (x >> 32)
+    x = x + (x >> 16)
+    x = x + (x >> 8)
+    return (x & 0xFF).sum(1)
+
+
+def _count_above(sim: torch.Tensor, pos_sorted: torch.Tensor, mask: torch.Tensor, full_passes: int) -> torch.Tensor:
+    """G (c, P) int64: the number of entries of each row of ``sim`` (c, n) strictly above each of that
+    row's ascending thresholds ``pos_sorted`` (c, P) (+inf padded). ``mask`` is a (c, n) bool scratch;
+    n must be a multiple of 8."""
     c, p = pos_sorted.shape
-    lowest = pos_sorted[:, :1]
-    rows, cols = (sim > lowest).nonzero(as_tuple=True)  # only these can outrank a positive
-    offset = 4.0 * torch.arange(c, dtype=torch.float64)  # cosine is in [-1, 1]: rows cannot mix
-    bounds = torch.where(valid, pos_sorted.double(), 2.0) + offset[:, None]  # pad above any cosine
-    values = sim[rows, cols].double() + offset[rows]
-    below = torch.searchsorted(bounds.flatten(), values) - rows * p  # positives strictly below
-    hist = torch.bincount(rows * (p + 1) + below, minlength=c * (p + 1)).view(c, p + 1)
-    # the positives themselves are among the items counted above: take them out again
-    own = torch.searchsorted(bounds, torch.where(valid, pos_sorted.double(), -9.0) + offset[:, None])
-    own = torch.where(valid & (pos_sorted > lowest), own, torch.full_like(own, p + 1))  # p+1: discarded
-    hist_pos = torch.zeros(c, p + 2, dtype=hist.dtype).scatter_add_(1, own, torch.ones_like(own))[:, : p + 1]
-    hist_neg = hist - hist_pos
-    # negatives above ascending positive i = those located above it: sum_{j > i} hist_neg[j]
-    return hist_neg.sum(1, keepdim=True) - hist_neg.cumsum(1)[:, :p]
+    counts = torch.zeros(c, p, dtype=torch.int64)
+    full = min(full_passes, p)
+    for j in range(full):
+        torch.gt(sim, pos_sorted[:, j : j + 1], out=mask)
+        counts[:, j] = _row_true_counts(mask)
+    if full == p:
+        return counts
+    # the items above positive `full`: the only ones that can be above any higher positive
+    torch.gt(sim, pos_sorted[:, full : full + 1], out=mask)
+    flat = mask.view(-1).nonzero().squeeze(1)
+    rows = torch.div(flat, sim.shape[1], rounding_mode="floor")
+    keys = (rows << 32) + _ordered_key(torch.take(sim, flat))
+    # bounds per row: its remaining thresholds, then a sentinel above any float32 key
+    w = p - full + 1
+    bounds = torch.full((c, w), (1 << 31) - 1, dtype=torch.int64)
+    bounds[:, :-1] = _ordered_key(pos_sorted[:, full:])
+    bounds += (torch.arange(c, dtype=torch.int64) << 32)[:, None]
+    # place = row * w + (number of that row's thresholds strictly below the score), 1 <= . < w
+    place = torch.searchsorted(bounds.view(-1), keys)
+    hist = torch.bincount(place, minlength=c * w).view(c, w)
+    # above threshold full + t  <=>  at least t + 1 thresholds below: suffix sums of the histogram
+    counts[:, full:] = hist.flip(1).cumsum(1).flip(1)[:, 1:]
+    return counts
 
 
 @torch.no_grad()
@@ -63,17 +104,22 @@ def retrieval_metrics(
     by_label = torch.argsort(gl, stable=True)
     count = torch.bincount(gl, minlength=n_labels)
     start = count.cumsum(0) - count
-    n_gallery = g.shape[0] - (1 if exclude_self else 0)
     if chunk is None:
         chunk = max(1, budget // max(1, g.shape[0]))
-    gt = g.T.contiguous()
-    kmax = min(max(ks), n_gallery)
-    hits = {k: 0.0 for k in ks}
+    chunk = min(chunk, max(1, q.shape[0]))
+    # gallery columns padded to a multiple of 8 (mask rows pack into int64 words); the pad scores -inf
+    width = -(-g.shape[0] // 8) * 8
+    gt = torch.zeros(g.shape[1], width)
+    gt[:, : g.shape[0]] = g.T
+    sim_buf = torch.empty(chunk, width)  # reused by every chunk
+    mask_buf = torch.empty(chunk, width, dtype=torch.bool)
+    hits = {k: 0 for k in ks}
     ap_sum = 0.0
     answered = 0
     for begin in range(0, q.shape[0], chunk):
         lc = ql[begin : begin + chunk]
-        rows = torch.arange(len(lc))
+        c = len(lc)
+        rows = torch.arange(c)
         pmax = int(count[lc].max())
         if pmax == 0:
             continue
@@ -84,24 +130,27 @@ def retrieval_metrics(
             valid &= pos_idx != (rows + begin)[:, None]
         positives = valid.sum(1)
         ok = positives > 0
-        if not bool(ok.any()):
+        n_ok = int(ok.sum())
+        if n_ok == 0:
             continue
-        sim = q[begin : begin + chunk] @ gt
+        answered += n_ok
+        sim = torch.mm(q[begin : begin + c], gt, out=sim_buf[:c])
+        sim[:, g.shape[0] :] = float("-inf")
         if exclude_self:
             sim[rows, rows + begin] = float("-inf")
-        if not bool(ok.all()):
-            sim, lc, pos_idx, valid, positives = sim[ok], lc[ok], pos_idx[ok], valid[ok], positives[ok]
-        answered += int(ok.sum())
-        winners = gl[sim.topk(kmax, dim=1).indices] == lc[:, None]
+        # unanswerable rows stay in the block with only +inf thresholds: nothing counts for them
+        pos_sorted, _ = torch.where(valid, sim.gather(1, pos_idx), float("inf")).sort(dim=1)
+        above = _count_above(sim, pos_sorted, mask_buf[:c], FULL_PASSES)
+        valid_sorted = slot < positives[:, None]
+        # positives strictly above each one (+inf padding counted out), then the negatives above it
+        pos_above = positives[:, None] - torch.searchsorted(pos_sorted, pos_sorted, right=True)
+        neg_above = above - pos_above
+        best = neg_above.gather(1, (positives - 1).clamp(min=0)[:, None]).squeeze(1)  # negatives above the best
         for k in ks:
-            hits[k] += float(winners[:, : min(k, kmax)].any(1).sum())
-        pos_sim = torch.where(valid, sim.gather(1, pos_idx), float("inf"))
-        pos_sorted, _ = pos_sim.sort(dim=1)
-        valid_sorted = torch.arange(pos_sorted.shape[1])[None, :] < positives[:, None]
-        above = _ranks_above(sim, pos_sorted, valid_sorted)
-        k_rank = positives[:, None] - torch.arange(pos_sorted.shape[1])[None, :]  # rank among positives
-        contrib = torch.where(valid_sorted, k_rank / (k_rank + above).clamp(min=1), 0.0)
-        ap_sum += float((contrib.sum(1) / positives).sum())
+            hits[k] += int((ok & (best < k)).sum())
+        k_rank = positives[:, None] - slot  # rank among positives, from the top
+        contrib = torch.where(valid_sorted, k_rank / (k_rank + neg_above).clamp(min=1).double(), 0.0)
+        ap_sum += float((contrib.sum(1)[ok] / positives[ok]).sum())
     n = max(answered, 1)
     out = {f"top{k}": 100.0 * hits[k] / n for k in ks}
     out["mAP"] = 100.0 * ap_sum / n

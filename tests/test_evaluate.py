@@ -1,6 +1,8 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
+from harness import evaluate
 from harness.evaluate import retrieval_metrics
 
 
@@ -83,3 +85,84 @@ def test_a_negative_tied_with_a_positive_ranks_below_it():
     m = retrieval_metrics(torch.tensor([[1.0, 0.0]]), torch.tensor([0]), g, gl)
     # positives rank 1 and 3 -> AP = (1/1 + 2/3) / 2
     assert abs(m["mAP"] - 100 * (1 + 2 / 3) / 2) < 1e-4
+
+
+def brute_force(q, ql, g, gl, exclude_self, ks=(1, 5)):
+    """Per query: full sort by score, a negative tied with a positive placed below it; AP from ranks."""
+    sim = F.normalize(q.float(), dim=1) @ F.normalize(g.float(), dim=1).T
+    hits = {k: 0 for k in ks}
+    ap = n = 0
+    for i in range(len(q)):
+        keep = torch.ones(len(g), dtype=torch.bool)
+        if exclude_self:
+            keep[i] = False
+        s, rel = sim[i][keep].double(), (gl[keep] == ql[i]).double()
+        if rel.sum() == 0:
+            continue
+        # primary key: score, descending; among equal scores the positives first (two stable sorts)
+        by_rel = rel.argsort(descending=True, stable=True)
+        order = by_rel[s[by_rel].argsort(descending=True, stable=True)]
+        r = rel[order]
+        n += 1
+        for k in ks:
+            hits[k] += float(r[:k].max())
+        prec = r.cumsum(0) / torch.arange(1, len(r) + 1)
+        ap += float((prec * r).sum() / r.sum())
+    out = {f"top{k}": 100 * hits[k] / n for k in ks}
+    return {**out, "mAP": 100 * ap / n, "queries": n}
+
+
+def _check(got, ref, tol=1e-9):
+    for k in ("top1", "top5", "mAP"):
+        assert abs(got[k] - ref[k]) < tol, (k, got[k], ref[k])
+    assert got["queries"] == ref["queries"]
+
+
+@pytest.mark.parametrize("full_passes", [0, 1, 2, 50])
+@pytest.mark.parametrize("exclude_self", [False, True])
+def test_exact_ties_against_brute_force(monkeypatch, full_passes, exclude_self):
+    """Scaled one-hot galleries and two-hot queries: every score is exactly 0, 1/sqrt(2) or 1, so
+    ties between positives, between negatives and across the two are everywhere."""
+    monkeypatch.setattr(evaluate, "FULL_PASSES", full_passes)
+    gen = torch.Generator().manual_seed(3)
+    d, n = 6, 203  # a gallery width that is not a multiple of 8
+    g = torch.zeros(n, d)
+    g[torch.arange(n), torch.randint(0, d, (n,), generator=gen)] = torch.rand(n, generator=gen) + 0.5
+    gl = torch.randint(0, 9, (n,), generator=gen)
+    if exclude_self:
+        q, ql = g, gl
+    else:
+        q = torch.zeros(60, d)
+        q[torch.arange(60), torch.randint(0, d, (60,), generator=gen)] = 1.0
+        q[torch.arange(60), torch.randint(0, d, (60,), generator=gen)] = 2.0
+        ql = torch.randint(0, 12, (60,), generator=gen)  # labels 9..11: unanswerable
+    ref = brute_force(q, ql, g, gl, exclude_self)
+    for budget in (1, 500, 1 << 20):
+        _check(retrieval_metrics(q, ql, g, gl, exclude_self=exclude_self, budget=budget), ref)
+
+
+@pytest.mark.parametrize("full_passes", [0, 1, 3])
+def test_random_scores_against_brute_force(monkeypatch, full_passes):
+    monkeypatch.setattr(evaluate, "FULL_PASSES", full_passes)
+    gen = torch.Generator().manual_seed(4)
+    centres = torch.randn(15, 12, generator=gen)
+    gl = torch.randint(0, 15, (240,), generator=gen)
+    g = centres[gl] + torch.randn(240, 12, generator=gen)
+    ql = torch.randint(0, 17, (90,), generator=gen)  # 15, 16: no gallery image
+    q = centres[ql.clamp(max=14)] + torch.randn(90, 12, generator=gen)
+    ref = brute_force(q, ql, g, gl, False)
+    for chunk in (1, 13, 90):
+        got = retrieval_metrics(q, ql, g, gl, chunk=chunk, ks=(1, 5))
+        _check(got, ref, tol=1e-4)
+        assert got["unanswerable_queries"] == 90 - ref["queries"]
+    ref = brute_force(g, gl, g, gl, True)
+    _check(retrieval_metrics(g, gl, g, gl, exclude_self=True, budget=2000), ref, tol=1e-4)
+
+
+def test_row_true_counts():
+    gen = torch.Generator().manual_seed(5)
+    for c, n in [(3, 8), (4, 8 * 37), (2, 8 * 62 * 31), (6, 8 * 1250)]:
+        m = torch.rand(c, n, generator=gen) < torch.rand(c, 1, generator=gen)
+        m[0] = True  # every lane at its maximum
+        m[1] = False
+        assert torch.equal(evaluate._row_true_counts(m), m.sum(1))
