@@ -307,3 +307,40 @@ def test_mirror_matching_follows_the_animal_seen_from_its_other_side(tmp_path):
     # the option is part of the configuration: it names another set
     assert name != propagate(make_data(tmp_path / "m", images, "mirror-exact"), ref, LayoutFeaturizer(),
                              reference_name="t", mode="exact", progress=False)[1]
+
+
+def test_sharded_mirror_propagation_merges_views_like_one_process(tmp_path, monkeypatch):
+    """Two ranks (threads at a barrier) with --mirror: each rank's matched views travel in its
+    partial file, so the merged set and its mirrored-image count equal one process's."""
+    import threading
+
+    from harness import distributed
+    from harness.distributed import DistInfo
+
+    base = texture()
+    images = [np.roll(base, (dy, dx), axis=(0, 1)) for dx, dy in [(0, 0), (5, 3), (-4, 6)]]
+    images += [np.roll(base[:, ::-1], (dy, dx), axis=(0, 1)) for dx, dy in [(0, 0), (6, -2), (-3, -5)]]
+    ref = Reference("0", ("a", "b", "c"), (), REF_POINTS, {"source": "test"})
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one, name, _ = propagate(make_data(tmp_path / "a", images, "one"), ref, LayoutFeaturizer(), reference_name="t",
+                             mirror=True, progress=False)
+    gate = threading.Barrier(2, timeout=30)
+    monkeypatch.setattr(distributed, "barrier", lambda info: info.world > 1 and gate.wait())
+    monkeypatch.setattr(distributed, "setup", lambda info, device: device)
+    data = make_data(tmp_path / "b", images, "two")
+    out = [None, None]
+
+    def rank(r):
+        out[r] = propagate(data, ref, LayoutFeaturizer(), reference_name="t", mirror=True, batch_size=2,
+                           progress=False, dist=DistInfo(r, 2))
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    two = out[0][0]
+    np.testing.assert_allclose(two.points, one.points)
+    assert two.provenance["mirror"] == one.provenance["mirror"] == {"images_matched_to_mirrored_reference": 3}
+    assert not list(store_dir(data).glob(".*.partial.npz"))
