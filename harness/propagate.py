@@ -116,12 +116,15 @@ def match_exact(ref_vec: torch.Tensor, target_feats: torch.Tensor, stride: int, 
 def reference_views(featurizer: Featurizer, ref_img: torch.Tensor, ref_pts: torch.Tensor, mode: str = "fast",
                     mirror: bool = False) -> torch.Tensor:
     """Reference vectors (V, K, D) of one uint8 reference image (1, 3, S, S) and its K points (input
-    pixels): V = 1, or 2 with ``mirror`` (the mirrored image, points at x -> S - x, names kept)."""
+    pixels): V = 1, or 2 with ``mirror`` (the mirrored image, points mirrored, names kept). A
+    continuous x mirrors to S - x (fast mode samples there); exact mode reads whole pixels, and
+    pixel floor(x) mirrors to pixel S - 1 - floor(x), whose centre is taken."""
     images = to_input(ref_img)
     pts = [ref_pts]
     if mirror:
         images = torch.cat([images, images.flip(-1)])
-        pts.append(torch.stack([featurizer.size - ref_pts[:, 0], ref_pts[:, 1]], 1))
+        x = ref_pts[:, 0] if mode == "fast" else ref_pts[:, 0].floor() + 0.5
+        pts.append(torch.stack([featurizer.size - x, ref_pts[:, 1]], 1))
     feats = featurizer(images)
     vectors = reference_vectors if mode == "fast" else exact_reference_vectors
     return torch.stack([vectors(f, p, featurizer.stride) for f, p in zip(feats, pts)])

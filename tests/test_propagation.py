@@ -344,3 +344,24 @@ def test_sharded_mirror_propagation_merges_views_like_one_process(tmp_path, monk
     np.testing.assert_allclose(two.points, one.points)
     assert two.provenance["mirror"] == one.provenance["mirror"] == {"images_matched_to_mirrored_reference": 3}
     assert not list(store_dir(data).glob(".*.partial.npz"))
+
+
+@pytest.mark.parametrize("mode", ["fast", "exact"])
+@pytest.mark.parametrize("x", [5.0, 5.5, 5.99, 0.0, 15.2])
+def test_mirrored_reference_vector_is_the_vector_of_the_mirrored_point(mode, x):
+    """With features = the pixels themselves (stride 1), the mirrored view's vector must equal the
+    original's, in both modes and for whole-number coordinates (exact mode reads whole pixels)."""
+    from harness.propagate import reference_views
+
+    class Pixels(Featurizer):
+        name, size, stride = "pixels", 16, 1
+
+        def config(self):
+            return {"featurizer": "pixels"}
+
+        def _features(self, images):
+            return images
+
+    img = (torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    v = reference_views(Pixels(), img, torch.tensor([[x, 7.0]]), mode, mirror=True)
+    torch.testing.assert_close(v[0], v[1])
