@@ -40,6 +40,19 @@ class PoolFeaturizer(Featurizer):
         return torch.cat([cells, wide, wider], 1)
 
 
+class Interrupt(Exception):
+    """Stands in for a killed process."""
+
+
+class Flaky(PoolFeaturizer):
+    """Dies on its third call: after the reference and one batch."""
+
+    def _features(self, images):
+        if self.calls == 2:
+            raise Interrupt
+        return super()._features(images)
+
+
 def texture(seed=0):
     g = torch.Generator().manual_seed(seed)
     control = torch.rand(1, 3, 8, 8, generator=g)
@@ -101,15 +114,6 @@ def test_second_propagate_extracts_nothing_and_interrupted_run_resumes(tmp_path,
     images, _ = moved_copies()
     data = make_data(tmp_path, images, "cache")
     ref = Reference("0", ("a", "b", "c"), (), REF_POINTS, {"source": "test"})
-
-    class Interrupt(Exception):
-        pass
-
-    class Flaky(PoolFeaturizer):  # dies on its third call (reference + 1 batch done)
-        def _features(self, images):
-            if self.calls == 2:
-                raise Interrupt
-            return super()._features(images)
 
     with pytest.raises(Interrupt):
         propagate(data, ref, Flaky(), reference_name="t", batch_size=2, progress=False)
@@ -224,15 +228,6 @@ def test_interrupted_sharded_propagation_resumes_with_another_world_size(tmp_pat
                          progress=False)[0].points
     data = make_data(tmp_path / "b", images, "sharded")
     folder = store_dir(data)
-
-    class Interrupt(Exception):
-        pass
-
-    class Flaky(PoolFeaturizer):  # dies on its third call (reference + 1 image done)
-        def _features(self, images):
-            if self.calls == 2:
-                raise Interrupt
-            return super()._features(images)
 
     def run_ranks(world, make):
         gate = threading.Barrier(world, timeout=30)
