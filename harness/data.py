@@ -205,19 +205,40 @@ def crop_box(box: tuple[float, float, float, float]) -> tuple[int, int, int, int
     return left, top, left + max(1, int(round(w))), top + max(1, int(round(h)))
 
 
-def _decode(path: Path, box, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """One image -> (size, size, 3) uint8 array and the (width, height) it had before resizing."""
+def open_rgb(path: Path, box=None) -> Image.Image:
+    """One image as RGB, cropped to ``box`` ([x, y, w, h] or None); unreadable -> one-line error."""
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
-            if box is not None:
-                im = im.crop(crop_box(box))
-            used = im.size
-            return np.asarray(im.resize((size, size), Image.BILINEAR)), used
+            return im.crop(crop_box(box)) if box is not None else im
     except FileNotFoundError as exc:
         raise DataError(f"image not found: {path}") from exc
     except OSError as exc:
         raise DataError(f"cannot read image {path}: {exc}") from exc
+
+
+def _decode(path: Path, box, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """One image -> (size, size, 3) uint8 array and the (width, height) it had before resizing."""
+    im = open_rgb(path, box)
+    return np.asarray(im.resize((size, size), Image.BILINEAR)), im.size
+
+
+def row_bboxes(data: "ReidData", rows) -> list | None:
+    """The crop box of each row (None for an uncropped dataset): images and keypoints of a
+    dataset with a ``bbox`` column are always used in crop pixels."""
+    return [data.df["bbox"].iloc[r] for r in rows] if "bbox" in data.df else None
+
+
+def open_row(data: "ReidData", row: int) -> Image.Image:
+    """Row ``row``'s image as the harness uses it: RGB, cropped when the dataset is."""
+    box = row_bboxes(data, [row])
+    return open_rgb(data.root / data.df["path"].iloc[row], parse_bbox(box[0]) if box else None)
+
+
+def load_rows(data: "ReidData", rows, size: int, desc: str = "images") -> tuple[torch.Tensor, np.ndarray]:
+    """``load_images`` for rows of a dataset, cropped when the dataset is."""
+    return load_images(data.root, [data.df["path"].iloc[r] for r in rows], size, desc=desc,
+                       bboxes=row_bboxes(data, rows))
 
 
 IMAGE_CACHE_VERSION = "v2"  # bump when the cache layout changes: old folders are then never read

@@ -22,6 +22,13 @@ class DistInfo:
         return self.rank == 0
 
 
+def pick_device(name: str) -> torch.device:
+    """``auto`` = CUDA when there is a GPU, else CPU; anything else as torch spells it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def from_env() -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:

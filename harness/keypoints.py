@@ -52,14 +52,15 @@ class KeypointSet:
 KEYPOINT_SOURCES: Registry = Registry("keypoint source")
 
 
-def image_sizes(data: ReidData) -> np.ndarray:
-    """(N, 2) original (width, height), read from image headers without decoding; for a cropped
-    dataset (``bbox`` column) the size of each crop."""
-    from .data import crop_box, parse_bbox
+def image_sizes(data: ReidData, rows=None) -> np.ndarray:
+    """(N, 2) original (width, height) of every row (or of ``rows``), read from image headers
+    without decoding; for a cropped dataset (``bbox`` column) the size of each crop."""
+    from .data import crop_box, parse_bbox, row_bboxes
 
-    sizes = np.zeros((len(data.df), 2))
-    boxes = [parse_bbox(b) for b in data.df["bbox"]] if "bbox" in data.df else [None] * len(data.df)
-    for i, rel in enumerate(data.df["path"]):
+    rows = range(len(data.df)) if rows is None else rows
+    sizes = np.zeros((len(rows), 2))
+    boxes = [parse_bbox(b) for b in (row_bboxes(data, rows) or [None] * len(rows))]
+    for i, rel in enumerate(data.df["path"].iloc[list(rows)]):
         if boxes[i] is not None:
             left, top, right, bottom = crop_box(boxes[i])
             sizes[i] = (right - left, bottom - top)
@@ -321,7 +322,7 @@ class Reference:
                "provenance": self.provenance}
         if data is not None:
             row = row_of_image(data, self.image_id)
-            w, h = image_sizes_of(data, [row])[0]
+            w, h = image_sizes(data, [row])[0]
             out["image"].update(identity=str(data.df["identity"].iloc[row]), path=str(data.df["path"].iloc[row]),
                                 width=int(w), height=int(h))
         return out
@@ -333,18 +334,6 @@ def row_of_image(data: ReidData, image_id) -> int:
         return ids.index(str(image_id))
     except ValueError:
         raise DataError(f"image id {image_id} is not in dataset {data.name} (ids run {ids[0]} .. {ids[-1]})") from None
-
-
-def image_sizes_of(data: ReidData, rows) -> np.ndarray:
-    out = np.zeros((len(rows), 2))
-    for i, r in enumerate(rows):
-        path = data.root / data.df["path"].iloc[r]
-        try:
-            with Image.open(path) as im:
-                out[i] = im.size
-        except OSError as exc:
-            raise DataError(f"cannot read image {path}: {exc}") from exc
-    return out
 
 
 def infer_flip_pairs(names) -> tuple[tuple[str, str], ...]:
@@ -388,7 +377,7 @@ def read_reference(path: Path, data: ReidData | None = None) -> Reference:
     ref = Reference(image_id, cats, pairs, pts, provenance)
     if data is not None:
         row = row_of_image(data, image_id)
-        w, h = image_sizes_of(data, [row])[0]
+        w, h = image_sizes(data, [row])[0]
         for k in ("width", "height"):
             if k in image and float(image[k]) != (w if k == "width" else h):
                 raise DataError(f"{where}: image {image_id} is {w:g}x{h:g} in dataset {data.name}, the file says "

@@ -8,7 +8,6 @@ name; categories the ground truth does not have are not scored.
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 
@@ -17,14 +16,10 @@ from .keypoints import KeypointSet, image_sizes
 
 
 def reference_lengths(data: ReidData) -> tuple[np.ndarray, str]:
-    if "bbox" in data.df.columns:
-        lengths = []
-        for value in data.df["bbox"]:
-            box = json.loads(value) if isinstance(value, str) else value
-            lengths.append(max(float(box[2]), float(box[3])))
-        return np.asarray(lengths), "max(h, w) of the bounding box"
-    sizes = image_sizes(data)
-    return sizes.max(1), "max(h, w) of the image"
+    """max(w, h) per row of the image as used: the crop of a dataset with a ``bbox`` column (the
+    whole image on rows without a box), else the whole image."""
+    basis = "max(h, w) of the bounding box" if "bbox" in data.df.columns else "max(h, w) of the image"
+    return image_sizes(data).max(1), basis
 
 
 def pck(kps: KeypointSet, data: ReidData, alpha: float = 0.1) -> dict:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed
-from .data import DataError, ReidData, load_images
+from .data import DataError, ReidData, load_rows
 from .distributed import DistInfo
 from .featurizers import Featurizer
 from .keypoints import KeypointSet, Reference, config_hash, row_of_image, save_keypoint_set, store_dir
@@ -246,11 +246,10 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
     mine = np.array_split(np.flatnonzero(~mask), info.world)[info.rank]  # this rank's block of what is left
     featurized = 0
 
-    paths = list(data.df["path"])
     bs = batch_size or featurizer.batch_size
     if len(mine):
         r = row_of_image(data, ref.image_id)
-        ref_img, ref_size = load_images(data.root, [paths[r]], featurizer.size, desc="reference")
+        ref_img, ref_size = load_rows(data, [r], featurizer.size, desc="reference")
         scale = featurizer.size / ref_size[0]
         ref_pts = torch.from_numpy(ref.points * scale[None, :]).float()
         ref_vec = reference_views(featurizer, ref_img, ref_pts, mode, mirror)  # once
@@ -262,7 +261,7 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
             bar = tqdm(total=n, initial=n - len(mine), desc=desc, disable=not progress, unit="img")
         for start in range(0, len(mine), bs):
             rows = mine[start : start + bs]
-            imgs, sizes = load_images(data.root, [paths[i] for i in rows], featurizer.size, desc="targets")
+            imgs, sizes = load_rows(data, rows, featurizer.size, desc="targets")
             feats = featurizer(to_input(imgs))
             matcher = match_fast if mode == "fast" else match_exact
             found, view = matcher(ref_vec, feats, featurizer.stride, return_views=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import re
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Card, DataError, ReidData, cards_dir
-from .keypoints import Reference, check_inside, image_sizes_of, infer_flip_pairs, read_reference, row_of_image
+from .data import Card, DataError, ReidData, cards_dir, open_row, row_bboxes
+from .keypoints import Reference, check_inside, image_sizes, infer_flip_pairs, read_reference, row_of_image
 from .registry import Registry
 
 REFERENCE_SOURCES: Registry = Registry("reference source")
@@ -171,10 +172,16 @@ def gpt4(data: ReidData, card: Card, opts: AnnotateOptions) -> Reference:
     k = opts.num_keypoints or len(data.categories) or 3
     model = opts.model or DEFAULT_GPT_MODEL
     path = data.root / data.df["path"].iloc[row]
-    w, h = image_sizes_of(data, [row])[0]
-    mime = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}.get(
-        path.suffix.lower(), "image/jpeg")
-    url = f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+    w, h = image_sizes(data, [row])[0]
+    if row_bboxes(data, [row]):  # a cropped dataset: the model sees the crop its points refer to
+        buf = io.BytesIO()
+        open_row(data, row).save(buf, format="PNG")
+        mime, blob = "image/png", buf.getvalue()
+    else:
+        mime = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}.get(
+            path.suffix.lower(), "image/jpeg")
+        blob = path.read_bytes()
+    url = f"data:{mime};base64,{base64.b64encode(blob).decode()}"
     prompt = GPT_PROMPT.format(dataset=data.name, k=k, w=int(w), h=int(h))
     client = openai.OpenAI(api_key=key, base_url=opts.base_url or None, max_retries=opts.max_retries,
                            timeout=opts.timeout)
@@ -247,7 +254,8 @@ def gradcam_reference(data: ReidData, opts: AnnotateOptions, kind: str) -> Refer
     from PIL import Image
     from pytorch_grad_cam import GradCAM
 
-    from .featurizers import pick_device, timm_model_name
+    from .distributed import pick_device
+    from .featurizers import timm_model_name
 
     model_name = opts.model or DEFAULT_GRADCAM_MODELS[kind]
     try:
@@ -275,11 +283,9 @@ def gradcam_reference(data: ReidData, opts: AnnotateOptions, kind: str) -> Refer
             raise DataError(f"{model_name!r} has no last convolutional stage (layer4/stages); use a ResNet")
         target_layers, reshape = [layer[-1] if hasattr(layer, "__getitem__") else layer], None
     row = reference_row(data, opts)
-    path = data.root / data.df["path"].iloc[row]
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        arr = np.asarray(im.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+    im = open_row(data, row)  # cropped when the dataset is: points are in crop pixels
+    w, h = im.size
+    arr = np.asarray(im.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
     mean = np.asarray(cfg.get("mean", (0.485, 0.456, 0.406)), dtype=np.float32)
     std = np.asarray(cfg.get("std", (0.229, 0.224, 0.225)), dtype=np.float32)
     x = torch.from_numpy(((arr - mean) / std).transpose(2, 0, 1).copy())[None].to(device)

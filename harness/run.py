@@ -12,22 +12,17 @@ import numpy as np
 import torch
 
 from . import distributed
+from .distributed import pick_device
 from . import results as res
 from .backbones import create_backbone
 from .config import RunConfig
-from .data import ReidData, decode_images, get_card, load_dataset
+from .data import ReidData, decode_images, get_card, load_dataset, row_bboxes
 from .evaluate import retrieval_metrics
 from .keypoints import KeypointSet, resolve_keypoints
 from .methods import METHODS, Method
 from .splits import make_split
 from .tokens import flip_permutation
 from .train import Checkpoint, Normalizer, TrainData, embed, reid_loss, train
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -108,7 +103,7 @@ def _execute(cfg: RunConfig, results_dir: Path, out_path: Path, dist, t0: float,
     pcfg = getattr(backbone, "pretrained_cfg", {}) or {}
     normalize = Normalizer(pcfg.get("mean", (0.5, 0.5, 0.5)), pcfg.get("std", (0.5, 0.5, 0.5)))
 
-    bboxes = list(p.data.df["bbox"]) if "bbox" in p.data.df else None  # cropped datasets
+    bboxes = row_bboxes(p.data, range(len(p.data.df)))  # cropped datasets
     images, sizes, bad = decode_images(p.data.root, list(p.data.df["path"]), cfg.image_size, bboxes=bboxes,
                                        bad_images=cfg.bad_images)
     if bad:

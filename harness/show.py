@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .data import ReidData
+from .data import ReidData, open_row
 from .keypoints import KeypointSet
 
 # distinct colours (Tableau 10) for categories; a white outline keeps them visible on any image
@@ -41,10 +41,9 @@ def draw_grid(data: ReidData, kps: KeypointSet, out: Path, n: int = 16, cell: in
     r = max(3, cell // 40)
     for i, row in enumerate(rows):
         x0, y0 = (i % cols) * cell, (i // cols) * (cell + line)
-        with Image.open(data.root / data.df["path"].iloc[row]) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            canvas.paste(im.resize((cell, cell), Image.BILINEAR), (x0, y0 + line))
+        im = open_row(data, row)  # cropped like the keypoints when the dataset is
+        w, h = im.size
+        canvas.paste(im.resize((cell, cell), Image.BILINEAR), (x0, y0 + line))
         draw.text((x0 + 3, y0 + 2), f"{data.df['image_id'].iloc[row]} | {data.df['identity'].iloc[row]}", fill=(0, 0, 0))
         for k, (px, py) in enumerate(kps.points[row]):
             if not (np.isfinite(px) and np.isfinite(py)):

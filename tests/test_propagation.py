@@ -360,3 +360,32 @@ def test_mirrored_reference_vector_is_the_vector_of_the_mirrored_point(mode, x):
     img = (torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
     v = reference_views(Pixels(), img, torch.tensor([[x, 7.0]]), mode, mirror=True)
     torch.testing.assert_close(v[0], v[1])
+
+
+def test_cropped_dataset_propagates_scores_and_draws_in_crop_pixels(tmp_path):
+    """With a ``bbox`` column images and keypoints are used in crop pixels everywhere: the copies sit
+    at different places on larger canvases, their boxes cut them out again (one row has no box),
+    and propagation finds the points in crop pixels; PCK and the grid read the same crops."""
+    from harness.pck import pck
+    from harness.show import draw_grid
+
+    images, expected = moved_copies()
+    rows = []
+    for i, arr in enumerate(images):
+        if i == 2:  # no box: the whole (64 x 64) image
+            Image.fromarray(arr).save(tmp_path / f"{i}.png")
+            box = float("nan")
+        else:
+            canvas = np.zeros((SIZE + 40, SIZE + 50, 3), np.uint8)
+            x, y = 7 * i + 3, 5 * i + 2
+            canvas[y : y + SIZE, x : x + SIZE] = arr
+            Image.fromarray(canvas).save(tmp_path / f"{i}.png")
+            box = json.dumps([x, y, SIZE, SIZE])
+        rows.append({"image_id": i, "identity": f"id{i}", "path": f"{i}.png", "bbox": box})
+    data = ReidData("cropped", tmp_path, pd.DataFrame(rows), ("a", "b", "c"), (), keypoints=expected.copy())
+    ref = Reference("0", ("a", "b", "c"), (), REF_POINTS, {"source": "test"})
+    kps, _, _ = propagate(data, ref, PoolFeaturizer(), reference_name="t", progress=False)
+    assert (np.abs(kps.points - expected) <= STRIDE).all(), np.abs(kps.points - expected).max((1, 2))
+    score = pck(kps, data, 0.1)
+    assert score["pck"] == 1.0 and score["basis"] == "max(h, w) of the bounding box"
+    assert Image.open(draw_grid(data, kps, tmp_path / "grid.png", n=5)).size[0] > 0
