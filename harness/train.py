@@ -160,6 +160,13 @@ def autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
+def batch_starts(n: int, batch_size: int, world: int = 1) -> list[int]:
+    """First index of every global batch of an epoch. Under DDP a last batch with fewer images than
+    processes would leave some rank an empty slice (a NaN loss that DDP averages into every rank):
+    that batch is dropped, on every rank alike."""
+    return [s for s in range(0, n, batch_size) if min(batch_size, n - s) >= world]
+
+
 def batch_masks(model, points: torch.Tensor | None, device) -> torch.Tensor | None:
     if points is None or getattr(model, "encoding", None) is None:
         return None
@@ -259,7 +266,9 @@ def train(
     step_fn = objective if compile_backend == "none" else torch.compile(objective, backend=compile_backend)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **({"fused": True} if device.type == "cuda" else {}))
     n = len(data.labels)
-    steps_per_epoch = max(1, math.ceil(n / batch_size))
+    starts = batch_starts(n, batch_size, world)
+    used = sum(min(batch_size, n - s) for s in starts)  # images per epoch the losses average over
+    steps_per_epoch = max(1, len(starts))
     total = epochs * steps_per_epoch
     warm = int(warmup_epochs * steps_per_epoch)
 
@@ -282,7 +291,7 @@ def train(
     for epoch in range(state.epoch, epochs):
         order = torch.randperm(n, generator=gen)
         flips = torch.rand(n, generator=gen) < hflip_p
-        sums = torch.zeros(len(losses) + 1, dtype=torch.float64)
+        sums = torch.zeros(len(losses) + 1, dtype=torch.float64, device=device)  # no GPU sync per step
         data_time = 0.0
         t_epoch = time.perf_counter()
         def assemble(start, order=order, flips=flips):
@@ -300,7 +309,7 @@ def train(
             x = normalize(images.to(device, non_blocking=True))
             return idx, x, batch_masks(model, points, device), labels
 
-        batches = prefetched(assemble, range(0, n, batch_size), depth=prefetch)
+        batches = prefetched(assemble, starts, depth=prefetch)
         while True:
             t0 = time.perf_counter()
             batch = next(batches, None)
@@ -313,7 +322,7 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
-            sums += torch.tensor([float(v) for v in parts.values()] + [float(loss.detach())], dtype=torch.float64) * len(idx)
+            sums += torch.stack([*parts.values(), loss]).detach().double() * len(idx)
             bar.update(1)
         if world > 1:
             import torch.distributed as torch_dist
@@ -321,7 +330,7 @@ def train(
             torch_dist.all_reduce(sums)
         wall = time.perf_counter() - t_epoch
         names = [t.name for t in losses] + ["loss"]
-        stats = {"epoch": epoch + 1, **{k: float(v) / n for k, v in zip(names, sums)}, "lr": sched.get_last_lr()[0],
+        stats = {"epoch": epoch + 1, **{k: float(v) / used for k, v in zip(names, sums.cpu())}, "lr": sched.get_last_lr()[0],
                  "seconds": round(wall, 3), "data_share": round(data_time / max(wall, 1e-9), 4)}
         if not math.isfinite(stats["loss"]):
             bar.close()

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from harness.train import prefetched
+from harness.train import batch_starts, prefetched
 
 
 def test_prefetched_keeps_order_and_raises_worker_errors():
@@ -28,6 +28,7 @@ def test_compiled_step_matches_eager(cli, tiny_args, tmp_path):
     eager = json.loads(next((tmp_path / "eager").glob("*.json")).read_text())
     comp = json.loads(next((tmp_path / "compiled").glob("*.json")).read_text())
     assert comp["config"]["compile"] == "aot_eager"
+    assert len(eager["history"]) == len(comp["history"]) > 0
     for a, b in zip(eager["history"], comp["history"]):
         assert abs(a["loss"] - b["loss"]) < 1e-3 * max(1.0, abs(a["loss"]))
 
@@ -36,3 +37,10 @@ def test_unknown_compile_backend(cli, tiny_args, tmp_path):
     res = cli("run", "--results-dir", tmp_path, *tiny_args, "--compile", "nope")
     assert res.exit_code != 0 and "unknown --compile backend 'nope'; valid: none, " in res.output
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_batch_starts_drop_a_last_batch_some_ranks_would_see_empty():
+    assert batch_starts(10, 4) == [0, 4, 8]  # one process: every image, the last batch of 2
+    assert batch_starts(10, 4, world=2) == [0, 4, 8]  # 2 images for 2 ranks: kept
+    assert batch_starts(9, 4, world=2) == [0, 4]  # 1 image for 2 ranks: rank 1 would get none
+    assert batch_starts(8, 4, world=4) == [0, 4]
