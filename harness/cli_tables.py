@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from .cli_common import HarnessCLIError, user_errors
+from .ablate import LAUNCHERS
+from .cli_common import HarnessCLIError, expected_errors, user_errors
 from .registry import REPO_ROOT
 
 RESULTS_HELP = "where run records are read and written"
@@ -19,7 +20,7 @@ RESULTS_HELP = "where run records are read and written"
 @click.option("--seeds", type=click.IntRange(1), default=1, show_default=True, help="seeds 0..N-1 per cell")
 @click.option("--dry-run", is_flag=True, help="print the runs it would do (as `harness run` commands), run nothing")
 @click.option("--tiny", is_flag=True, help="the synthetic stand-in of every cell (random-init tiny ViTs; the CI smoke)")
-@click.option("--launcher", type=click.Choice(("local", "slurm", "submitit-local")), default="local", show_default=True,
+@click.option("--launcher", type=click.Choice(LAUNCHERS), default="local", show_default=True,
               help="local: in this process; slurm: one submitit job per missing cell; submitit-local: submitit's "
                    "local executor (subprocesses)")
 @click.option("--partition", default=None, help="slurm partition")
@@ -62,11 +63,6 @@ def ablate(table, dataset, columns, seeds, dry_run, tiny, launcher, partition, g
     if launcher == "local":
         from .run import execute
 
-        from .backbones import BackboneError
-        from .data import DataError
-        from .registry import RegistryError
-        from .results import ResultsError
-
         failed = []
         bar = tqdm(todo, desc=f"ablate {table}", unit="cell", file=sys.stderr, dynamic_ncols=True)
         for j in bar:
@@ -75,8 +71,8 @@ def ablate(table, dataset, columns, seeds, dry_run, tiny, launcher, partition, g
                 continue
             try:
                 execute(j.cfg, results_dir, data_root=data_root, progress=False)
-            except (DataError, RegistryError, BackboneError, ResultsError, ValueError) as exc:
-                # one cell that cannot run (no data, no API key, ...) does not stop the others
+            except expected_errors() as exc:
+                # one cell that cannot run (no data, no API key, diverged, ...) does not stop the others
                 failed.append(j)
                 bar.write(f"failed: table {j.cell.table} [{j.cell.row} | {j.cell.col}] seed {j.cfg.seed}: {exc}",
                           file=sys.stderr)

@@ -13,8 +13,6 @@ torchrun rank 0 alone annotates (the others wait) and the ranks share the propag
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 
 from .data import DataError, ReidData
@@ -87,27 +85,22 @@ def from_recipe(spec: str, data: ReidData, cfg, progress: bool = True):
     from . import distributed
     from .data import get_card
     from .featurizers import create_featurizer
-    from .keypoints import load_reference, save_reference, stored_path
+    from .keypoints import config_hash, load_reference, save_reference, stored_path
     from .propagate import featurizer_device, propagate
     from .references import REFERENCE_SOURCES, AnnotateOptions
 
     source, featurizer, ref_opts, feat_opts = parse_recipe(spec)
     mode, mirror = matching_options(spec, feat_opts)
     entry = REFERENCE_SOURCES.get(source)
-    key = hashlib.sha256(json.dumps([entry.name, ref_opts], sort_keys=True).encode()).hexdigest()[:10]
+    key = config_hash([entry.name, ref_opts])
     ref_name = f"recipe-{entry.name}-{key}"
     feat = create_featurizer(featurizer, **feat_opts)
     dist = distributed.from_env()
     if dist.world > 1:  # under torchrun: rank 0 alone annotates, the others wait for its reference
         distributed.setup(dist, featurizer_device(feat))
     if dist.is_main and stored_path(ref_name, data) is None:
-        from .tiny_sd import TINY_CLASSIFIERS, ensure_tiny_classifier
-
         card = get_card(cfg.dataset) if getattr(cfg, "dataset", None) else None
-        opts = dict(ref_opts)
-        if opts.get("model") in TINY_CLASSIFIERS:  # offline smoke classifier, built into the cache
-            opts["model"] = str(ensure_tiny_classifier(opts["model"]))
-        ref = entry.factory(data, card, AnnotateOptions(**opts))
+        ref = entry.factory(data, card, AnnotateOptions(**ref_opts))
         save_reference(ref, data, ref_name)
     distributed.barrier(dist)
     ref = load_reference(ref_name, data)

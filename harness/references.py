@@ -257,9 +257,13 @@ def gradcam_reference(data: ReidData, opts: AnnotateOptions, kind: str) -> Refer
     from .distributed import pick_device
     from .featurizers import timm_model_name
 
+    from .tiny_sd import TINY_CLASSIFIERS, ensure_tiny_classifier
+
     model_name = opts.model or DEFAULT_GRADCAM_MODELS[kind]
+    # the offline smoke classifiers (tiny-random-vit / tiny-random-resnet) are built into the cache
+    where = str(ensure_tiny_classifier(model_name)) if model_name in TINY_CLASSIFIERS else model_name
     try:
-        net = timm.create_model(timm_model_name(model_name), pretrained=True)
+        net = timm.create_model(timm_model_name(where), pretrained=True)
     except (OSError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"cannot load classifier {model_name!r} for Grad-CAM (timm name, hf-hub:<repo> or local folder): {first}") from exc

@@ -238,3 +238,16 @@ def test_stored_set_round_trip_validation_and_run_resolution(data):
 
     with pytest.raises(RegistryError, match="unknown keypoint source 'nope'.*roundtrip"):
         resolve_keypoints("nope", data, cfg)
+
+
+def test_annotate_cli_takes_the_offline_tiny_classifier_by_name(cli, tmp_path, monkeypatch):
+    """`--model tiny-random-vit` works for `keypoints annotate` too, not only inside recipes: the
+    name is resolved where Grad-CAM loads its classifier."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    res = cli("keypoints", "annotate", "--dataset", "synthetic", "--dataset-option", "identities=4",
+              "--dataset-option", "images_per_identity=2", "--dataset-option", "image_size=32",
+              "--source", "gradcam-vit", "--model", "tiny-random-vit", "--num-keypoints", "2", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    stored = json.loads(next((tmp_path / "cache" / "keypoints").rglob("ref-gradcam-vit-*.json")).read_text())
+    assert list(stored["keypoints"]) == ["gradcam_1", "gradcam_2"]
+    assert stored["provenance"]["model"] == "tiny-random-vit"
