@@ -62,7 +62,7 @@ def main() -> None:
         opt = torch.optim.AdamW(obj.parameters(), lr=1e-4)
 
         def step(model=model, obj=obj, opt=opt):
-            mask = batch_masks(model, points, device) if name != "vit" else None
+            mask = batch_masks(model, points, device)  # None for the plain ViT (no encoding)
             loss, _ = obj(x, mask, labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -107,7 +107,8 @@ def test_recipe_matching_keys_mirror_and_mode(cli, tmp_path, monkeypatch):
     prov = json.loads(next((tmp_path / "r").glob("*.json")).read_text())["keypoints"]["provenance"]
     assert prov["matching"] == "exact" and prov["featurizer"] == {"featurizer": "sift", "size": 32, "step": 4,
                                                                   "patch": 12.0}
-    assert 0 <= prov["mirror"]["images_matched_to_mirrored_reference"] <= 24
+    n_mirrored = prov["mirror"]["images_matched_to_mirrored_reference"]
+    assert 0 < n_mirrored < 24  # about half of the synthetic poses are mirrored
     for recipe, message in (("ground-truth@sift:size=32,mirror=2", "mirror must be 0 or 1, got 2"),
                             ("ground-truth@sift:size=32,mode=slow", "unknown matching mode 'slow'")):
         bad = cli("run", "--method", "ckpe", "--results-dir", tmp_path / "r", *args, recipe)
