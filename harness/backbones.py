@@ -61,19 +61,19 @@ def weights_hint(name: str) -> str:
     )
 
 
-def _resolve(name: str, pretrained: bool, weights: str | None) -> tuple[str, dict, str]:
-    """-> (timm name to create, overrides, architecture name) for this request."""
+def _resolve(name: str, pretrained: bool, weights: str | None) -> tuple[str, dict]:
+    """-> (timm name to create, overrides) for this request."""
     arch, overrides = ALIASES.get(name, (name, {}))
     if arch.startswith("hf-hub:"):
         if arch in HUB_ARCHITECTURES:
             base = HUB_ARCHITECTURES[arch]
-            return (arch if pretrained and not weights else base), overrides, base
+            return (arch if pretrained and not weights else base), overrides
         if weights:
             raise BackboneError(
                 f"backbone {name!r}: its architecture is only known from the hub; with --weights, "
                 "name the timm architecture instead (e.g. --backbone swin_large_patch4_window12_384)"
             )
-        return arch, overrides, arch
+        return arch, overrides
     import timm
 
     base = arch.split(".")[0]
@@ -82,10 +82,10 @@ def _resolve(name: str, pretrained: bool, weights: str | None) -> tuple[str, dic
             f"unknown backbone {name!r}: not an alias ({', '.join(ALIASES)}), a timm model name, nor hf-hub:<repo>"
         )
     if weights:
-        return base, overrides, base
+        return base, overrides
     if pretrained and name in HUB_WEIGHTS:
-        return HUB_WEIGHTS[name], overrides, base
-    return arch, overrides, base
+        return HUB_WEIGHTS[name], overrides
+    return arch, overrides
 
 
 def create_backbone(name: str, image_size: int, pretrained: bool = False, weights: str | None = None,
@@ -99,7 +99,7 @@ def create_backbone(name: str, image_size: int, pretrained: bool = False, weight
 
     if name in RANDOM_INIT:
         pretrained = False
-    create_name, overrides, _ = _resolve(name, pretrained, weights)
+    create_name, overrides = _resolve(name, pretrained, weights)
     use_hub = pretrained and not weights
     kwargs = dict(num_classes=0, **overrides)
     try:
@@ -128,8 +128,7 @@ def create_backbone(name: str, image_size: int, pretrained: bool = False, weight
             raise BackboneError(f"backbone {name!r} is not a ViT (no patch_embed); keypoint methods need one")
         return model
     ps = pe.patch_size if isinstance(pe.patch_size, (tuple, list)) else (pe.patch_size,) * 2
-    patch = overrides.get("patch_size")
-    if image_size % ps[0] or image_size % ps[1] or (patch and image_size % patch):
+    if image_size % ps[0] or image_size % ps[1]:  # ps already reflects a patch_size override
         raise BackboneError(f"image size {image_size} is not divisible by the patch size {ps[0]} of {name!r}")
     return model
 

@@ -99,6 +99,7 @@ def run_cmd(results_dir, data_root, force, quiet, **given):
     from .methods import METHODS
     from .recipes import is_recipe, recipe_problem
     from .results import check_writable, read_result, result_path, summary_table
+    from . import distributed
     from .run import execute
 
     given["dataset_options"] = parse_kv(given.get("dataset_options") or ())
@@ -124,17 +125,20 @@ def run_cmd(results_dir, data_root, force, quiet, **given):
     if len(names) > 1:
         check_writable(results_dir)
     records = []
-    for cfg in plans:
-        existing = result_path(results_dir, cfg)
-        if existing.exists() and not force:
-            click.echo(f"already done, not recomputed (pass --force to redo): {existing}", err=True)
-            record, path = read_result(existing), existing
-        else:
-            record, path = execute(cfg, results_dir, data_root=data_root, force=force, progress=not quiet)
-        if record is None:  # under torchrun only rank 0 evaluates and reports
-            continue
-        click.echo(summary_line(record, path))
-        records.append(record)
+    try:
+        for cfg in plans:
+            existing = result_path(results_dir, cfg)
+            if existing.exists() and not force:
+                click.echo(f"already done, not recomputed (pass --force to redo): {existing}", err=True)
+                record, path = read_result(existing), existing
+            else:
+                record, path = execute(cfg, results_dir, data_root=data_root, force=force, progress=not quiet)
+            if record is None:  # under torchrun only rank 0 evaluates and reports
+                continue
+            click.echo(summary_line(record, path))
+            records.append(record)
+    finally:  # under torchrun: close the process group the runs opened
+        distributed.teardown(distributed.from_env())
     if len(names) > 1 and records:  # Table 1 shape: every method with results on these datasets
         click.echo(summary_table(all_methods_records(results_dir, plans, records)))
 

@@ -11,12 +11,6 @@ from .cli_common import user_errors
 DATA_ROOT_HELP = "where datasets live: <data root>/<ClassName>/ (env HARNESS_DATA; default: the cache dir, env HARNESS_CACHE)"
 
 
-def _root(data_root: Path | None) -> Path:
-    from .data import cache_dir
-
-    return Path(data_root).expanduser() if data_root else cache_dir()
-
-
 @click.group("data")
 def data_group():
     """Real datasets: list what is present, download what is not."""
@@ -27,10 +21,10 @@ def data_group():
 @user_errors
 def list_cmd(data_root):
     """The datasets with cards, whether their data is present, and where it is expected."""
-    from .data import DATASETS, data_problem
+    from .data import DATASETS, data_problem, data_root_or_default
     from .wildlife import dataset_folder
 
-    root = _root(data_root)
+    root = data_root_or_default(data_root)
     click.echo(f"data root: {root}")
     for entry in DATASETS:
         card = entry.factory()
@@ -48,10 +42,10 @@ def list_cmd(data_root):
 @user_errors
 def download_cmd(name, data_root, force):
     """Download NAME (a card, a wildlife-datasets class name, or `all`) into <data root>/<ClassName>/."""
-    from .data import DataError, dataset_names, get_card
+    from .data import DataError, data_root_or_default, dataset_names, get_card
     from .wildlife import download
 
-    root = _root(data_root)
+    root = data_root_or_default(data_root)
     failures = []
     for n in dataset_names(name):
         card = get_card(n)

@@ -164,16 +164,19 @@ def score_cmd(dataset, name, alpha, dataset_options, data_root):
 @user_errors
 def list_cmd(dataset, dataset_options, data_root):
     """Stored references and keypoint sets of a dataset."""
-    import json
-
-    from .keypoints import REFERENCE_FORMAT, store_dir, stored_names
+    from .data import DataError
+    from .keypoints import REFERENCE_FORMAT, read_json_object, store_dir, stored_names
 
     card, data = _load(dataset, dataset_options, data_root)
     names = stored_names(data)
     if not names:
         click.echo(f"nothing stored for {dataset} in {store_dir(data)}")
     for n in names:
-        raw = json.loads((store_dir(data) / f"{n}.json").read_text())
+        try:
+            raw = read_json_object(store_dir(data) / f"{n}.json", "stored file")
+        except DataError as exc:  # one damaged file does not hide the others
+            click.echo(f"{n:<28} {'unreadable':<10} {exc}")
+            continue
         prov = raw.get("provenance") or {}
         kind = "reference" if raw.get("format") == REFERENCE_FORMAT else "keypoints"
         what = prov.get("source", "?")

@@ -164,6 +164,11 @@ def get_card(name: str) -> Card:
         return card
 
 
+def data_root_or_default(data_root: Path | str | None) -> Path:
+    """Where datasets live: the given folder (``~`` expanded), else the harness cache."""
+    return Path(data_root).expanduser() if data_root else cache_dir()
+
+
 def data_problem(card: Card, data_root: Path | None = None) -> str | None:
     """None when the card's data is present under the data root, else one line saying what is
     missing and how to get it (no loading, no side effects)."""
@@ -171,12 +176,12 @@ def data_problem(card: Card, data_root: Path | None = None) -> str | None:
         return None
     from .wildlife import missing_message
 
-    return missing_message(card, Path(data_root) if data_root else cache_dir())
+    return missing_message(card, data_root_or_default(data_root))
 
 
 def load_dataset(card: Card, options: dict | None = None, data_root: Path | None = None) -> ReidData:
     opts = {**card.options, **(options or {})}
-    return LOADERS.create(card.loader, card, opts, Path(data_root) if data_root else cache_dir())
+    return LOADERS.create(card.loader, card, opts, data_root_or_default(data_root))
 
 
 def parse_bbox(value) -> tuple[float, float, float, float] | None:

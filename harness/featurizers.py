@@ -191,9 +191,9 @@ class SDFeaturizer(Featurizer):
 
 @FEATURIZERS.register("sd", "Stable Diffusion UNet up-block features, DIFT-style (diffusers)")
 def sd(model: str = DEFAULT_SD_MODEL, timestep: int = 261, block: int = 1, ensemble: int = 8, size: int = 768,
-       seed: int = 0, device: str = "auto", batch_size: int = 4, unet_batch: int = 16) -> Featurizer:
+       seed: int = 0, prompt: str = "", device: str = "auto", batch_size: int = 4, unet_batch: int = 16) -> Featurizer:
     return SDFeaturizer(model=model, timestep=timestep, block=block, ensemble=ensemble, size=size, seed=seed,
-                        device=device, batch_size=batch_size, unet_batch=unet_batch)
+                        prompt=prompt, device=device, batch_size=batch_size, unet_batch=unet_batch)
 
 
 # ---------------------------------------------------------------- DINOv2 (timm)

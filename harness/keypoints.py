@@ -161,7 +161,7 @@ def save_keypoint_set(kps: KeypointSet, data: ReidData, name: str, score: dict |
     return write_json_atomic(store_dir(data) / f"{name}.json", keypoint_set_to_json(kps, data, name, score))
 
 
-def _read_json(path: Path, what: str) -> dict:
+def read_json_object(path: Path, what: str) -> dict:
     try:
         raw = json.loads(Path(path).read_text())
     except FileNotFoundError as exc:
@@ -192,7 +192,7 @@ def load_keypoint_set(path: Path, data: ReidData) -> tuple[KeypointSet, dict]:
     """Read a stored keypoint set and validate it against ``data``; returns the set aligned with
     the dataset's rows and the raw JSON (for its name and score)."""
     where = f"keypoint set {path}"
-    raw = _read_json(path, "keypoint set")
+    raw = read_json_object(path, "keypoint set")
     if raw.get("format") == REFERENCE_FORMAT:
         raise DataError(
             f"{path} is a reference annotation of one image, not a keypoint set for every image; "
@@ -245,7 +245,7 @@ def load_keypoint_set(path: Path, data: ReidData) -> tuple[KeypointSet, dict]:
 
 def store_score(path: Path, score: dict) -> None:
     """Keep a PCK result in the keypoint set file, under its alpha ("score": {"0.1": {...}})."""
-    raw = _read_json(path, "keypoint set")
+    raw = read_json_object(path, "keypoint set")
     scores = raw.get("score") if isinstance(raw.get("score"), dict) else {}
     scores[f"{score['alpha']:g}"] = score
     raw["score"] = scores
@@ -355,7 +355,7 @@ def read_reference(path: Path, data: ReidData | None = None) -> Reference:
     """Read a reference annotation (format of datasets/<card reference>, e.g. the shared
     MacaqueFaces.json) and, given ``data``, check its image id and that its points lie inside."""
     where = f"reference annotation {path}"
-    raw = _read_json(path, "reference annotation")
+    raw = read_json_object(path, "reference annotation")
     if raw.get("format") == SET_FORMAT:
         raise DataError(f"{path} is a keypoint set for every image, not a reference annotation of one image")
     image = raw.get("image")
@@ -399,7 +399,7 @@ def save_reference(ref: Reference, data: ReidData, name: str) -> Path:
 def load_reference(name: str, data: ReidData) -> Reference:
     path = stored_path(name, data)
     if path is None:
-        refs = [n for n in stored_names(data) if _read_json(store_dir(data) / f"{n}.json", "file").get("format") == REFERENCE_FORMAT]
+        refs = [n for n in stored_names(data) if read_json_object(store_dir(data) / f"{n}.json", "file").get("format") == REFERENCE_FORMAT]
         raise DataError(
             f"no reference annotation {name!r} for dataset {data.name}; stored: {', '.join(refs) or 'none'} "
             f"(make one with `harness keypoints annotate`, or pass a JSON file path)"

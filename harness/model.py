@@ -33,7 +33,6 @@ class KeypointEncoding(nn.Module):
     def __init__(self, num_categories: int, dim: int, categorical: bool):
         super().__init__()
         self.categorical = categorical
-        self.num_categories = num_categories
         self.weight = nn.Parameter(torch.zeros(num_categories if categorical else 1, dim))
 
     def forward(self, mask: torch.Tensor) -> torch.Tensor:
@@ -70,7 +69,7 @@ class KeypointViT(nn.Module):
         return self.grid[0] * self.grid[1]
 
     def _add_encoding(self, module, inputs, tokens):
-        if self.encoding is None or self._mask is None:
+        if self._mask is None:  # registered only with an encoding; no mask given for this call
             return tokens
         offset = self.encoding(self._mask).to(tokens.dtype)
         if tokens.dim() == 4:  # NHWC output (dynamic image size)
