@@ -54,7 +54,7 @@ def main():
 
     def run_batched():
         ref_vec = reference_vectors(feat(ref)[0], pts, feat.stride)
-        return torch.cat([match_fast(ref_vec, feat(images[i : i + args.batch_size]), feat.stride)
+        return torch.cat([match_fast(ref_vec, feat(images[i : i + args.batch_size]), feat.stride)[0]
                           for i in range(0, args.n, args.batch_size)])
 
     def run_per_pair():
@@ -62,7 +62,7 @@ def main():
         for i in range(args.n):
             ref_feats = feat(ref)[0]  # DIFT re-encodes the reference for every pair
             vec = exact_reference_vectors(ref_feats, pts, feat.stride)
-            out.append(match_exact(vec, feat(images[i : i + 1]), feat.stride))
+            out.append(match_exact(vec, feat(images[i : i + 1]), feat.stride)[0])
         return torch.cat(out)
 
     def timed(fn):

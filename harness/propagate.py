@@ -35,8 +35,6 @@ from .distributed import DistInfo
 from .featurizers import Featurizer
 from .keypoints import KeypointSet, Reference, config_hash, row_of_image, save_keypoint_set, store_dir
 
-MODES = ("fast", "exact")
-
 
 def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
     return images_uint8.float() / 255.0
@@ -71,15 +69,14 @@ def _views(ref_vec: torch.Tensor) -> torch.Tensor:
     return ref_vec if ref_vec.dim() == 3 else ref_vec[None]  # (K, D) -> one view (1, K, D)
 
 
-def match_fast(ref_vec: torch.Tensor, target_feats: torch.Tensor, stride: int,
-               return_views: bool = False):
+def match_fast(ref_vec: torch.Tensor, target_feats: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine at feature resolution, then upsample the K maps: (K, D) or (V, K, D) reference views,
-    (B, D, h, w) -> (B, K, 2) (and, with ``return_views``, the view each target matched)."""
+    (B, D, h, w) -> (B, K, 2) points and (B,) the view each target matched."""
     t = F.normalize(target_feats, dim=1)
     sim, view = pick_views(torch.einsum("vkd,bdhw->vbkhw", _views(ref_vec).to(t), t))
     h, w = t.shape[-2:]
     sim = F.interpolate(sim, size=(h * stride, w * stride), mode="bilinear", align_corners=False)
-    return (argmax_points(sim), view) if return_views else argmax_points(sim)
+    return argmax_points(sim), view
 
 
 def upsample(feats: torch.Tensor, stride: int) -> torch.Tensor:
@@ -96,8 +93,8 @@ def exact_reference_vectors(ref_feats: torch.Tensor, points: torch.Tensor, strid
     return F.normalize(up[:, y, x].T, dim=1)
 
 
-def match_exact(ref_vec: torch.Tensor, target_feats: torch.Tensor, stride: int, chunk: int = 64,
-                return_views: bool = False):
+def match_exact(ref_vec: torch.Tensor, target_feats: torch.Tensor, stride: int,
+                chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """Upsample each target's features to the image, then cosine per pixel (DIFT's order). Reference
     vectors and return value as for ``match_fast``."""
     views = _views(ref_vec)
@@ -109,8 +106,12 @@ def match_exact(ref_vec: torch.Tensor, target_feats: torch.Tensor, stride: int, 
         sim, view = pick_views(sims[:, None])
         out.append(argmax_points(sim)[0])
         picked.append(view)
-    points, view = torch.stack(out), torch.cat(picked)
-    return (points, view) if return_views else points
+    return torch.stack(out), torch.cat(picked)
+
+
+# mode -> (reference vectors from the reference's features, matcher of the targets' features)
+MATCHERS = {"fast": (reference_vectors, match_fast), "exact": (exact_reference_vectors, match_exact)}
+MODES = tuple(MATCHERS)
 
 
 def reference_views(featurizer: Featurizer, ref_img: torch.Tensor, ref_pts: torch.Tensor, mode: str = "fast",
@@ -126,18 +127,21 @@ def reference_views(featurizer: Featurizer, ref_img: torch.Tensor, ref_pts: torc
         x = ref_pts[:, 0] if mode == "fast" else ref_pts[:, 0].floor() + 0.5
         pts.append(torch.stack([featurizer.size - x, ref_pts[:, 1]], 1))
     feats = featurizer(images)
-    vectors = reference_vectors if mode == "fast" else exact_reference_vectors
+    vectors = MATCHERS[mode][0]
     return torch.stack([vectors(f, p, featurizer.stride) for f, p in zip(feats, pts)])
 
 
 def match(ref_feats: torch.Tensor, ref_points: torch.Tensor, target_feats: torch.Tensor, stride: int,
           mode: str = "fast") -> torch.Tensor:
     """Reference features (D, h, w) + K points (input pixels) -> (B, K, 2) points in each target."""
-    if mode == "fast":
-        return match_fast(reference_vectors(ref_feats, ref_points, stride), target_feats, stride)
-    if mode == "exact":
-        return match_exact(exact_reference_vectors(ref_feats, ref_points, stride), target_feats, stride)
-    raise ValueError(f"unknown matching mode {mode!r}; valid: {', '.join(MODES)}")
+    check_mode(mode)
+    vectors, matcher = MATCHERS[mode]
+    return matcher(vectors(ref_feats, ref_points, stride), target_feats, stride)[0]
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MATCHERS:
+        raise ValueError(f"unknown matching mode {mode!r}; valid: {', '.join(MODES)}")
 
 
 def propagation_name(reference_hash: str, featurizer: Featurizer, mode: str, mirror: bool = False) -> tuple[str, str]:
@@ -223,8 +227,8 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
 
     from .keypoints import load_keypoint_set
 
-    if mode not in MODES:
-        raise ValueError(f"unknown matching mode {mode!r}; valid: {', '.join(MODES)}")
+    check_mode(mode)
+    matcher = MATCHERS[mode][1]
     info = distributed.from_env() if dist is None else dist
     if info.world > 1:
         distributed.setup(info, featurizer_device(featurizer))  # no-op when the process group is already up
@@ -263,8 +267,7 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
             rows = mine[start : start + bs]
             imgs, sizes = load_rows(data, rows, featurizer.size, desc="targets")
             feats = featurizer(to_input(imgs))
-            matcher = match_fast if mode == "fast" else match_exact
-            found, view = matcher(ref_vec, feats, featurizer.stride, return_views=True)
+            found, view = matcher(ref_vec, feats, featurizer.stride)
             points[rows] = found.cpu().numpy() * (sizes / featurizer.size)[:, None, :]
             views[rows] = view.numpy()
             mask[rows] = True
