@@ -92,10 +92,16 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
         return _execute(cfg, results_dir, out_path, dist, t0, data_root=data_root, force=force, progress=progress)
 
 
+def check_batch_size(p, n_train: int, cfg: RunConfig) -> None:
+    if p.method.trains and n_train < cfg.batch_size:
+        raise ValueError(f"--batch-size {cfg.batch_size} is larger than the training set ({n_train} images)")
+
+
 def _execute(cfg: RunConfig, results_dir: Path, out_path: Path, dist, t0: float, *, data_root, force, progress):
     device = distributed.setup(dist, pick_device(cfg.device))
     seed_everything(cfg.seed)
     p = prepare(cfg, data_root, progress=progress)
+    check_batch_size(p, len(p.split.train), cfg)  # before decoding (checked again after skipped images)
     backbone = create_backbone(cfg.backbone, cfg.image_size, cfg.pretrained, cfg.weights,
                                require_patch_grid=p.method.uses_keypoints)
     ncat = len(p.keypoints.categories) if p.keypoints is not None else 0
@@ -114,8 +120,7 @@ def _execute(cfg: RunConfig, results_dir: Path, out_path: Path, dist, t0: float,
     tr, te = np.setdiff1d(p.split.train, bad), np.setdiff1d(p.split.test, bad)
     classes = {name: i for i, name in enumerate(sorted(set(identities[tr])))}
     labels_train = torch.tensor([classes[x] for x in identities[tr]])
-    if p.method.trains and len(tr) < cfg.batch_size:
-        raise ValueError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(tr)} images)")
+    check_batch_size(p, len(tr), cfg)
     perm = flip_permutation(p.keypoints.categories, p.keypoints.flip_pairs) if p.keypoints is not None else []
     train_data = TrainData(images, labels_train, points, perm, rows=torch.from_numpy(tr))
 

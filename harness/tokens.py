@@ -47,13 +47,16 @@ def flip_permutation(categories: list[str] | tuple[str, ...], flip_pairs) -> lis
     return perm
 
 
-def hflip(images: torch.Tensor, points: torch.Tensor, flip: torch.Tensor, perm: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mirror the images where ``flip`` (B,) is True; mirror their keypoints (x -> W - x) and swap
-    left/right categories so a flipped left eye is labelled as the right eye it now looks like."""
+def hflip(images: torch.Tensor, points: torch.Tensor | None, flip: torch.Tensor,
+          perm: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Mirror the images where ``flip`` (B,) is True; mirror their keypoints, if any (x -> W - x),
+    and swap left/right categories so a flipped left eye is labelled as the right eye it now looks like."""
     if not bool(flip.any()):
         return images, points
     width = images.shape[-1]
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    if points is None:
+        return images, None
     mirrored = points.clone()
     mirrored[..., 0] = width - mirrored[..., 0]
     mirrored = mirrored[:, perm]

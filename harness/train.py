@@ -299,10 +299,7 @@ def train(
             rows = data.rows[idx]
             images = data.images[rows]
             points = data.points[rows] if data.points is not None else None
-            if points is not None:
-                images, points = hflip(images, points, flips[idx], data.flip_perm)
-            else:
-                images = torch.where(flips[idx][:, None, None, None], images.flip(-1), images)
+            images, points = hflip(images, points, flips[idx], data.flip_perm)
             if pin:
                 images = images.pin_memory()
             labels = data.labels[idx].to(device, non_blocking=True)
