@@ -1,6 +1,7 @@
 """Run records: one JSON file per run, written atomically, never silently overwritten."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 import platform
@@ -76,7 +77,7 @@ def replace_atomic(path: Path, write: Callable[[Path], None]) -> Path:
     place: readers see the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)  # see leftover_temps
     os.close(fd)
     try:
         write(Path(tmp))
@@ -84,6 +85,13 @@ def replace_atomic(path: Path, write: Callable[[Path], None]) -> Path:
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def leftover_temps(path: Path) -> list[Path]:
+    """Temporary files ``replace_atomic`` left beside ``path`` when its process was killed mid-write."""
+    path = Path(path)
+    return [p for p in path.parent.glob(f".{glob.escape(path.stem)}-*{path.suffix}")
+            if p.name[len(path.stem) + 2 :].count("-") == 0]
 
 
 def write_atomic(path: Path, record: dict, overwrite: bool = False) -> Path:

@@ -100,7 +100,8 @@ class Hook:
 class Checkpoint(Hook):
     """Saves the full training state after every epoch (atomic write) and resumes from it: a run
     killed at any point continues after its last finished epoch and, on a CPU, ends with exactly
-    the metrics of an uninterrupted run."""
+    the metrics of an uninterrupted run. The global torch RNG (dropout, drop-path) is saved with
+    the sampling generator, so that holds for backbones that draw random numbers too."""
 
     def __init__(self, path: Path, on_resume: Callable[[int], None] | None = None, save: bool = True):
         self.path = Path(path)
@@ -121,6 +122,8 @@ class Checkpoint(Hook):
         state.optimizer.load_state_dict(saved["optimizer"])
         state.scheduler.load_state_dict(saved["scheduler"])
         state.generator.set_state(saved["generator"])
+        if "torch_rng" in saved:  # checkpoints written before it was saved resume without it
+            torch.set_rng_state(saved["torch_rng"])
         state.history[:] = saved["history"]
         state.epoch = int(saved["epoch"])
         if self.on_resume:
@@ -136,12 +139,16 @@ class Checkpoint(Hook):
             "optimizer": state.optimizer.state_dict(),
             "scheduler": state.scheduler.state_dict(),
             "generator": state.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
             "history": state.history,
             "epoch": state.epoch,
         }, tmp))
 
     def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
+        from .results import leftover_temps
+
+        for p in [self.path, *leftover_temps(self.path)]:  # also what a killed run left mid-write
+            p.unlink(missing_ok=True)
 
 
 class Normalizer(nn.Module):

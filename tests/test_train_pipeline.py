@@ -44,3 +44,29 @@ def test_batch_starts_drop_a_last_batch_some_ranks_would_see_empty():
     assert batch_starts(10, 4, world=2) == [0, 4, 8]  # 2 images for 2 ranks: kept
     assert batch_starts(9, 4, world=2) == [0, 4]  # 1 image for 2 ranks: rank 1 would get none
     assert batch_starts(8, 4, world=4) == [0, 4]
+
+
+def test_checkpoint_restores_the_torch_rng_and_discard_removes_killed_writes(tmp_path):
+    import torch
+
+    from harness.train import Checkpoint, TrainState
+
+    def state():
+        net = torch.nn.Linear(2, 2)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        return TrainState(net, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), torch.Generator(), [])
+
+    ckpt = Checkpoint(tmp_path / "run_s0.pt")
+    s = state()
+    s.epoch = 1
+    torch.manual_seed(123)
+    ckpt.on_epoch_end(s)
+    expected = torch.rand(3)  # what an uninterrupted run draws next
+    torch.manual_seed(999)  # a fresh process
+    resumed = state()
+    ckpt.on_start(resumed)
+    assert resumed.epoch == 1 and torch.equal(torch.rand(3), expected)
+    (tmp_path / ".run_s0-k1ll3d.pt").write_bytes(b"half a checkpoint")  # a write cut by kill -9
+    (tmp_path / ".other_s0-abc.pt").write_bytes(b"another run's")
+    ckpt.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other_s0-abc.pt"]
