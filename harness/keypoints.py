@@ -20,6 +20,11 @@ from .registry import Registry
 from .tokens import random_points
 
 
+def pairs_within(flip_pairs, categories) -> tuple[tuple[str, str], ...]:
+    """The left/right pairs whose two sides are both among ``categories`` (after keeping the first K)."""
+    return tuple(p for p in flip_pairs if p[0] in categories and p[1] in categories)
+
+
 @dataclass(frozen=True)
 class KeypointSet:
     categories: tuple[str, ...]
@@ -45,8 +50,7 @@ class KeypointSet:
                 f"categories ({', '.join(self.categories)})"
             )
         cats = self.categories[:k]
-        pairs = tuple(p for p in self.flip_pairs if p[0] in cats and p[1] in cats)
-        return replace(self, categories=cats, flip_pairs=pairs, points=self.points[:, :k])
+        return replace(self, categories=cats, flip_pairs=pairs_within(self.flip_pairs, cats), points=self.points[:, :k])
 
 
 KEYPOINT_SOURCES: Registry = Registry("keypoint source")
@@ -254,7 +258,9 @@ def store_score(path: Path, score: dict) -> None:
 
 def stored_names(data: ReidData) -> list[str]:
     folder = store_dir(data)
-    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+    from .results import visible_json
+
+    return [p.stem for p in visible_json(folder)] if folder.is_dir() else []
 
 
 def stored_path(name: str, data: ReidData) -> Path | None:

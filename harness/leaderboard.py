@@ -23,10 +23,10 @@ SETTINGS = (("real", False), ("tiny", True))
 
 def load_records(results_dir: Path) -> list[tuple[str, dict]]:
     """(file name, record) for every readable result in results_dir, sorted by name."""
-    from .results import ResultsError, read_result
+    from .results import ResultsError, read_result, visible_json
 
     out = []
-    for path in sorted(Path(results_dir).glob("*.json")):
+    for path in visible_json(results_dir):
         try:
             out.append((path.name, read_result(path)))
         except ResultsError:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import Card, DataError, ReidData, cards_dir, open_row, row_bboxes
-from .keypoints import Reference, check_inside, image_sizes, infer_flip_pairs, read_reference, row_of_image
+from .keypoints import Reference, check_inside, image_sizes, infer_flip_pairs, pairs_within, read_reference, row_of_image
 from .registry import Registry
 
 REFERENCE_SOURCES: Registry = Registry("reference source")
@@ -72,8 +72,7 @@ def expert(data: ReidData, card: Card, opts: AnnotateOptions) -> Reference:
         if opts.num_keypoints > len(ref.categories):
             raise DataError(f"--num-keypoints {opts.num_keypoints}: the expert file {path} has {len(ref.categories)}")
         cats = ref.categories[: opts.num_keypoints]
-        pairs = tuple(p for p in ref.flip_pairs if p[0] in cats and p[1] in cats)
-        ref = Reference(ref.image_id, cats, pairs, ref.points[: len(cats)], ref.provenance)
+        ref = Reference(ref.image_id, cats, pairs_within(ref.flip_pairs, cats), ref.points[: len(cats)], ref.provenance)
     return Reference(ref.image_id, ref.categories, ref.flip_pairs, ref.points,
                      {"source": "expert", "file": str(path)})
 
@@ -93,8 +92,8 @@ def ground_truth(data: ReidData, card: Card, opts: AnnotateOptions) -> Reference
     if not np.isfinite(pts).all():
         raise DataError(f"image {data.df['image_id'].iloc[row]} lacks some ground-truth keypoints; choose another --image")
     cats = data.categories[:k]
-    pairs = tuple(p for p in data.flip_pairs if p[0] in cats and p[1] in cats)
-    return Reference(str(data.df["image_id"].iloc[row]), cats, pairs, pts, {"source": "ground-truth"})
+    return Reference(str(data.df["image_id"].iloc[row]), cats, pairs_within(data.flip_pairs, cats), pts,
+                     {"source": "ground-truth"})
 
 
 # ---------------------------------------------------------------- GPT-4 (OpenAI API)

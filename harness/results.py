@@ -72,19 +72,35 @@ def check_writable(results_dir: Path) -> Path:
     return results_dir
 
 
-def replace_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write a file through ``write(tmp)`` into a temporary name beside it, then rename it into
-    place: readers see the old file or the new one, never half of one."""
+def replace_atomic(path: Path, write: Callable[[Path], None], *, exclusive: bool = False) -> Path:
+    """Write a file through ``write(tmp)`` into a temporary name beside it, flush it to disk, then
+    move it into place: readers see the old file or the new one, never half of one. With
+    ``exclusive`` the file must not exist yet: it is hard-linked into place, which fails if another
+    process got there first (no check-then-write race), and a ResultsError says so."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)  # see leftover_temps
     os.close(fd)
     try:
         write(Path(tmp))
-        os.replace(tmp, path)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        if not exclusive:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError as exc:
+                raise ResultsError(f"{path} already exists; pass --force to replace it") from exc
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def visible_json(folder: Path) -> list[Path]:
+    """The JSON files of a folder, sorted, without the hidden ones: ``replace_atomic``'s temporary
+    files (``.<name>-XXXX.json``, being written or left by a killed process) are never read."""
+    return sorted(p for p in Path(folder).glob("*.json") if not p.name.startswith("."))
 
 
 def leftover_temps(path: Path) -> list[Path]:
@@ -95,26 +111,15 @@ def leftover_temps(path: Path) -> list[Path]:
 
 
 def write_atomic(path: Path, record: dict, overwrite: bool = False) -> Path:
+    """A result record as JSON, atomically; never over an existing record unless ``overwrite``."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise ResultsError(f"{path} already exists; pass --force to replace it")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=1, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:  # link fails if the name exists: no check-then-write race between processes
-            try:
-                os.link(tmp, path)
-            except FileExistsError as exc:
-                raise ResultsError(f"{path} already exists; pass --force to replace it") from exc
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+
+    def dump(tmp: Path) -> None:
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+    return replace_atomic(path, dump, exclusive=not overwrite)
 
 
 class RunLock:

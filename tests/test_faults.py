@@ -126,3 +126,17 @@ def test_leaderboard_while_runs_finish_never_sees_or_writes_a_partial_file(cli, 
         assert p.wait(timeout=300) == 0, p.stderr.read()
     assert renders >= 2
     assert sorted(f.name for f in out.parent.iterdir() if f.name.startswith(".")) == []  # no temporaries left
+
+
+def test_half_written_temporary_files_are_never_read_as_records(tmp_path):
+    """replace_atomic writes `.<name>-XXXX.json` beside the target; readers of results skip hidden
+    files, so a write in progress (or one cut by kill -9) is never read as a record."""
+    import shutil
+
+    from harness.leaderboard import load_records
+    from harness.registry import REPO_ROOT
+
+    record = sorted((REPO_ROOT / "results").glob("*.json"))[0]
+    shutil.copy(record, tmp_path / record.name)
+    shutil.copy(record, tmp_path / f".{record.stem}-x1y2z3.json")  # complete, but not yet renamed
+    assert [name for name, _ in load_records(tmp_path)] == [record.name]
