@@ -1,9 +1,13 @@
-"""Shared bits of the benchmark scripts: machine description and the RESULTS.md log."""
+"""Shared bits of the benchmark scripts: machine description, the RESULTS.md log, a timed run."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
+import sys
+import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,15 +25,28 @@ def machine() -> str:
 
 
 def commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=RESULTS.parent, capture_output=True,
-                             text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":!benchmarks/RESULTS.md"], cwd=RESULTS.parent.parent,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "")
-    except OSError:
+    """Short commit of the measured code; +dirty when tracked files (this log aside) differ from it."""
+    from harness.results import git_state
+
+    state = git_state(exclude=("benchmarks/RESULTS.md",))
+    if not state["commit"]:
         return "?"
+    return state["commit"][:7] + ("+dirty" if state["dirty"] else "")
+
+
+def run_harness(*args: str, fresh_cache: bool = True) -> tuple[dict, float]:
+    """`harness run ARGS --quiet` in a subprocess into a temporary results folder: (its record, wall
+    seconds from process start to exit). ``fresh_cache``: an empty HARNESS_CACHE (dataset generation
+    and image decoding included in the time) instead of the user's."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ)
+        if fresh_cache or "HARNESS_CACHE" not in env:
+            env["HARNESS_CACHE"] = str(Path(tmp) / "cache")
+        cmd = [sys.executable, "-m", "harness.cli", "run", *args, "--quiet", "--results-dir", str(Path(tmp) / "results")]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        return json.loads(next((Path(tmp) / "results").glob("*.json")).read_text()), wall
 
 
 def record(benchmark: str, figures: str, target: str) -> None:

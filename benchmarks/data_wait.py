@@ -9,33 +9,25 @@ Usage: python benchmarks/data_wait.py [--backbone vit_tiny_patch16_224] [--epoch
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 
 def main() -> None:
-    from _common import record
+    from _common import record, run_harness
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--backbone", default="vit_tiny_patch16_224")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "HARNESS_CACHE": os.environ.get("HARNESS_CACHE", str(Path(tmp) / "cache"))}
-        cmd = [sys.executable, "-m", "harness.cli", "run", "--method", "ckpe", "--dataset", "synthetic", "--quiet",
-               "--backbone", args.backbone, "--image-size", "224", "--epochs", str(args.epochs),
-               "--batch-size", str(args.batch_size), "--results-dir", str(Path(tmp) / "results"),
-               "--dataset-option", "identities=34", "--dataset-option", "images_per_identity=185",
-               "--dataset-option", "image_size=100"]
-        subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-        rec = json.loads(next((Path(tmp) / "results").glob("*.json")).read_text())
+    # the user's HARNESS_CACHE when set: only the epoch's data share is measured, not generation
+    rec, _ = run_harness("--method", "ckpe", "--dataset", "synthetic", "--backbone", args.backbone,
+                         "--image-size", "224", "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+                         "--dataset-option", "identities=34", "--dataset-option", "images_per_identity=185",
+                         "--dataset-option", "image_size=100", fresh_cache=False)
     epochs = rec["timing"]["epochs"]
     share = sum(e["data_share"] * e["seconds"] for e in epochs) / sum(e["seconds"] for e in epochs)
     figures = (f"{rec['dataset']['images']} images, {args.backbone} 224px batch {args.batch_size}: data wait "

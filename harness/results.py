@@ -184,7 +184,9 @@ def package_versions() -> dict:
     return out
 
 
-def git_state() -> dict:
+def git_state(exclude: tuple[str, ...] = ()) -> dict:
+    """HEAD's commit and whether tracked files differ from it (paths in ``exclude`` not counted)."""
+
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
 
@@ -192,7 +194,7 @@ def git_state() -> dict:
         head = git("rev-parse", "HEAD")
         if head.returncode != 0:
             return {"commit": None, "dirty": None}
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":!{p}" for p in exclude))
         return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
