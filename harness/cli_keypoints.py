@@ -16,11 +16,20 @@ _data_root = click.option("--data-root", type=click.Path(path_type=Path), defaul
 
 
 def _load(dataset: str, dataset_options, data_root):
+    """(card, data) with the card's dataset options under the given ones, as `harness run` loads it."""
+    card, data, _ = _load_with_config(dataset, dataset_options, data_root)
+    return card, data
+
+
+def _load_with_config(dataset: str, dataset_options, data_root):
+    """(card, data, run config): the config resolved exactly as `harness run` resolves it (card
+    defaults: keypoint seed, --num-keypoints, ...), for commands that read keypoint sources."""
+    from .config import resolve
     from .data import get_card, load_dataset
 
     card = get_card(dataset)
-    options = {**dict(card.defaults.get("dataset_options") or {}), **parse_kv(dataset_options)}
-    return card, load_dataset(card, options, data_root)
+    cfg = resolve(card.defaults, {"dataset": dataset, "dataset_options": parse_kv(dataset_options)})
+    return card, load_dataset(card, dict(cfg.dataset_options), data_root), cfg
 
 
 @click.group("keypoints")
@@ -124,12 +133,11 @@ def propagate_cmd(dataset, reference, featurizer, mode, mirror, batch_size, name
 @user_errors
 def show_cmd(dataset, name, n, out, dataset_options, data_root):
     """Draw a PNG grid of images with their keypoints, coloured by category."""
-    from .config import RunConfig
     from .keypoints import resolve_keypoints, store_dir
     from .show import draw_grid
 
-    card, data = _load(dataset, dataset_options, data_root)
-    kps = resolve_keypoints(name, data, RunConfig(dataset=dataset))
+    card, data, cfg = _load_with_config(dataset, dataset_options, data_root)
+    kps = resolve_keypoints(name, data, cfg)
     out = out or store_dir(data) / f"{Path(name).stem}.png"
     click.echo(str(draw_grid(data, kps, out, n=n, title=f"{dataset}: {Path(name).stem}")))
 
@@ -143,12 +151,11 @@ def show_cmd(dataset, name, n, out, dataset_options, data_root):
 @user_errors
 def score_cmd(dataset, name, alpha, dataset_options, data_root):
     """PCK@alpha against the dataset's ground truth, per category and per image; stored with the set."""
-    from .config import RunConfig
     from .keypoints import resolve_keypoints, store_score, stored_path
     from .pck import pck, table
 
-    card, data = _load(dataset, dataset_options, data_root)
-    kps = resolve_keypoints(name, data, RunConfig(dataset=dataset))
+    card, data, cfg = _load_with_config(dataset, dataset_options, data_root)
+    kps = resolve_keypoints(name, data, cfg)
     score = pck(kps, data, alpha)
     click.echo(table(score))
     path = stored_path(name, data)
