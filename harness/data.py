@@ -85,6 +85,9 @@ def _load_builtin_loaders() -> None:
 
 
 LOADERS: Registry[Loader] = Registry("dataset loader", loader=_load_builtin_loaders)
+# loader name -> check(card, data_root) -> None when its data is present, else one line saying
+# what is missing and how to get it; loaders that need no files (synthetic) register none
+DATA_CHECKS: dict[str, Callable[[Card, Path], str | None]] = {}
 
 
 CROPS = ("auto", "full", "bbox")
@@ -172,11 +175,9 @@ def data_root_or_default(data_root: Path | str | None) -> Path:
 def data_problem(card: Card, data_root: Path | None = None) -> str | None:
     """None when the card's data is present under the data root, else one line saying what is
     missing and how to get it (no loading, no side effects)."""
-    if card.loader not in ("wildlife", "folder"):
-        return None
-    from .wildlife import missing_message
-
-    return missing_message(card, data_root_or_default(data_root))
+    LOADERS.get(card.loader)  # loads the built-in loaders (and their checks); unknown -> error
+    check = DATA_CHECKS.get(card.loader)
+    return check(card, data_root_or_default(data_root)) if check else None
 
 
 def load_dataset(card: Card, options: dict | None = None, data_root: Path | None = None) -> ReidData:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import CROPS, DATASETS, LOADERS, Card, DataError, ReidData, crop_box, parse_bbox
+from .data import CROPS, DATA_CHECKS, DATASETS, LOADERS, Card, DataError, ReidData, crop_box, parse_bbox
 
 FOLDER_PREFIX = "folder:"
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -96,7 +96,7 @@ def missing_message(card: Card, data_root: Path) -> str | None:
         path = Path(card.options["path"]).expanduser()
         if not path.is_dir():
             return f"dataset {card.name}: folder {path} does not exist (expected {path}/<identity>/<image>.jpg)"
-        if not _folder_rows(path):
+        if not _has_images(path):
             return f"dataset {card.name}: no images in {path}/<identity>/ (expected {path}/<identity>/<image>.jpg)"
         return None
     folder = dataset_folder(card, data_root)
@@ -300,13 +300,16 @@ def load_wildlife(card: Card, options: dict, data_root: Path) -> ReidData:
 # ---------------------------------------------------------------- plain folders
 
 
-def _folder_rows(path: Path) -> list[tuple[str, str]]:
-    rows = []
+def _image_files(path: Path):
+    """(identity, relative path) of every image in path/<identity>/, in order, lazily."""
     for ident in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for image in sorted(ident.iterdir()):
             if image.is_file() and image.suffix.lower() in IMAGE_EXTS:
-                rows.append((ident.name, f"{ident.name}/{image.name}"))
-    return rows
+                yield ident.name, f"{ident.name}/{image.name}"
+
+
+def _has_images(path: Path) -> bool:
+    return next(_image_files(path), None) is not None
 
 
 @LOADERS.register("folder", "a folder of <identity>/<image> files (--dataset folder:PATH)")
@@ -316,7 +319,10 @@ def load_folder(card: Card, options: dict, data_root: Path) -> ReidData:
     if problem:
         raise DataError(problem)
     path = Path(card.options["path"]).expanduser()
-    rows = _folder_rows(path)
+    rows = list(_image_files(path))  # one walk of the tree (the check above stops at the first image)
     df = pd.DataFrame({"image_id": [r[1] for r in rows], "identity": [r[0] for r in rows], "path": [r[1] for r in rows]})
     return ReidData(name=card.name, root=path, df=df, categories=(), flip_pairs=(), keypoints=None,
                     fingerprint=content_fingerprint(df), info={"loader": "folder", "folder": str(path.resolve())})
+
+
+DATA_CHECKS["wildlife"] = DATA_CHECKS["folder"] = missing_message
