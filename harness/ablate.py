@@ -30,15 +30,20 @@ class Job:
         return self.path.exists()
 
 
-def plan(table: str, results_dir: Path, *, seeds: int = 1, tiny: bool = False, dataset: str | None = None):
+def plan(table: str, results_dir: Path, *, seeds: int = 1, tiny: bool = False, dataset: str | None = None,
+         columns: tuple[str, ...] = ()):
     """-> (jobs, skipped): jobs = (cell, seed) runs in a stable order, deduplicated (cells shared
-    by two tables run once); skipped = cells that cannot run in this mode, with their reason."""
+    by two tables run once); skipped = cells that cannot run in this mode, with their reason.
+    ``dataset`` / ``columns`` keep only the cells on that dataset / with those column labels
+    (before deduplication, so a shared cell is kept under the label asked for)."""
     from .results import result_path
 
     names = table_ids() if table == "all" else [get_table(table).id]
     jobs, skipped, seen = [], [], set()
     for name in names:
         for cell in cells(get_table(name), tiny=tiny):
+            if columns and cell.col not in columns:
+                continue
             if cell.overrides is None:
                 skipped.append(cell)
                 continue

@@ -42,10 +42,7 @@ def ablate(table, dataset, columns, seeds, dry_run, tiny, launcher, partition, g
     from .ablate import executor, plan, run_one
     from .tables import command_line
 
-    jobs, skipped = plan(table, results_dir, seeds=seeds, tiny=tiny, dataset=dataset)
-    if columns:
-        jobs = [j for j in jobs if j.cell.col in columns]
-        skipped = [c for c in skipped if c.col in columns]
+    jobs, skipped = plan(table, results_dir, seeds=seeds, tiny=tiny, dataset=dataset, columns=tuple(columns))
     todo = [j for j in jobs if not j.done]
     for cell in skipped:
         click.echo(f"not run: table {cell.table} [{cell.row} | {cell.col}]: {cell.reason}", err=True)

@@ -168,3 +168,13 @@ def test_slurm_launcher_without_slurm_is_a_one_line_error(cli, tmp_path):
     out = cli("ablate", "2", "--tiny", "--column", "Expert", "--launcher", "slurm", "--results-dir", tmp_path / "r")
     assert out.exit_code != 0 and "--launcher slurm" in out.output and "Traceback" not in out.output
     assert not list((tmp_path / "r").glob("*.json"))
+
+
+def test_column_filter_keeps_a_cell_shared_with_an_earlier_table(tmp_path):
+    """Table 6-7's `keypoint (1)` cells are Table 5's K = 1 cells; asking for that column by its
+    6-7 label must plan them (filtering after deduplication dropped them)."""
+    from harness.ablate import plan
+
+    jobs, _ = plan("all", tmp_path, tiny=True, columns=("keypoint (1)",))
+    assert jobs and {j.cell.col for j in jobs} == {"keypoint (1)"}
+    assert {j.cell.table for j in jobs} == {"6-7"}
