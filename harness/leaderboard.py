@@ -226,9 +226,8 @@ def plot(tr: TableResult, path: Path) -> Path:
     xs = [float(c.label) for c in t.cols]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, row in enumerate(t.rows):
+    for i, (row, paper) in enumerate(zip(t.rows, t.paper)):
         colour = colours[i % len(colours)]
-        paper = [t.paper.get((row.label, c.label)) for c in t.cols]
         ax.plot(xs, paper, "--o", color=colour, label=f"paper {row.label}")
         for setting, marker in (("real", "s"), ("tiny", "^")):
             pts = [(x, tr.cells[(setting, row.label, c.label)].values) for x, c in zip(xs, t.cols)]
