@@ -64,6 +64,8 @@ class ReidData:
     keypoints: np.ndarray | None = None
     fingerprint: str = ""
     info: dict = field(default_factory=dict)  # loader facts for the result record (class, folder, crop, ...)
+    # (N, 2) image (or crop) sizes, filled on first use by keypoints.image_sizes: headers read once
+    sizes: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         missing = {"image_id", "identity", "path"} - set(self.df.columns)

@@ -58,10 +58,15 @@ KEYPOINT_SOURCES: Registry = Registry("keypoint source")
 
 def image_sizes(data: ReidData, rows=None) -> np.ndarray:
     """(N, 2) original (width, height) of every row (or of ``rows``), read from image headers
-    without decoding; for a cropped dataset (``bbox`` column) the size of each crop."""
+    without decoding; for a cropped dataset (``bbox`` column) the size of each crop. The sizes of
+    all rows are kept on ``data`` once read, so loading and scoring a set read each header once."""
     from .data import crop_box, parse_bbox, row_bboxes
 
-    rows = range(len(data.df)) if rows is None else rows
+    if data.sizes is not None:
+        return data.sizes if rows is None else data.sizes[list(rows)]
+    if rows is None:
+        data.sizes = image_sizes(data, range(len(data.df)))
+        return data.sizes
     sizes = np.zeros((len(rows), 2))
     boxes = [parse_bbox(b) for b in (row_bboxes(data, rows) or [None] * len(rows))]
     for i, rel in enumerate(data.df["path"].iloc[list(rows)]):
