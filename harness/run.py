@@ -101,7 +101,6 @@ def _execute(cfg: RunConfig, results_dir: Path, out_path: Path, dist, t0: float,
     device = distributed.setup(dist, pick_device(cfg.device))
     seed_everything(cfg.seed)
     p = prepare(cfg, data_root, progress=progress)
-    check_batch_size(p, len(p.split.train), cfg)  # before decoding (checked again after skipped images)
     backbone = create_backbone(cfg.backbone, cfg.image_size, cfg.pretrained, cfg.weights,
                                require_patch_grid=p.method.uses_keypoints)
     ncat = len(p.keypoints.categories) if p.keypoints is not None else 0
@@ -109,6 +108,7 @@ def _execute(cfg: RunConfig, results_dir: Path, out_path: Path, dist, t0: float,
     pcfg = getattr(backbone, "pretrained_cfg", {}) or {}
     normalize = Normalizer(pcfg.get("mean", (0.5, 0.5, 0.5)), pcfg.get("std", (0.5, 0.5, 0.5)))
 
+    check_batch_size(p, len(p.split.train), cfg)  # before decoding (checked again after skipped images)
     bboxes = row_bboxes(p.data, range(len(p.data.df)))  # cropped datasets
     images, sizes, bad = decode_images(p.data.root, list(p.data.df["path"]), cfg.image_size, bboxes=bboxes,
                                        bad_images=cfg.bad_images)
