@@ -26,7 +26,7 @@ def machine() -> str:
 
 def commit() -> str:
     """Short commit of the measured code; +dirty when tracked files (this log aside) differ from it."""
-    from harness.results import git_state
+    from harness.engine.records import git_state
 
     state = git_state(exclude=("benchmarks/RESULTS.md",))
     if not state["commit"]:
@@ -42,7 +42,7 @@ def run_harness(*args: str, fresh_cache: bool = True) -> tuple[dict, float]:
         env = dict(os.environ)
         if fresh_cache or "HARNESS_CACHE" not in env:
             env["HARNESS_CACHE"] = str(Path(tmp) / "cache")
-        cmd = [sys.executable, "-m", "harness.cli", "run", *args, "--quiet", "--results-dir", str(Path(tmp) / "results")]
+        cmd = [sys.executable, "-m", "harness", "run", *args, "--quiet", "--results-dir", str(Path(tmp) / "results")]
         t0 = time.perf_counter()
         subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
         wall = time.perf_counter() - t0

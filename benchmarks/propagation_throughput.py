@@ -28,8 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness.featurizers import create_featurizer
-from harness.propagate import exact_reference_vectors, match_exact, match_fast, reference_vectors
+from harness.keypoints.featurizers import create_featurizer
+from harness.keypoints.propagate import exact_reference_vectors, match_exact, match_fast, reference_vectors
 
 
 def main():

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 def main() -> None:
     from _common import record
 
-    from harness.backbones import create_backbone
-    from harness.model import KeypointViT
-    from harness.train import Objective, batch_masks, reid_loss
+    from harness.model.backbones import create_backbone
+    from harness.model.keypoint_vit import KeypointViT
+    from harness.engine.train import Objective, batch_masks, reid_loss
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--backbone", default="vit_tiny_patch16_224")

@@ -25,5 +25,5 @@ class FrozenBaseline(Method):
 @register_method("wildlife-baseline",
                  "WildlifeDatasets baseline (Table 1): frozen pretrained MegaDescriptor-L-384, cosine 1-NN, no training")
 def wildlife_baseline() -> Method:
-    return FrozenBaseline(encoding="none", points="none", trains=False,
+    return FrozenBaseline(encoding="none", point_source="none", trains=False,
                           defaults={"backbone": "megadescriptor", "pretrained": True, "image_size": 384})

@@ -25,7 +25,7 @@ def tiny_args():
 def cli():
     from click.testing import CliRunner
 
-    from harness.cli import main
+    from harness.cli.main import main
 
     runner = CliRunner()
 

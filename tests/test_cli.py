@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import REQUIRED_KEYS
+from harness.engine.records import REQUIRED_KEYS
 
 
 def run_ok(cli, *args):
@@ -126,13 +126,13 @@ from harness import Method, register_method
 
 @register_method("kpe-random", "KPE fed random points (a plugin made in a test)")
 def kpe_random():
-    return Method(encoding="binary", points="random")
+    return Method(encoding="binary", point_source="random")
 '''
 
 
 def _subprocess_run(tmp_path, env_extra, method, tiny_args):
     env = {**os.environ, **env_extra}
-    cmd = [sys.executable, "-m", "harness.cli", "run", "--method", method, "--results-dir", str(tmp_path / "r"), *tiny_args]
+    cmd = [sys.executable, "-m", "harness", "run", "--method", method, "--results-dir", str(tmp_path / "r"), *tiny_args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -145,7 +145,7 @@ def test_plugin_file_in_a_plugin_folder_runs_through_harness_run(tmp_path, tiny_
     assert out.stdout.startswith("kpe-random | synthetic | disjoint")
     rec = only_result(tmp_path / "r")
     assert rec["keypoints"]["provenance"]["source"] == "random"
-    listing = subprocess.run([sys.executable, "-m", "harness.cli", "list"], capture_output=True, text=True,
+    listing = subprocess.run([sys.executable, "-m", "harness", "list"], capture_output=True, text=True,
                              env={**os.environ, "HARNESS_PLUGIN_PATH": str(plugins)}, timeout=120)
     assert "kpe-random" in listing.stdout and "a plugin made in a test" in listing.stdout
 

@@ -21,10 +21,10 @@ def test_torchrun_two_cpu_processes_match_single_process(tmp_path, tiny_args):
     torchrun = find_torchrun()
     args = ["run", "--method", "ckpe", *tiny_args, "--epochs", "3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "harness.cli", *args, "--results-dir", str(tmp_path / "one")],
+    single = subprocess.run([sys.executable, "-m", "harness", *args, "--results-dir", str(tmp_path / "one")],
                             capture_output=True, text=True, env=env, timeout=300)
     assert single.returncode == 0, single.stderr
-    multi = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "harness.cli", *args,
+    multi = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "harness", *args,
                             "--results-dir", str(tmp_path / "two")], capture_output=True, text=True, env=env, timeout=300)
     assert multi.returncode == 0, multi.stderr[-3000:]
     assert multi.stdout.count("ckpe | synthetic") == 1  # rank 0 alone reports
@@ -46,7 +46,7 @@ PER_RANK = "propagated on 2 processes; images featurized per rank: 12, 12"
 
 
 def synthetic_data():
-    from harness.data import get_card, load_dataset
+    from harness.data.loaders import get_card, load_dataset
 
     card = get_card("synthetic")
     return load_dataset(card, {**dict(card.defaults.get("dataset_options") or {}),
@@ -66,7 +66,7 @@ def assert_same_points(multi, single):
 def test_torchrun_propagation_shards_images_and_equals_single_process(tmp_path, cli, monkeypatch):
     """2 gloo ranks each featurize half of the images into their own partial file; rank 0 merges
     them into exactly the single-process keypoint set and alone reports; a second run is cached."""
-    from harness.keypoints import load_keypoint_set
+    from harness.keypoints.store import load_keypoint_set
 
     torchrun = find_torchrun()
     reference = tmp_path / "reference.json"
@@ -80,7 +80,7 @@ def test_torchrun_propagation_shards_images_and_equals_single_process(tmp_path, 
     name = single.output.strip().splitlines()[-1].split(" | ")[0]
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HARNESS_CACHE": str(tmp_path / "two")}
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "harness.cli", *prop]
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "harness", *prop]
     multi = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert multi.returncode == 0, multi.stderr[-3000:]
     assert multi.stdout.count(f"{name} | 24 images x 4 keypoints") == 1  # rank 0 alone reports
@@ -108,14 +108,14 @@ def test_torchrun_run_with_a_keypoint_recipe_shares_the_propagation(tmp_path, mo
     """`harness run --keypoints ground-truth@spin` under torchrun: rank 0 annotates, both ranks
     propagate half of the images, and the stored set equals the single-process one."""
     from harness.config import RunConfig
-    from harness.keypoints import load_keypoint_set
-    from harness.recipes import from_recipe
+    from harness.keypoints.store import load_keypoint_set
+    from harness.keypoints.recipes import from_recipe
 
     recipe = "ground-truth@spin:size=32,step=2,image=5"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HARNESS_CACHE": str(tmp_path / "two")}
     args = ["run", "--method", "ckpe", *DS, "--backbone", "nano", "--image-size", "32", "--epochs", "1",
             "--batch-size", "8", "--keypoints", recipe, "--results-dir", str(tmp_path / "results")]
-    multi = subprocess.run([find_torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "harness.cli", *args],
+    multi = subprocess.run([find_torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "harness", *args],
                            capture_output=True, text=True, env=env, timeout=120)
     assert multi.returncode == 0, multi.stderr[-3000:]
     assert multi.stdout.count("ckpe | synthetic") == 1

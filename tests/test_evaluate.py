@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness import evaluate
-from harness.evaluate import retrieval_metrics
+from harness.engine import evaluate
+from harness.engine.evaluate import retrieval_metrics
 
 
 def brute_force(q, ql, g, gl, exclude_self, ks=(1, 5)):

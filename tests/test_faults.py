@@ -10,11 +10,13 @@ import time
 import pytest
 import torch
 
-from harness.results import ResultsError, RunLock, write_atomic
+from harness.core.errors import ResultsError
+from harness.engine.records import RunLock
+from harness.engine.records import write_record
 
 
 def harness_cmd(*args):
-    return [sys.executable, "-m", "harness.cli", *[str(a) for a in args]]
+    return [sys.executable, "-m", "harness", *[str(a) for a in args]]
 
 
 def test_kill_9_mid_training_then_rerun_resumes_with_identical_metrics(tmp_path, tiny_args):
@@ -73,11 +75,11 @@ def test_two_processes_writing_results_at_once(tmp_path, tiny_args):
 
 def test_no_overwrite_is_atomic_and_lock_refuses_a_live_twin(tmp_path):
     path = tmp_path / "r.json"
-    write_atomic(path, {"a": 1})
+    write_record(path, {"a": 1})
     with pytest.raises(ResultsError, match="already exists"):
-        write_atomic(path, {"a": 2})
+        write_record(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 1}
-    write_atomic(path, {"a": 3}, overwrite=True)
+    write_record(path, {"a": 3}, overwrite=True)
     assert json.loads(path.read_text()) == {"a": 3}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
     with RunLock(tmp_path, "x"):
@@ -92,7 +94,7 @@ def test_no_overwrite_is_atomic_and_lock_refuses_a_live_twin(tmp_path):
 
 
 def test_corrupt_image_in_a_dataset_fails_or_is_skipped_and_recorded(cli, tiny_args, tmp_path, monkeypatch):
-    from harness.data import get_card, load_dataset
+    from harness.data.loaders import get_card, load_dataset
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     opts = dict(a.split("=", 1) for a in tiny_args[tiny_args.index("--dataset-option") + 1 :: 2] if "=" in a)
@@ -133,8 +135,8 @@ def test_half_written_temporary_files_are_never_read_as_records(tmp_path):
     files, so a write in progress (or one cut by kill -9) is never read as a record."""
     import shutil
 
-    from harness.leaderboard import load_records
-    from harness.registry import REPO_ROOT
+    from harness.engine.records import load_records
+    from harness.core.paths import REPO_ROOT
 
     record = sorted((REPO_ROOT / "results").glob("*.json"))[0]
     shutil.copy(record, tmp_path / record.name)

@@ -8,9 +8,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from harness.data import DataError, get_card, load_dataset
-from harness.keypoints import load_keypoint_set, resolve_keypoints, save_keypoint_set, store_dir
-from harness.references import REFERENCE_SOURCES, AnnotateOptions, parse_gpt_reply
+from harness.core.errors import DataError
+from harness.data.loaders import get_card, load_dataset
+from harness.keypoints.sources import resolve_keypoints
+from harness.keypoints.store import reference_to_json
+from harness.keypoints.store import load_keypoint_set, save_keypoint_set, store_dir
+from harness.keypoints.references import REFERENCE_SOURCES, AnnotateOptions
+from harness.keypoints.references.gpt4 import parse_gpt_reply
 
 OPTS = {"identities": "4", "images_per_identity": "3", "image_size": "32"}
 SECRET = "sk-test-DO-NOT-LEAK-123"
@@ -68,7 +72,7 @@ def ask(server, data, script, monkeypatch, **kw):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     Replay.script, Replay.seen = list(script), []
     opts = AnnotateOptions(num_keypoints=3, base_url=server, max_retries=kw.pop("max_retries", 2), timeout=5, **kw)
-    return REFERENCE_SOURCES.create("gpt4", data, get_card("synthetic"), opts)
+    return REFERENCE_SOURCES.create("gpt4").annotate(data, get_card("synthetic"), opts)
 
 
 def test_gpt4_success_uses_structured_output_and_keeps_the_key_out(server, data, monkeypatch, caplog):
@@ -85,7 +89,7 @@ def test_gpt4_success_uses_structured_output_and_keeps_the_key_out(server, data,
     parts = req["body"]["messages"][0]["content"]
     assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
     assert req["auth"] == f"Bearer {SECRET}"  # sent to the server, and nowhere else:
-    assert SECRET not in json.dumps(ref.to_json(data, "r")) and SECRET not in caplog.text
+    assert SECRET not in json.dumps(reference_to_json(ref, data, "r")) and SECRET not in caplog.text
     assert ref.provenance["source"] == "gpt4" and ref.provenance["model"] == "gpt-4o-mini"
 
 
@@ -114,7 +118,7 @@ def test_gpt4_without_key_fails_before_any_request(server, data, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     Replay.seen = []
     with pytest.raises(DataError, match="OPENAI_API_KEY is not set"):
-        REFERENCE_SOURCES.create("gpt4", data, get_card("synthetic"), AnnotateOptions(base_url=server))
+        REFERENCE_SOURCES.create("gpt4").annotate(data, get_card("synthetic"), AnnotateOptions(base_url=server))
     assert Replay.seen == []
 
 
@@ -144,26 +148,26 @@ def write_expert(path, data, image_id=0, **changes):
 
 def test_expert_reference_file_and_its_errors(tmp_path, data):
     card = get_card("synthetic")
-    ref = REFERENCE_SOURCES.create("expert", data, card, AnnotateOptions(reference_file=write_expert(tmp_path / "e.json", data)))
+    ref = REFERENCE_SOURCES.create("expert").annotate(data, card, AnnotateOptions(reference_file=write_expert(tmp_path / "e.json", data)))
     assert ref.categories == data.categories and ref.image_id == "0"
     np.testing.assert_allclose(ref.points, data.keypoints[0])
     with pytest.raises(DataError, match="ships no expert reference"):
-        REFERENCE_SOURCES.create("expert", data, card, AnnotateOptions())
+        REFERENCE_SOURCES.create("expert").annotate(data, card, AnnotateOptions())
     bad = write_expert(tmp_path / "b.json", data, image_id=9999)
     with pytest.raises(DataError, match="image id 9999 is not in dataset synthetic"):
-        REFERENCE_SOURCES.create("expert", data, card, AnnotateOptions(reference_file=bad))
+        REFERENCE_SOURCES.create("expert").annotate(data, card, AnnotateOptions(reference_file=bad))
     bad = write_expert(tmp_path / "c.json", data, keypoints={"left_eye": [1, 1], "tail": [2, 2]})
     with pytest.raises(DataError, match=r"keypoint\(s\) \['tail'\] are not in categories"):
-        REFERENCE_SOURCES.create("expert", data, card, AnnotateOptions(reference_file=bad))
+        REFERENCE_SOURCES.create("expert").annotate(data, card, AnnotateOptions(reference_file=bad))
     bad = write_expert(tmp_path / "d.json", data, categories=["left_eye"], flip_pairs=[], keypoints={"left_eye": [50, 1]})
     with pytest.raises(DataError, match=r"left_eye at \(50, 1\) is outside the 32x32 image"):
-        REFERENCE_SOURCES.create("expert", data, card, AnnotateOptions(reference_file=bad))
+        REFERENCE_SOURCES.create("expert").annotate(data, card, AnnotateOptions(reference_file=bad))
 
 
 def test_shared_macaque_reference_file_reads():
     from pathlib import Path
 
-    from harness.keypoints import read_reference
+    from harness.keypoints.store import read_reference
 
     path = Path("/work/shared/reference-keypoints/MacaqueFaces.json")
     if not path.exists():
@@ -180,7 +184,7 @@ def test_gradcam_with_a_tiny_local_classifier(tmp_path, data, source, arch):
 
     save_for_hf(timm.create_model(arch, num_classes=4), str(tmp_path / arch), model_args={"num_classes": 4})
     opts = AnnotateOptions(num_keypoints=3, model=str(tmp_path / arch), device="cpu", image="2")
-    ref = REFERENCE_SOURCES.create(source, data, get_card("synthetic"), opts)
+    ref = REFERENCE_SOURCES.create(source).annotate(data, get_card("synthetic"), opts)
     assert ref.categories == ("gradcam_1", "gradcam_2", "gradcam_3") and ref.image_id == "2"
     assert ref.points.shape == (3, 2) and (ref.points >= 0).all() and (ref.points <= 32).all()
     assert len({tuple(p) for p in ref.points.round(3)}) == 3
@@ -188,7 +192,7 @@ def test_gradcam_with_a_tiny_local_classifier(tmp_path, data, source, arch):
 
 
 def test_cam_peaks_are_local_maxima_in_order():
-    from harness.references import cam_peaks
+    from harness.keypoints.references.gradcam import cam_peaks
 
     cam = np.zeros((32, 32))
     cam[5, 6], cam[20, 25], cam[6, 7] = 1.0, 0.8, 0.9  # (6, 7) is next to the top peak: suppressed
@@ -201,7 +205,7 @@ def test_cam_peaks_are_local_maxima_in_order():
 
 def test_stored_set_round_trip_validation_and_run_resolution(data):
     from harness.config import RunConfig
-    from harness.keypoints import KeypointSet
+    from harness.keypoints.sets import KeypointSet
 
     kps = KeypointSet(data.categories, data.flip_pairs, data.keypoints.copy(), {"source": "test", "featurizer": {"x": 1}})
     path = save_keypoint_set(kps, data, "roundtrip")
@@ -234,7 +238,7 @@ def test_stored_set_round_trip_validation_and_run_resolution(data):
     (store_dir(data) / "notjson.json").write_text("{ this is not json")
     with pytest.raises(DataError, match="notjson.json"):
         load_keypoint_set(store_dir(data) / "notjson.json", data)
-    from harness.registry import RegistryError
+    from harness.core.errors import RegistryError
 
     with pytest.raises(RegistryError, match="unknown keypoint source 'nope'.*roundtrip"):
         resolve_keypoints("nope", data, cfg)

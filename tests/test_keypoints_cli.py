@@ -26,7 +26,7 @@ def test_annotate_propagate_score_show_and_run(cli, tiny_args, tmp_path, monkeyp
     assert "already propagated, not recomputed" in again
     score = ok(cli, "keypoints", "score", *DS, "--keypoints", name)
     assert "PCK@0.1 (max(h, w) of the image)" in score and "left_eye" in score
-    from harness.data import cache_dir
+    from harness.core.paths import cache_dir
 
     stored = json.loads(next(cache_dir().glob(f"keypoints/synthetic-*/{name}.json")).read_text())
     assert 0.0 <= stored["score"]["0.1"]["pck"] <= 1.0 and len(stored["score"]["0.1"]["per_image"]) == 60
@@ -61,8 +61,8 @@ def test_keypoint_commands_fail_in_one_line(cli, monkeypatch):
 
 
 def test_recipe_parsing():
-    from harness.data import DataError
-    from harness.recipes import parse_recipe
+    from harness.core.errors import DataError
+    from harness.keypoints.recipes import parse_recipe
 
     assert parse_recipe("gpt4@sd:timestep=100,k=3,model=x/y") == (
         "gpt4", "sd", {"num_keypoints": 3}, {"timestep": 100, "model": "x/y"})

@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from harness import tables
-from harness.registry import REPO_ROOT
+from harness.tables import declarations as tables
+from harness.core.paths import REPO_ROOT
 
 
 def test_every_table_declares_paper_numbers_and_resolvable_cells():
@@ -53,12 +53,12 @@ def test_ablate_tiny_table_resumes_and_leaderboard_renders(cli, tmp_path, monkey
     assert "4 run(s) planned, 0 already done, 4 to run" in first.output
     assert len(list(res.glob("*.json"))) == 4
 
-    import harness.run
+    import harness.tables.ablate
 
     def no_training(*a, **k):
         raise AssertionError("a finished cell was recomputed")
 
-    monkeypatch.setattr(harness.run, "execute", no_training)
+    monkeypatch.setattr(harness.tables.ablate, "execute", no_training)
     again = cli("ablate", "2", "--tiny", "--seeds", "2", *cols, "--results-dir", res)
     assert again.exit_code == 0 and "4 already done, 0 to run" in again.output
 
@@ -113,7 +113,7 @@ def test_submitit_local_executor_runs_one_tiny_cell(cli, tmp_path):
 
 
 def test_run_all_summary_includes_other_methods(tmp_path):
-    from harness.cli import all_methods_records
+    from harness.cli.main import all_methods_records
     from harness.config import RunConfig
 
     src = next((REPO_ROOT / "results").glob("ckpe_synthetic_*.json"), None)
@@ -134,8 +134,8 @@ def test_committed_leaderboard_is_generated_from_committed_results(cli):
 
 
 def test_ablate_reports_a_cell_that_cannot_run_and_goes_on(cli, tmp_path, monkeypatch):
-    import harness.run
-    from harness.data import DataError
+    import harness.tables.ablate
+    from harness.core.errors import DataError
 
     calls = []
 
@@ -143,7 +143,7 @@ def test_ablate_reports_a_cell_that_cannot_run_and_goes_on(cli, tmp_path, monkey
         calls.append(cfg.keypoints)
         raise DataError(f"no data for {cfg.keypoints}")
 
-    monkeypatch.setattr(harness.run, "execute", fake_execute)
+    monkeypatch.setattr(harness.tables.ablate, "execute", fake_execute)
     out = cli("ablate", "3", "--tiny", "--results-dir", tmp_path / "r")
     assert out.exit_code != 0 and "9 of 9 run(s) failed" in out.output
     assert len(calls) == 9 and out.output.count("failed: table 3 [CKPE |") == 9
@@ -151,7 +151,7 @@ def test_ablate_reports_a_cell_that_cannot_run_and_goes_on(cli, tmp_path, monkey
 
 def test_records_match_cells_across_config_field_changes():
     from harness.config import RunConfig
-    from harness.leaderboard import _key
+    from harness.tables.leaderboard import _key
 
     cfg = RunConfig().to_dict()
     old = {k: v for k, v in cfg.items() if k != "bad_images"}  # written before the field existed
@@ -173,7 +173,7 @@ def test_slurm_launcher_without_slurm_is_a_one_line_error(cli, tmp_path):
 def test_column_filter_keeps_a_cell_shared_with_an_earlier_table(tmp_path):
     """Table 6-7's `keypoint (1)` cells are Table 5's K = 1 cells; asking for that column by its
     6-7 label must plan them (filtering after deduplication dropped them)."""
-    from harness.ablate import plan
+    from harness.tables.ablate import plan
 
     jobs, _ = plan("all", tmp_path, tiny=True, columns=("keypoint (1)",))
     assert jobs and {j.cell.col for j in jobs} == {"keypoint (1)"}

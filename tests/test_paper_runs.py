@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from harness.backbones import ALIASES, BackboneError, create_backbone, load_weights
+from harness.core.errors import BackboneError
+from harness.model.backbones import ALIASES, create_backbone, load_weights
 from harness.config import RunConfig
-from harness.keypoints import KEYPOINT_SOURCES, KeypointSet, image_sizes
+from harness.data.dataset import image_sizes
+from harness.keypoints.sets import KeypointSet
+from harness.keypoints.sources import KEYPOINT_SOURCES
 from harness.methods import METHODS
 from wildlife_layouts import make_all
 
@@ -80,7 +83,10 @@ def test_dataset_all_reports_every_missing_dataset_before_training(cli, tmp_path
 
 def test_data_list_and_download_failure(cli, fixtures, tmp_path, monkeypatch):
     res = cli("data", "list", "--data-root", fixtures)
-    assert res.exit_code == 0 and res.output.count("present") == 4
+    assert res.exit_code == 0 and res.output.count("present") == 5  # the four, and the generated synthetic set
+    lines = {line.split()[0]: line for line in res.output.splitlines()[1:-1]}
+    assert all("present" in lines[name] for name in ("macaquefaces", "giraffes", "ipanda50", "ctai"))
+    assert "generated on first use" in lines["synthetic"]
     import wildlife_datasets.datasets as wd
 
     def offline(cls, root, force=False, **kw):
@@ -98,7 +104,7 @@ def test_data_list_and_download_failure(cli, fixtures, tmp_path, monkeypatch):
 
 def test_wildlife_baseline_offline_without_weights_fails_clearly(fixtures, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    cmd = [sys.executable, "-m", "harness.cli", "run", "--method", "wildlife-baseline", "--dataset", "macaquefaces",
+    cmd = [sys.executable, "-m", "harness", "run", "--method", "wildlife-baseline", "--dataset", "macaquefaces",
            "--data-root", str(fixtures), "--results-dir", str(tmp_path / "r"), "--quiet"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0

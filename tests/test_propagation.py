@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from harness.data import ReidData
-from harness.featurizers import FEATURIZERS, Featurizer, create_featurizer
-from harness.keypoints import Reference, load_keypoint_set, store_dir
-from harness.propagate import match, propagate
+from harness.data.dataset import ReidData
+from harness.keypoints.featurizers import FEATURIZERS, Featurizer, create_featurizer
+from harness.keypoints.sets import Reference
+from harness.keypoints.store import load_keypoint_set, store_dir
+from harness.keypoints.propagate import match, propagate
 
 SIZE, STRIDE = 64, 4
 
@@ -150,7 +151,7 @@ def test_sift_and_spin_featurizers_shapes():
 
 
 def make_tiny_sd(root):
-    from harness.tiny_sd import make_tiny_sd as build
+    from harness.keypoints.testbed import make_tiny_sd as build
 
     return build(root)
 
@@ -186,7 +187,7 @@ def test_sd_featurizer_tiny_local_model_stops_unet_early(tmp_path):
 
 
 def test_sd_featurizer_missing_model_is_a_data_error(tmp_path):
-    from harness.data import DataError
+    from harness.core.errors import DataError
 
     with pytest.raises(DataError, match="cannot load Stable Diffusion model"):
         create_featurizer("sd", model=str(tmp_path / "nothing"), size=64, device="cpu")(torch.rand(1, 3, 64, 64))
@@ -216,8 +217,8 @@ def test_interrupted_sharded_propagation_resumes_with_another_world_size(tmp_pat
     more, then 2 ranks finish only what is left, and the set equals an uninterrupted run."""
     import threading
 
-    from harness import distributed
-    from harness.distributed import DistInfo
+    from harness.core import distributed
+    from harness.core.distributed import DistInfo
 
     shifts = [(0, 0), (8, 4), (-6, 7), (5, -9), (3, 3), (-4, -2), (9, 1), (-7, 5)]
     images = [np.roll(texture(), (dy, dx), axis=(0, 1)) for dx, dy in shifts]
@@ -309,8 +310,8 @@ def test_sharded_mirror_propagation_merges_views_like_one_process(tmp_path, monk
     partial file, so the merged set and its mirrored-image count equal one process's."""
     import threading
 
-    from harness import distributed
-    from harness.distributed import DistInfo
+    from harness.core import distributed
+    from harness.core.distributed import DistInfo
 
     base = texture()
     images = [np.roll(base, (dy, dx), axis=(0, 1)) for dx, dy in [(0, 0), (5, 3), (-4, 6)]]
@@ -346,7 +347,7 @@ def test_sharded_mirror_propagation_merges_views_like_one_process(tmp_path, monk
 def test_mirrored_reference_vector_is_the_vector_of_the_mirrored_point(mode, x):
     """With features = the pixels themselves (stride 1), the mirrored view's vector must equal the
     original's, in both modes and for whole-number coordinates (exact mode reads whole pixels)."""
-    from harness.propagate import reference_views
+    from harness.keypoints.propagate import reference_views
 
     class Pixels(Featurizer):
         name, size, stride = "pixels", 16, 1
@@ -366,8 +367,8 @@ def test_cropped_dataset_propagates_scores_and_draws_in_crop_pixels(tmp_path):
     """With a ``bbox`` column images and keypoints are used in crop pixels everywhere: the copies sit
     at different places on larger canvases, their boxes cut them out again (one row has no box),
     and propagation finds the points in crop pixels; PCK and the grid read the same crops."""
-    from harness.pck import pck
-    from harness.show import draw_grid
+    from harness.keypoints.pck import pck
+    from harness.keypoints.show import draw_grid
 
     images, expected = moved_copies()
     rows = []

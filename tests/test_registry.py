@@ -1,6 +1,7 @@
 import pytest
 
-from harness.registry import Registry, RegistryError
+from harness.core.errors import RegistryError
+from harness.core.registry import Registry
 
 
 def test_register_get_and_list_with_descriptions():
@@ -38,8 +39,8 @@ def test_duplicate_name_is_an_error():
 
 
 def test_builtin_methods_sources_and_datasets_are_registered():
-    from harness.data import DATASETS
-    from harness.keypoints import KEYPOINT_SOURCES
+    from harness.data.cards import DATASETS
+    from harness.keypoints.sources import KEYPOINT_SOURCES
     from harness.methods import METHODS
 
     assert {"vit", "kpe", "ckpe", "random"} <= set(METHODS.names())
@@ -47,5 +48,5 @@ def test_builtin_methods_sources_and_datasets_are_registered():
     assert "synthetic" in DATASETS.names()
     assert METHODS.create("ckpe").encoding == "categorical"
     assert METHODS.create("kpe").encoding == "binary"
-    assert METHODS.create("random").points == "random"
+    assert METHODS.create("random").point_source == "random"
     assert not METHODS.create("vit").uses_keypoints

@@ -52,7 +52,7 @@ def test_planted_key_appears_in_no_output_of_a_gpt4_run(server, tmp_path):
     cache, results = tmp_path / "cache", tmp_path / "results"
     env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server, "HARNESS_CACHE": str(cache),
            "OPENAI_LOG": "debug"}
-    cmd = [sys.executable, "-m", "harness.cli", "run", "--method", "ckpe", "--backbone", "nano", "--image-size", "32",
+    cmd = [sys.executable, "-m", "harness", "run", "--method", "ckpe", "--backbone", "nano", "--image-size", "32",
            "--epochs", "1", "--batch-size", "8", "--dataset-option", "identities=6",
            "--dataset-option", "images_per_identity=4", "--dataset-option", "image_size=32",
            "--keypoints", "gpt4@sift:k=3,size=32,step=4", "--results-dir", str(results)]
@@ -69,8 +69,9 @@ def test_planted_key_appears_in_no_output_of_a_gpt4_run(server, tmp_path):
 
 
 def test_a_server_that_never_answers_in_time(server, tmp_path, monkeypatch):
-    from harness.data import DataError, get_card, load_dataset
-    from harness.references import REFERENCE_SOURCES, AnnotateOptions
+    from harness.core.errors import DataError
+    from harness.data.loaders import get_card, load_dataset
+    from harness.keypoints.references import REFERENCE_SOURCES, AnnotateOptions
 
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     Answer.delay = 2.0
@@ -78,7 +79,7 @@ def test_a_server_that_never_answers_in_time(server, tmp_path, monkeypatch):
     opts = AnnotateOptions(num_keypoints=3, base_url=server, max_retries=1, timeout=0.3)
     t0 = time.perf_counter()
     with pytest.raises(DataError, match=r"OpenAI API timed out \(0.3 s per request, 1 retries\)") as err:
-        REFERENCE_SOURCES.create("gpt4", data, get_card("synthetic"), opts)
+        REFERENCE_SOURCES.create("gpt4").annotate(data, get_card("synthetic"), opts)
     assert time.perf_counter() - t0 < 15
     assert KEY not in str(err.value)
     assert Answer.calls == 2  # the first try and one retry

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from harness.config import RunConfig
-from harness.data import DataError, get_card, load_dataset
-from harness.run import prepare
-from harness.splits import make_split
-from harness.synthetic import SyntheticSpec, generate
+from harness.core.errors import DataError
+from harness.data.loaders import get_card, load_dataset
+from harness.engine.run import prepare
+from harness.data.splits import make_split
+from harness.data.synthetic import SyntheticSpec, generate
 
 OPTS = {"identities": "20", "images_per_identity": "5", "image_size": "32"}
 
@@ -33,7 +34,7 @@ def test_synthetic_is_deterministic_and_in_wildlife_format(tmp_path):
 
 
 def test_identity_is_the_colour_code_not_the_pose():
-    from harness.synthetic import identity_codes
+    from harness.data.synthetic import identity_codes
 
     spec = SyntheticSpec(identities=30, parts=3, colours=4)
     codes = identity_codes(spec, np.random.default_rng(0))
@@ -106,7 +107,7 @@ def test_bad_dataset_option():
 def test_decoded_images_are_cached_and_invalidated(tmp_path, monkeypatch):
     import functools
 
-    import harness.data as hd
+    import harness.data.images as hd
 
     load_images = functools.partial(hd.load_images, cache=True)
     from PIL import Image
@@ -138,7 +139,7 @@ def test_decoded_images_are_cached_and_invalidated(tmp_path, monkeypatch):
 def test_a_corrupt_image_names_the_file_or_is_skipped(tmp_path, monkeypatch):
     from PIL import Image
 
-    from harness.data import decode_images, load_images
+    from harness.data.images import decode_images, load_images
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     (tmp_path / "bad.png").write_bytes(b"not a png")
@@ -158,7 +159,7 @@ def test_a_corrupt_image_names_the_file_or_is_skipped(tmp_path, monkeypatch):
 
 
 def test_an_incomplete_cache_folder_is_rebuilt_not_read(tmp_path, monkeypatch):
-    import harness.data as hd
+    import harness.data.images as hd
     from PIL import Image
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness.backbones import create_backbone
-from harness.model import KeypointViT, backbone_geometry
-from harness.run import input_points
-from harness.keypoints import KeypointSet
-from harness.tokens import flip_permutation, hflip, token_mask
+from harness.model.backbones import create_backbone
+from harness.model.keypoint_vit import KeypointViT, backbone_geometry
+from harness.engine.run import input_points
+from harness.keypoints.sets import KeypointSet
+from harness.model.tokens import flip_permutation, hflip, token_mask
 
 NAN = math.nan
 
@@ -132,7 +132,7 @@ def test_mask_shape_is_checked():
 
 
 def test_image_size_not_divisible_by_patch_size():
-    from harness.backbones import BackboneError
+    from harness.core.errors import BackboneError
 
     with pytest.raises(BackboneError, match="not divisible by the patch size 8"):
         create_backbone("nano", 36)

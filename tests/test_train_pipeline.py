@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from harness.train import batch_starts, prefetched
+from harness.engine.train import batch_starts, prefetched
 
 
 def test_prefetched_keeps_order_and_raises_worker_errors():
@@ -49,7 +49,7 @@ def test_batch_starts_drop_a_last_batch_some_ranks_would_see_empty():
 def test_checkpoint_restores_the_torch_rng_and_discard_removes_killed_writes(tmp_path):
     import torch
 
-    from harness.train import Checkpoint, TrainState
+    from harness.engine.train import Checkpoint, TrainState
 
     def state():
         net = torch.nn.Linear(2, 2)

@@ -8,10 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.data import DataError, ReidData, data_problem, get_card, load_dataset, load_images
-from harness.keypoints import image_sizes
-from harness.registry import REPO_ROOT
-from harness.splits import make_split
+from harness.core.errors import DataError
+from harness.data.dataset import ReidData
+from harness.data.images import load_images
+from harness.data.loaders import data_problem, get_card, load_dataset
+from harness.data.dataset import image_sizes
+from harness.core.paths import REPO_ROOT
+from harness.data.splits import make_split
 from wildlife_layouts import CTAI_FIXES, CTAI_ROWS, IPANDA_ODD, make_all, make_ctai, make_ipanda50
 
 
@@ -120,7 +123,7 @@ def test_any_wildlife_class_and_bad_options(root):
     card = get_card("MacaqueFaces")  # a class name finds its card
     assert card.name == "macaquefaces"
     other = get_card("SeaTurtleIDHeads")
-    assert other.loader == "wildlife" and other.source == "SeaTurtleIDHeads" and other.categories == ()
+    assert other.loader == "wildlife" and other.wildlife_class == "SeaTurtleIDHeads" and other.categories == ()
     with pytest.raises(DataError, match="unknown option"):
         load("ctai", root, colour="red")
     with pytest.raises(DataError, match="crop=bbox, but CTai's metadata has no bbox"):
@@ -141,7 +144,7 @@ def test_folder_dataset(tmp_path):
 
 
 def test_bbox_crop_moves_keypoints_into_the_crop(tmp_path):
-    from harness.wildlife import card_keypoints, flat_points
+    from harness.data.wildlife import card_keypoints, flat_points
 
     img = np.zeros((40, 60, 3), np.uint8)
     img[10:30, 20:50] = 255  # the box [20, 10, 30, 20] is white
@@ -161,7 +164,7 @@ def test_bbox_crop_moves_keypoints_into_the_crop(tmp_path):
 
 
 def test_cards_are_valid_and_reference_files_are_not_cards():
-    from harness.data import DATASETS, PAPER_DATASETS
+    from harness.data.cards import DATASETS, PAPER_DATASETS
 
     assert set(PAPER_DATASETS) <= set(DATASETS.names())
     assert "macaquefaces-expert" not in DATASETS.names()

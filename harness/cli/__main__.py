@@ -1,0 +1,4 @@
+"""`python -m harness.cli ...` (and `torchrun -m harness.cli ...`)."""
+from .main import main
+
+main()

@@ -1,0 +1,183 @@
+"""`harness keypoints ...`: annotate one reference image, propagate it, look at it, score it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..config import resolve
+from ..core import distributed
+from ..core.errors import DataError
+from ..core.io import read_json_object
+from ..data.loaders import get_card, load_dataset
+from ..keypoints.featurizers import create_featurizer
+from ..keypoints.pck import pck, table
+from ..keypoints.propagate import propagate
+from ..keypoints.references import REFERENCE_SOURCES, AnnotateOptions
+from ..keypoints.show import draw_grid
+from ..keypoints.sources import resolve_keypoints
+from ..keypoints.store import (REFERENCE_FORMAT, load_reference, save_reference, store_dir, store_score, stored_names,
+                               stored_path)
+from .common import data_root_option, dataset_options_option, parse_kv, user_errors
+
+_dataset = click.option("--dataset", required=True, help="dataset card name (see `harness list`)")
+_dataset_options = dataset_options_option
+_data_root = data_root_option
+
+
+def _load(dataset: str, dataset_options, data_root):
+    """(card, data) with the card's dataset options under the given ones, as `harness run` loads it."""
+    card, data, _ = _load_with_config(dataset, dataset_options, data_root)
+    return card, data
+
+
+def _load_with_config(dataset: str, dataset_options, data_root):
+    """(card, data, run config): the config resolved exactly as `harness run` resolves it (card
+    defaults: keypoint seed, --num-keypoints, ...), for commands that read keypoint sources."""
+    card = get_card(dataset)
+    cfg = resolve(card.defaults, {"dataset": dataset, "dataset_options": parse_kv(dataset_options)})
+    return card, load_dataset(card, dict(cfg.dataset_options), data_root), cfg
+
+
+@click.group("keypoints")
+def keypoints_group():
+    """Reference keypoints on one image -> every image (diffusion/DINOv2/SIFT matching) -> show, score."""
+
+
+@keypoints_group.command("annotate")
+@_dataset
+@click.option("--source", required=True, help="expert, gpt4, gradcam-resnet, gradcam-vit or ground-truth")
+@click.option("--image", default=None, help="image id of the reference image [default: the first image]")
+@click.option("--num-keypoints", type=int, default=None, help="K keypoints [default: the card's categories]")
+@click.option("--reference-file", type=click.Path(path_type=Path), default=None,
+              help="expert: annotation JSON [default: the card's `reference`]")
+@click.option("--model", default=None, help="gpt4: model name; gradcam-*: timm name, hf-hub:<repo> or local folder")
+@click.option("--base-url", default=None, envvar="OPENAI_BASE_URL", help="gpt4: OpenAI-compatible API endpoint")
+@click.option("--max-retries", type=int, default=4, show_default=True, help="gpt4: retries on 429/5xx/timeouts")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="gpt4: seconds per request")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--name", default=None, help="store under this name [default: ref-<source>-<hash>]")
+@_dataset_options
+@_data_root
+@user_errors
+def annotate(dataset, source, image, num_keypoints, reference_file, model, base_url, max_retries, timeout, device,
+             name, dataset_options, data_root):
+    """Choose K keypoints on ONE reference image and store them."""
+    entry = REFERENCE_SOURCES.get(source)
+    opts = AnnotateOptions(image=image, num_keypoints=num_keypoints, reference_file=reference_file, model=model,
+                           base_url=base_url, max_retries=max_retries, timeout=timeout, device=device)
+    card, data = _load(dataset, dataset_options, data_root)
+    ref = entry.factory().annotate(data, card, opts)
+    name = name or f"ref-{entry.name}-{ref.content_hash()[:8]}"
+    path = save_reference(ref, data, name)
+    click.echo(f"reference image {ref.image_id}: " + ", ".join(
+        f"{c} ({x:.0f}, {y:.0f})" for c, (x, y) in zip(ref.categories, ref.points)))
+    click.echo(f"{name} | {path}")
+
+
+@keypoints_group.command("propagate")
+@_dataset
+@click.option("--reference", required=True, help="stored reference name (from `annotate`) or a JSON file")
+@click.option("--featurizer", required=True, help="sd, dinov2, sift, ...")
+@click.option("--timestep", type=int, default=None, help="sd: diffusion timestep [261]")
+@click.option("--block", type=int, default=None, help="sd: UNet up-block index [1]")
+@click.option("--ensemble", type=int, default=None, help="sd: noise draws averaged [8]")
+@click.option("--size", type=int, default=None, help="featurizer input size in pixels (sd 768, dinov2 448, sift 128)")
+@click.option("--model", default=None, help="sd: diffusers hub id or local folder; dinov2: timm name or local folder")
+@click.option("--step", type=int, default=None, help="sift: grid step in pixels (the stride) [4]")
+@click.option("--patch", type=float, default=None, help="sift: descriptor size in pixels [12]")
+@click.option("--seed", type=int, default=None, help="sd: seed of the noise draws [0]")
+@click.option("--unet-batch", type=int, default=None, help="sd: UNet samples (images x noise draws) per pass [16]")
+@click.option("--mode", type=click.Choice(["fast", "exact"]), default="fast", show_default=True,
+              help="fast: cosine at feature resolution, then upsample the K maps; exact: DIFT's upsample-then-cosine")
+@click.option("--mirror", is_flag=True, help="also match the mirrored reference; per image the better view wins "
+              "(animals seen from either side; not for frontal faces)")
+@click.option("--batch-size", type=int, default=None, help="target images per batch")
+@click.option("--device", default=None, help="auto, cpu, cuda, ...")
+@click.option("--name", default=None, help="store under this name [default: <featurizer>-<config hash>]")
+@click.option("--force", is_flag=True, help="recompute even if stored")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@_dataset_options
+@_data_root
+@user_errors
+def propagate_cmd(dataset, reference, featurizer, mode, mirror, batch_size, name, force, quiet, dataset_options, data_root,
+                  **feat_options):
+    """Propagate a reference annotation to every image by feature matching; store the keypoint set.
+
+    Under `torchrun --nproc_per_node N` the images are shared out among the ranks; rank 0 writes
+    the set and alone reports."""
+    feat = create_featurizer(featurizer, **feat_options, batch_size=batch_size)
+    card, data = _load(dataset, dataset_options, data_root)
+    ref = load_reference(reference, data)
+    dist = distributed.from_env()
+    kps, name, computed = propagate(data, ref, feat, reference_name=reference, mode=mode, mirror=mirror, name=name,
+                                    progress=not quiet and dist.is_main, force=force, dist=dist,
+                                    report=lambda line: click.echo(line, err=True))
+    distributed.teardown(dist)
+    if not dist.is_main:  # rank 0 alone reports
+        return
+    if not computed:
+        click.echo(f"already propagated, not recomputed (pass --force to redo): {name}", err=True)
+    click.echo(f"{name} | {len(data.df)} images x {len(kps.categories)} keypoints | "
+               f"use: harness run --method ckpe --dataset {dataset} --keypoints {name}")
+
+
+@keypoints_group.command("show")
+@_dataset
+@click.option("--keypoints", "name", required=True, help="stored keypoint set (or source, e.g. ground-truth)")
+@click.option("--n", type=int, default=16, show_default=True, help="number of images in the grid")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="PNG path [default: next to the set]")
+@_dataset_options
+@_data_root
+@user_errors
+def show_cmd(dataset, name, n, out, dataset_options, data_root):
+    """Draw a PNG grid of images with their keypoints, coloured by category."""
+    card, data, cfg = _load_with_config(dataset, dataset_options, data_root)
+    kps = resolve_keypoints(name, data, cfg)
+    out = out or store_dir(data) / f"{Path(name).stem}.png"
+    click.echo(str(draw_grid(data, kps, out, n=n, title=f"{dataset}: {Path(name).stem}")))
+
+
+@keypoints_group.command("score")
+@_dataset
+@click.option("--keypoints", "name", required=True, help="stored keypoint set")
+@click.option("--alpha", type=float, default=0.1, show_default=True, help="PCK threshold, fraction of max(h, w)")
+@_dataset_options
+@_data_root
+@user_errors
+def score_cmd(dataset, name, alpha, dataset_options, data_root):
+    """PCK@alpha against the dataset's ground truth, per category and per image; stored with the set."""
+    card, data, cfg = _load_with_config(dataset, dataset_options, data_root)
+    kps = resolve_keypoints(name, data, cfg)
+    score = pck(kps, data, alpha)
+    click.echo(table(score))
+    path = stored_path(name, data)
+    if path is not None:  # a stored set keeps its scores, one per alpha
+        store_score(path, score)
+        click.echo(f"stored with {path}")
+
+
+@keypoints_group.command("list")
+@_dataset
+@_dataset_options
+@_data_root
+@user_errors
+def list_cmd(dataset, dataset_options, data_root):
+    """Stored references and keypoint sets of a dataset."""
+    card, data = _load(dataset, dataset_options, data_root)
+    names = stored_names(data)
+    if not names:
+        click.echo(f"nothing stored for {dataset} in {store_dir(data)}")
+    for n in names:
+        try:
+            raw = read_json_object(store_dir(data) / f"{n}.json", "stored file")
+        except DataError as exc:  # one damaged file does not hide the others
+            click.echo(f"{n:<28} {'unreadable':<10} {exc}")
+            continue
+        prov = raw.get("provenance") or {}
+        kind = "reference" if raw.get("format") == REFERENCE_FORMAT else "keypoints"
+        what = prov.get("source", "?")
+        if kind == "keypoints" and isinstance(prov.get("featurizer"), dict):
+            what = ", ".join(f"{k}={v}" for k, v in prov["featurizer"].items())
+            what += f"; matching {prov.get('matching', '?')}" + (", mirror" if prov.get("mirror") else "")
+        click.echo(f"{n:<28} {kind:<10} {what}")

@@ -1,0 +1,152 @@
+"""The `harness` command line. User mistakes end in one line (click.ClickException), never a traceback."""
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import fields
+from pathlib import Path
+
+import click
+
+from ..config import PROTOCOLS, RunConfig
+from ..core import distributed
+from ..data.cards import DATASETS
+from ..engine.records import check_writable, load_records, read_result, result_path, summary_table
+from ..engine.run import execute, plan_runs
+from ..keypoints.sources import KEYPOINT_SOURCES
+from ..methods import METHODS
+from ..model.backbones import ALIASES, describe
+from .common import data_root_option, dataset_options_option, parse_kv, quiet_option, results_dir_option, user_errors
+from .data import data_group
+from .keypoints import keypoints_group
+from .tables import ablate_cmd, leaderboard_cmd
+
+HELP = {
+    "method": "method plugin (see `harness list`)",
+    "dataset": "dataset card name (see `harness list`), `all` (the paper's four, in sequence), "
+               "any wildlife-datasets class name, or folder:PATH (PATH/<identity>/<image>)",
+    "protocol": "disjoint = 80/20 by individuals (paper); closed = WildlifeDatasets' ClosedSetSplit(0.8)",
+    "seed": "training seed (init, batch order, augmentation, random points)",
+    "split_seed": "seed of the train/test split (WildlifeDatasets uses 666)",
+    "keypoints": "keypoint source for keypoint methods (see `harness list`)",
+    "num_keypoints": "keep the first K keypoint categories",
+    "backbone": "timm model name or alias (micro, nano, base, large, huge)",
+    "pretrained": "load pretrained backbone weights from the Hugging Face hub (honours HF_HUB_OFFLINE)",
+    "weights": "local checkpoint instead of the hub: .safetensors or a torch file (read weights-only); "
+               "ViT positional embeddings are resampled to --image-size",
+    "image_size": "model input size in pixels (square)",
+    "epochs": "training epochs",
+    "batch_size": "training batch size",
+    "lr": "peak learning rate (AdamW, warm-up then cosine decay)",
+    "weight_decay": "AdamW weight decay",
+    "warmup_epochs": "linear warm-up length in epochs",
+    "ce_weight": "lambda: weight of the identity cross-entropy term",
+    "arcface_margin": "ArcFace additive angular margin in radians",
+    "arcface_scale": "ArcFace scale",
+    "hflip": "probability of horizontal flip (mirrors keypoints, swaps left/right categories)",
+    "device": "auto, cpu, cuda, cuda:1, ...",
+    "bad_images": "unreadable image: fail (default, names the file) or skip (warn, drop it, record it)",
+    "compile": "torch.compile the training step with this backend (inductor on GPUs); none = eager",
+}
+
+
+def _option_for(f) -> typing.Callable:
+    flag = "--" + f.name.replace("_", "-")
+    kind = typing.get_type_hints(RunConfig)[f.name]
+    args = typing.get_args(kind)
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        kind = next(a for a in args if a is not type(None))
+    if f.name == "dataset_options":
+        return dataset_options_option
+    if f.name == "protocol":
+        return click.option(flag, type=click.Choice(PROTOCOLS), default=None, help=HELP[f.name])
+    if kind is bool:
+        return click.option(f"{flag}/--no-{flag[2:]}", default=None, help=HELP[f.name])
+    return click.option(flag, type=kind, default=None, help=f"{HELP[f.name]} [default: {f.default}]")
+
+
+def config_options(fn):
+    """One click option per RunConfig field, so the CLI maps 1:1 onto the config."""
+    for f in reversed(fields(RunConfig)):
+        fn = _option_for(f)(fn)
+    return fn
+
+
+def summary_line(record: dict, path: Path | None = None) -> str:
+    m = record["metrics"]
+    c = record["config"]
+    line = (
+        f"{c['method']} | {c['dataset']} | {record['protocol']} | seed {record['seed']} | "
+        f"top-1 {m['top1']:.1f} | top-5 {m['top5']:.1f} | mAP {m['mAP']:.1f} | {record['wall_time_s']:.1f} s"
+    )
+    return line + (f" | {path}" if path else "")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="keypoint-reid-harness")
+def main():
+    """Keypoint-aware animal re-identification benchmark harness."""
+
+
+@main.command("run")
+@config_options
+@results_dir_option
+@data_root_option
+@click.option("--force", is_flag=True, help="recompute and replace an existing result")
+@quiet_option
+@user_errors
+def run_cmd(results_dir, data_root, force, quiet, **given):
+    """Train and evaluate one method on one dataset; write results/<name>.json."""
+    given["dataset_options"] = parse_kv(given.get("dataset_options") or ())
+    plans = plan_runs(given, data_root)  # every dataset checked before any training starts
+    if len(plans) > 1:
+        check_writable(results_dir)
+    records = []
+    try:
+        for cfg in plans:
+            existing = result_path(results_dir, cfg)
+            if existing.exists() and not force:
+                click.echo(f"already done, not recomputed (pass --force to redo): {existing}", err=True)
+                record, path = read_result(existing), existing
+            else:
+                record, path = execute(cfg, results_dir, data_root=data_root, force=force, progress=not quiet)
+            if record is None:  # under torchrun only rank 0 evaluates and reports
+                continue
+            click.echo(summary_line(record, path))
+            records.append(record)
+    finally:  # under torchrun: close the process group the runs opened
+        distributed.teardown(distributed.from_env())
+    if len(plans) > 1 and records:  # Table 1 shape: every method with results on these datasets
+        click.echo(summary_table(all_methods_records(results_dir, plans, records)))
+
+
+def all_methods_records(results_dir: Path, plans: list, records: list[dict]) -> list[dict]:
+    """The records of this run plus every other method's records in results_dir on the same
+    datasets, protocol and split seed (dataset order as planned, then sorted by method and file)."""
+    want = {(c.dataset, c.protocol, c.split_seed) for c in plans}
+    names = {r["name"] for r in records}
+    others = [r for _, r in load_records(results_dir)
+              if r["name"] not in names and (r["config"]["dataset"], r["protocol"], r["config"]["split_seed"]) in want]
+    order = {c.dataset: i for i, c in enumerate(plans)}
+    ordered = sorted([*records, *others], key=lambda r: (order.get(r["config"]["dataset"], 99), r["config"]["method"], r["name"]))
+    return ordered
+
+
+@main.command("list")
+@user_errors
+def list_cmd():
+    """Methods, keypoint sources, datasets and backbone aliases, one line each."""
+    for title, reg in (("methods", METHODS), ("keypoint sources", KEYPOINT_SOURCES), ("datasets", DATASETS)):
+        click.echo(f"{title}:")
+        for e in reg:
+            click.echo(f"  {e.name:<22} {e.description}")
+    click.echo("backbones (aliases; any timm model name or hf-hub:<repo> also works):")
+    for name in ALIASES:
+        click.echo(f"  {name:<22} {describe(name)}")
+
+
+for _command in (data_group, keypoints_group, ablate_cmd, leaderboard_cmd):
+    main.add_command(_command)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""What every stage shares: registries, errors, paths, atomic files, process groups."""

@@ -1,0 +1,135 @@
+"""One registry type for methods, datasets, loaders, keypoint sources, reference sources and featurizers.
+
+A registry maps a name to a factory plus a one-line description. Registration is a decorator;
+unknown and duplicate names are errors that list what is valid. Third-party plugins register
+through the Python entry-point group ``harness.<kind>`` (e.g. ``harness.methods``); built-in
+methods are plain files in the repository's ``methods/`` folder, loaded by path.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Generic, Iterator, TypeVar
+
+from .errors import RegistryError
+from .paths import builtin_methods_dir
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    factory: Callable[..., T]
+    description: str
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, loader: Callable[[], None] | None = None):
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+        self._loader = loader
+        self._loaded = False
+
+    def register(self, name: str, description: str = "", factory: Callable[..., T] | None = None):
+        """Register ``factory`` under ``name``; usable as ``@registry.register("name", "what")``."""
+
+        def add(fn: Callable[..., T]) -> Callable[..., T]:
+            key = name.lower()
+            if key in self._entries:
+                raise RegistryError(
+                    f"duplicate {self.kind} name {name!r}: already registered by "
+                    f"{_origin(self._entries[key].factory)}"
+                )
+            doc = description or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
+            self._entries[key] = Entry(name=key, factory=fn, description=doc)
+            return fn
+
+        return add(factory) if factory is not None else add
+
+    def _ensure_loaded(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            if self._loader is not None:
+                self._loader()
+
+    def get(self, name: str) -> Entry[T]:
+        self._ensure_loaded()
+        key = name.lower()
+        if key not in self._entries:
+            raise RegistryError(
+                f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self.names()) or '(none)'}"
+            )
+        return self._entries[key]
+
+    def create(self, name: str, *args, **kwargs) -> T:
+        return self.get(name).factory(*args, **kwargs)
+
+    def names(self) -> list[str]:
+        self._ensure_loaded()
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        self._ensure_loaded()
+        return name.lower() in self._entries
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        self._ensure_loaded()
+        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+    def unregister(self, name: str) -> None:
+        self._entries.pop(name.lower(), None)
+
+
+def _origin(fn: Callable) -> str:
+    mod = getattr(fn, "__module__", "?")
+    return f"{mod}.{getattr(fn, '__qualname__', fn)}"
+
+
+def plugin_dirs() -> list[Path]:
+    """Folders whose ``*.py`` files are method plugins: the built-in ``methods/`` plus
+    every folder in ``HARNESS_PLUGIN_PATH`` (os.pathsep-separated)."""
+    dirs = [builtin_methods_dir()]
+    for part in os.environ.get("HARNESS_PLUGIN_PATH", "").split(os.pathsep):
+        if part.strip():
+            dirs.append(Path(part).expanduser())
+    return dirs
+
+
+def load_plugin_files(dirs: list[Path], namespace: str) -> None:
+    """Import every ``*.py`` in ``dirs`` (not starting with ``_``) as ``namespace.<stem>``."""
+    for folder in dirs:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.py")):
+            if path.name.startswith("_"):
+                continue
+            modname = f"{namespace}.{path.stem}"
+            if modname in sys.modules:
+                continue
+            spec = importlib.util.spec_from_file_location(modname, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[modname] = module
+            try:
+                spec.loader.exec_module(module)
+            except RegistryError:
+                del sys.modules[modname]
+                raise
+            except Exception as exc:  # a broken plugin must name itself
+                del sys.modules[modname]
+                raise RegistryError(f"plugin file {path} failed to import: {exc}") from exc
+
+
+def load_entry_points(group: str) -> None:
+    """Call every entry point in ``group``: importing the target registers the plugin."""
+    for ep in metadata.entry_points(group=group):
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            raise RegistryError(f"entry point {ep.name!r} in {group} failed to load: {exc}") from exc
+        if callable(obj) and getattr(obj, "__harness_setup__", False):
+            obj()

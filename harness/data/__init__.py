@@ -1,0 +1,1 @@
+"""Datasets: cards -> DataFrames (wildlife-datasets columns) -> splits; images decoded and cached."""

@@ -1,0 +1,168 @@
+"""Images as the harness uses them: decoded, cropped to their box, resized, and cached.
+
+``decode_images`` decodes a dataset's images once, in parallel threads, into a memory-mapped uint8
+file under the cache; later runs with the same files, crops and size map that file instead.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from ..core.errors import DataError
+from ..core.paths import cache_dir
+
+
+def parse_bbox(value) -> tuple[float, float, float, float] | None:
+    """A wildlife-datasets bbox ([x, y, w, h], a list or its JSON text) -> floats; None when the
+    row has no usable box (NaN, empty, non-positive size): the whole image is used."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"bad bbox {value!r}: not [x, y, w, h]") from exc
+    if value is None or np.isscalar(value):
+        return None
+    box = np.asarray(value, dtype=np.float64).ravel()
+    if box.shape != (4,):
+        raise DataError(f"bad bbox {value!r}: not [x, y, w, h]")
+    if not np.isfinite(box).all() or box[2] <= 0 or box[3] <= 0:
+        return None
+    return tuple(float(v) for v in box)
+
+
+def crop_box(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """[x, y, w, h] -> integer (left, top, right, bottom) pixels: the crop applied to the image,
+    whose (left, top) is also the shift applied to its keypoints."""
+    x, y, w, h = box
+    left, top = int(round(x)), int(round(y))
+    return left, top, left + max(1, int(round(w))), top + max(1, int(round(h)))
+
+
+def open_rgb(path: Path, box=None) -> Image.Image:
+    """One image as RGB, cropped to ``box`` ([x, y, w, h] or None); unreadable -> one-line error."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            return im.crop(crop_box(box)) if box is not None else im
+    except FileNotFoundError as exc:
+        raise DataError(f"image not found: {path}") from exc
+    except OSError as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from exc
+
+
+def _decode(path: Path, box, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """One image -> (size, size, 3) uint8 array and the (width, height) it had before resizing."""
+    im = open_rgb(path, box)
+    return np.asarray(im.resize((size, size), Image.BILINEAR)), im.size
+
+
+IMAGE_CACHE_VERSION = "v2"  # bump when the cache layout changes: old folders are then never read
+IMAGE_CACHE_FILES = ("pixels.npy", "sizes.npy", "bad.npy")
+
+
+def _cache_key(root: Path, paths: list[str], boxes: list, size: int) -> str:
+    """Identifies the decoded pixels: the files (path, size, mtime), the crops and the image size.
+    A changed image, crop or size gives another key, so a stale cache is never read."""
+    h = hashlib.sha256(f"{IMAGE_CACHE_VERSION}|{Path(root).resolve()}|{size}".encode())
+    for rel, box in zip(paths, boxes):
+        try:
+            st = (Path(root) / rel).stat()
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        h.update(f"|{rel}|{box}|{stamp}".encode())
+    return h.hexdigest()[:20]
+
+
+BAD_IMAGES = ("fail", "skip")
+
+
+def load_images(root: Path, paths: list[str], size: int, desc: str = "images",
+                bboxes=None, cache: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+    """Decode, optionally crop (``bboxes``: one [x, y, w, h] or None per path) and resize images to
+    (size, size): uint8 tensor (N, 3, size, size) and the (width, height) of each image as used
+    (the crop's size when cropped), needed to map keypoints into the resized image.
+    A missing or unreadable image is an error naming the file."""
+    pixels, sizes, _ = decode_images(root, paths, size, desc=desc, bboxes=bboxes, cache=cache, bad_images="fail")
+    return pixels, sizes
+
+
+def decode_images(root: Path, paths: list[str], size: int, *, desc: str = "images", bboxes=None,
+                  cache: bool = True, bad_images: str = "fail") -> tuple[torch.Tensor, np.ndarray, list[int]]:
+    """``load_images`` for training runs: returns also the rows whose image could not be read.
+
+    With ``bad_images="fail"`` the first unreadable image is an error naming it; with "skip" its
+    pixels stay zero and its row is returned in the list (the caller drops and reports it).
+    With ``cache``, images are decoded once, in parallel threads, into a memory-mapped uint8 file
+    under ``cache_dir()/images``; later runs with the same files, crops and size map that file
+    instead of decoding again."""
+    if bad_images not in BAD_IMAGES:
+        raise DataError(f"unknown bad-images policy {bad_images!r}; valid: {', '.join(BAD_IMAGES)}")
+    boxes = [None] * len(paths) if bboxes is None else [parse_bbox(b) for b in bboxes]
+    folder = cache_dir() / "images" / _cache_key(root, paths, boxes, size) if cache else None
+    if folder is not None and all((folder / f).exists() for f in IMAGE_CACHE_FILES):
+        bad = np.load(folder / "bad.npy").tolist()
+        if bad and bad_images == "fail":
+            raise DataError(f"cannot read image {Path(root) / paths[bad[0]]} ({len(bad)} unreadable in all); "
+                            "fix or remove it, or pass --bad-images skip")
+        return torch.from_numpy(np.load(folder / "pixels.npy", mmap_mode="c")), np.load(folder / "sizes.npy"), bad
+    tmp = None
+    if folder is not None:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+        pixels = np.lib.format.open_memmap(tmp / "pixels.npy", mode="w+", dtype=np.uint8, shape=(len(paths), 3, size, size))
+    else:
+        pixels = np.zeros((len(paths), 3, size, size), dtype=np.uint8)
+    sizes = np.zeros((len(paths), 2), dtype=np.float64)
+    bad: list[int] = []
+
+    def one(i):
+        try:
+            return _decode(Path(root) / paths[i], boxes[i], size)
+        except DataError as exc:
+            if bad_images == "fail":
+                raise DataError(f"{exc}; fix or remove it, or pass --bad-images skip") from exc
+            return exc
+
+    try:
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            jobs = pool.map(one, range(len(paths)))
+            for i, got in enumerate(tqdm(jobs, total=len(paths), desc=f"decoding {desc}", leave=False,
+                                         disable=len(paths) < 2000)):
+                if isinstance(got, DataError):
+                    bad.append(i)
+                    sizes[i] = (size, size)
+                    continue
+                arr, used = got
+                pixels[i] = arr.transpose(2, 0, 1)
+                sizes[i] = used
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if tmp is None:
+        return torch.from_numpy(pixels), sizes, bad
+    pixels.flush()
+    del pixels
+    np.save(tmp / "sizes.npy", sizes)
+    np.save(tmp / "bad.npy", np.asarray(bad, dtype=np.int64))
+    if folder.exists() and not all((folder / f).exists() for f in IMAGE_CACHE_FILES):
+        shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder (older layout): replace it
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process cached the same images first: use theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    return torch.from_numpy(np.load(folder / "pixels.npy", mmap_mode="c")), np.load(folder / "sizes.npy"), bad
+
+
+# ---------------------------------------------------------------- built-in loaders

@@ -1,0 +1,1 @@
+"""The engine: one run (train, evaluate, record), and reading the records back."""

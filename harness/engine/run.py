@@ -1,0 +1,276 @@
+"""One run: config -> data -> split -> keypoints -> model -> train -> evaluate -> result record.
+
+``plan_runs`` resolves and checks the runs of one `harness run` (several for `--dataset all`)
+before anything trains; ``execute`` runs one of them in named steps.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import RunConfig, resolve
+from ..core import distributed
+from ..core.distributed import DistInfo, pick_device
+from ..core.errors import DataError, ResultsError
+from ..data.cards import dataset_names
+from ..data.dataset import ReidData, row_bboxes
+from ..data.images import decode_images
+from ..data.loaders import data_problem, get_card, load_dataset
+from ..data.splits import Split, make_split
+from ..keypoints.recipes import is_recipe, recipe_problem
+from ..keypoints.sets import KeypointSet
+from ..keypoints.sources import KEYPOINT_SOURCES, resolve_keypoints
+from ..methods import METHODS, Method
+from ..model.backbones import create_backbone
+from ..model.tokens import flip_permutation
+from . import records
+from .evaluate import retrieval_metrics
+from .train import Checkpoint, Normalizer, TrainData, TrainSettings, embed, reid_loss, train
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def plan_runs(given: dict, data_root: Path | None = None) -> list[RunConfig]:
+    """The resolved configs of one `harness run` (one per dataset; `all` = the paper's four),
+    after checking every dataset's data and keypoint recipe: all problems are reported at once,
+    in one DataError, before anything trains."""
+    given = dict(given)
+    given["method"] = given.get("method") or RunConfig.method
+    method = METHODS.create(given["method"])  # unknown method: fail before anything else
+    names = dataset_names(given.get("dataset") or RunConfig.dataset)
+    plans, problems = [], []
+    for name in names:
+        card = get_card(name)
+        cfg = resolve(card.defaults, {**given, "dataset": card.name if len(names) > 1 else name}, method.defaults)
+        problem = data_problem(card, data_root)
+        source = method.keypoint_source(cfg.keypoints)
+        if problem is None and source is not None and source not in KEYPOINT_SOURCES and is_recipe(source):
+            why = recipe_problem(source)
+            problem = f"dataset {card.name}: {why}" if why else None
+        if problem:
+            problems.append(problem)
+        plans.append(cfg)
+    if problems:
+        head = f"{len(problems)} of {len(names)} datasets cannot run:\n" if len(names) > 1 else ""
+        raise DataError(head + "\n".join(problems))
+    return plans
+
+
+def input_points(kps: KeypointSet, sizes: np.ndarray, image_size: int) -> torch.Tensor:
+    """Original-pixel keypoints -> model-input pixels (images are resized to image_size^2)."""
+    scale = image_size / np.asarray(sizes, dtype=np.float64)  # (N, 2): x and y scale per image
+    return torch.from_numpy((kps.points * scale[:, None, :]).astype(np.float32))
+
+
+def backbone_provenance(cfg: RunConfig, backbone) -> dict:
+    """Which weights the run used: random init, the hub, or a local file (with its sha256)."""
+    out = {"architecture": type(backbone).__name__, "weights": getattr(backbone, "harness_weights", "random-init")}
+    if out["weights"] == "file":
+        digest = hashlib.sha256()
+        with open(Path(cfg.weights).expanduser(), "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        out.update(weights="file", file=str(Path(cfg.weights).expanduser().resolve()), sha256=digest.hexdigest())
+    elif out["weights"] == "hub":
+        out.update(checkpoint=(getattr(backbone, "pretrained_cfg", None) or {}).get("hf_hub_id"))
+    return out
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs before training; shared by `run` and tests."""
+
+    cfg: RunConfig
+    method: Method
+    data: ReidData
+    split: Split
+    keypoints: KeypointSet | None
+
+
+def prepare(cfg: RunConfig, data_root: Path | None = None, progress: bool = True) -> Prepared:
+    method = METHODS.create(cfg.method)
+    card = get_card(cfg.dataset)
+    data = load_dataset(card, dict(cfg.dataset_options), data_root)
+    split = make_split(data.df, cfg.protocol, cfg.split_seed)
+    kps = None
+    source = method.keypoint_source(cfg.keypoints)
+    if source is not None:
+        kps = resolve_keypoints(source, data, cfg, progress=progress)
+    return Prepared(cfg, method, data, split, kps)
+
+
+@dataclass
+class Inputs:
+    """Decoded images and keypoints of the whole dataset, and the rows each part of the split uses."""
+
+    images: torch.Tensor  # (N, 3, S, S) uint8, usually memory-mapped
+    points: torch.Tensor | None  # (N, K, 2) in model-input pixels
+    identities: np.ndarray  # (N,) str
+    train_rows: np.ndarray
+    test_rows: np.ndarray
+    skipped: list[int]  # rows whose image could not be read (--bad-images skip)
+
+
+@dataclass
+class Model:
+    network: torch.nn.Module
+    backbone: torch.nn.Module
+    normalize: Normalizer
+
+
+def check_batch_size(prepared: Prepared, n_train: int) -> None:
+    if prepared.method.trains and n_train < prepared.cfg.batch_size:
+        raise ValueError(f"--batch-size {prepared.cfg.batch_size} is larger than the training set ({n_train} images)")
+
+
+def build_model(prepared: Prepared) -> Model:
+    cfg = prepared.cfg
+    backbone = create_backbone(cfg.backbone, cfg.image_size, cfg.pretrained, cfg.weights,
+                               require_patch_grid=prepared.method.uses_keypoints)
+    categories = len(prepared.keypoints.categories) if prepared.keypoints is not None else 0
+    pretrained = getattr(backbone, "pretrained_cfg", {}) or {}
+    normalize = Normalizer(pretrained.get("mean", (0.5, 0.5, 0.5)), pretrained.get("std", (0.5, 0.5, 0.5)))
+    return Model(prepared.method.build_model(backbone, categories), backbone, normalize)
+
+
+def decode_inputs(prepared: Prepared) -> Inputs:
+    """Every image decoded once (cached), keypoints moved into model-input pixels; unreadable
+    images dropped from the split (``--bad-images skip``) or a one-line error."""
+    cfg, data = prepared.cfg, prepared.data
+    check_batch_size(prepared, len(prepared.split.train))  # before decoding (again after skipped images)
+    images, sizes, bad = decode_images(data.root, list(data.df["path"]), cfg.image_size,
+                                       bboxes=row_bboxes(data, range(len(data.df))), bad_images=cfg.bad_images)
+    if bad:
+        print(f"warning: skipped {len(bad)} unreadable image(s) (--bad-images skip), e.g. "
+              f"{data.root / data.df['path'].iloc[bad[0]]}", file=sys.stderr)
+    points = input_points(prepared.keypoints, sizes, cfg.image_size) if prepared.keypoints is not None else None
+    inputs = Inputs(images, points, data.df["identity"].astype(str).to_numpy(),
+                    np.setdiff1d(prepared.split.train, bad), np.setdiff1d(prepared.split.test, bad), bad)
+    check_batch_size(prepared, len(inputs.train_rows))
+    return inputs
+
+
+def train_model(prepared: Prepared, model: Model, inputs: Inputs, checkpoint: Checkpoint, device, dist: DistInfo,
+                progress: bool) -> list[dict]:
+    """Train (methods that train) with ArcFace + lambda * CE; returns the per-epoch history."""
+    if not prepared.method.trains:
+        return []
+    cfg = prepared.cfg
+    identities = inputs.identities[inputs.train_rows]
+    classes = {name: i for i, name in enumerate(sorted(set(identities)))}
+    kps = prepared.keypoints
+    perm = flip_permutation(kps.categories, kps.flip_pairs) if kps is not None else []
+    train_data = TrainData(inputs.images, torch.tensor([classes[x] for x in identities]), inputs.points, perm,
+                           rows=torch.from_numpy(inputs.train_rows))
+    losses = reid_loss(model.network.embed_dim, train_data.num_classes, cfg.arcface_margin, cfg.arcface_scale,
+                       cfg.ce_weight)
+    return train(model.network, losses, train_data, model.normalize, TrainSettings.from_config(cfg), device=device,
+                 dist=dist, hooks=[checkpoint], progress=progress)
+
+
+def evaluate(prepared: Prepared, model: Model, inputs: Inputs, device) -> dict:
+    """Retrieval metrics of the test images: against each other (disjoint) or the training images (closed)."""
+    all_ids = {name: i for i, name in enumerate(sorted(set(inputs.identities)))}
+    labels = torch.tensor([all_ids[x] for x in inputs.identities])
+    test = inputs.test_rows
+    queries = embed(model.network, inputs.images, inputs.points, model.normalize, device, rows=test)
+    if prepared.cfg.protocol == "disjoint":
+        metrics = retrieval_metrics(queries, labels[test], queries, labels[test], exclude_self=True)
+    else:
+        gallery = embed(model.network, inputs.images, inputs.points, model.normalize, device, rows=inputs.train_rows)
+        metrics = retrieval_metrics(queries, labels[test], gallery, labels[inputs.train_rows])
+    if metrics["unanswerable_queries"]:
+        print(f"warning: {metrics['unanswerable_queries']} test image(s) have no other image of their identity in "
+              "the gallery (identities with a single image); they are left out of the metrics and counted in "
+              "metrics.unanswerable_queries", file=sys.stderr)
+    return metrics
+
+
+def build_record(prepared: Prepared, model: Model, inputs: Inputs, metrics: dict, history: list[dict],
+                 timing: list[dict], device, dist: DistInfo, wall_time: float) -> dict:
+    cfg, data, ids = prepared.cfg, prepared.data, inputs.identities
+    kps = prepared.keypoints
+    return {
+        "schema": records.SCHEMA_VERSION,
+        "name": records.result_name(cfg),
+        "config": cfg.to_dict(),
+        "experiment": cfg.experiment_hash(),
+        "seed": cfg.seed,
+        "protocol": cfg.protocol,
+        "split": {
+            "fingerprint": prepared.split.fingerprint,
+            "seed": cfg.split_seed,
+            "train_images": int(len(inputs.train_rows)),
+            "test_images": int(len(inputs.test_rows)),
+            "train_identities": int(len(set(ids[inputs.train_rows]))),
+            "test_identities": int(len(set(ids[inputs.test_rows]))),
+            "skipped_images": [str(data.df["image_id"].iloc[i]) for i in inputs.skipped],
+        },
+        "dataset": {"name": data.name, "fingerprint": data.fingerprint, "images": int(len(data.df)), **data.info},
+        "backbone": backbone_provenance(cfg, model.backbone),
+        "caveats": prepared.method.caveats(cfg),
+        "keypoints": None if kps is None else {
+            "categories": list(kps.categories),
+            "flip_pairs": [list(x) for x in kps.flip_pairs],
+            "provenance": kps.provenance,
+        },
+        "metrics": metrics,
+        "history": history,
+        "timing": {"epochs": timing, "processes": dist.world},
+        "wall_time_s": round(wall_time, 3),
+        "device": {"type": device.type, "name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                   "threads": torch.get_num_threads(), "processes": dist.world},
+        "versions": records.package_versions(),
+        "git": records.git_state(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None, force: bool = False,
+            progress: bool = True) -> tuple[dict | None, Path]:
+    """Run one experiment and write its record; returns (record, path); under torchrun the other
+    ranks return (None, path). A run killed part-way resumes from its last finished epoch when
+    started again with the same config and seed."""
+    t0 = time.perf_counter()
+    results_dir = records.check_writable(results_dir)
+    out_path = records.result_path(results_dir, cfg)
+    if out_path.exists() and not force:
+        raise ResultsError(f"{out_path} already exists; pass --force to recompute it")
+    dist = distributed.from_env()
+    with records.RunLock(results_dir, out_path.stem) if dist.is_main else contextlib.nullcontext():
+        device = distributed.setup(dist, pick_device(cfg.device))
+        seed_everything(cfg.seed)
+        prepared = prepare(cfg, data_root, progress=progress)
+        model = build_model(prepared)
+        inputs = decode_inputs(prepared)
+        checkpoint = Checkpoint(results_dir / ".checkpoints" / f"{out_path.stem}.pt", save=dist.is_main,
+                                on_resume=lambda epoch: print(f"resuming {out_path.stem} after epoch {epoch}",
+                                                              file=sys.stderr))
+        if force:
+            checkpoint.discard()
+        history = train_model(prepared, model, inputs, checkpoint, device, dist, progress)
+        timing = [{"epoch": h["epoch"], "seconds": h.pop("seconds"), "data_share": h.pop("data_share")}
+                  for h in history]
+        if not dist.is_main:  # rank 0 alone evaluates and writes
+            distributed.barrier(dist)
+            return None, out_path
+        metrics = evaluate(prepared, model, inputs, device)
+        record = build_record(prepared, model, inputs, metrics, history, timing, device, dist,
+                              time.perf_counter() - t0)
+        path = records.write_record(out_path, record, overwrite=force)
+        checkpoint.discard()
+        distributed.barrier(dist)
+        return record, path

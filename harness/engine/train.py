@@ -1,0 +1,376 @@
+"""Training: L = L_arcface + lambda * L_ce, composed from weighted loss terms; hooks for extras.
+
+The loop knows nothing about checkpoints, logging or evaluation: those are hooks called at the end
+of each epoch. Batches are built on tensors (images already decoded and resized; keypoints already
+in model-input pixels), so the loop stays simple and fast.
+"""
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as torch_dist
+import torch.nn.functional as F
+from pytorch_metric_learning.losses import ArcFaceLoss
+from torch import _dynamo, nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ..core.distributed import DistInfo
+from ..core.io import leftover_temps, replace_atomic
+from ..model.tokens import hflip, token_mask
+
+
+@dataclass
+class TrainData:
+    """The training rows of a dataset. ``images``/``points`` cover the whole dataset (the images
+    usually a memory-mapped decode cache) and ``rows`` picks the training images, so the training
+    set is never copied; ``labels`` has one entry per row of ``rows``."""
+
+    images: torch.Tensor  # (N, 3, S, S) uint8
+    labels: torch.Tensor  # (n,) int64, 0..num_classes-1
+    points: torch.Tensor | None  # (N, K, 2) float32 in model-input pixels, NaN = missing
+    flip_perm: list[int] = field(default_factory=list)
+    rows: torch.Tensor | None = None  # (n,) row positions into images/points; None: all rows
+
+    def __post_init__(self):
+        if self.rows is None:
+            self.rows = torch.arange(len(self.labels))
+        self.rows = torch.as_tensor(self.rows, dtype=torch.long)
+        if len(self.rows) != len(self.labels):
+            raise ValueError(f"{len(self.labels)} labels for {len(self.rows)} training rows")
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.labels.max()) + 1
+
+
+class LossTerm(nn.Module):
+    """A named, weighted term: ``weight * fn(embeddings, labels)``."""
+
+    def __init__(self, name: str, weight: float, fn: nn.Module):
+        super().__init__()
+        self.name, self.weight, self.fn = name, float(weight), fn
+
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.fn(emb, labels)
+
+
+class ClassifierCE(nn.Module):
+    """Identity classification head + cross-entropy."""
+
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__()
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, emb, labels):
+        return F.cross_entropy(self.head(emb), labels)
+
+
+def reid_loss(dim: int, num_classes: int, margin_rad: float, scale: float, ce_weight: float) -> nn.ModuleList:
+    """ArcFace (pytorch-metric-learning; its margin is in degrees) + ce_weight * cross-entropy."""
+    terms = [LossTerm("arcface", 1.0, ArcFaceLoss(num_classes, dim, margin=math.degrees(margin_rad), scale=scale))]
+    if ce_weight > 0:
+        terms.append(LossTerm("ce", ce_weight, ClassifierCE(dim, num_classes)))
+    return nn.ModuleList(terms)
+
+
+@dataclass
+class TrainState:
+    """What a hook may read or restore: everything that determines the rest of training."""
+
+    objective: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    generator: torch.Generator
+    history: list
+    epoch: int = 0  # epochs completed
+
+
+class Hook:
+    """Training extras (checkpoints, logging, ...) without branches in the loop."""
+
+    def on_start(self, state: TrainState) -> None:
+        """Called once before the first epoch; may restore ``state`` (e.g. from a checkpoint)."""
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        """Called after every epoch with ``state.epoch`` epochs completed."""
+
+
+class Checkpoint(Hook):
+    """Saves the full training state after every epoch (atomic write) and resumes from it: a run
+    killed at any point continues after its last finished epoch and, on a CPU, ends with exactly
+    the metrics of an uninterrupted run. The global torch RNG (dropout, drop-path) is saved with
+    the sampling generator, so that holds for backbones that draw random numbers too."""
+
+    def __init__(self, path: Path, on_resume: Callable[[int], None] | None = None, save: bool = True):
+        self.path = Path(path)
+        self.on_resume = on_resume
+        self.save = save  # under DDP every rank restores, rank 0 alone saves
+
+    def on_start(self, state: TrainState) -> None:
+        if not self.path.exists():
+            return
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a damaged checkpoint must not block a fresh start
+            warnings.warn(f"ignoring unreadable checkpoint {self.path}: {exc}")
+            return
+        state.objective.load_state_dict(saved["objective"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.scheduler.load_state_dict(saved["scheduler"])
+        state.generator.set_state(saved["generator"])
+        if "torch_rng" in saved:  # checkpoints written before it was saved resume without it
+            torch.set_rng_state(saved["torch_rng"])
+        state.history[:] = saved["history"]
+        state.epoch = int(saved["epoch"])
+        if self.on_resume:
+            self.on_resume(state.epoch)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if not self.save:
+            return
+        replace_atomic(self.path, lambda tmp: torch.save({
+            "objective": state.objective.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(),
+            "generator": state.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": state.history,
+            "epoch": state.epoch,
+        }, tmp))
+
+    def discard(self) -> None:
+        for p in [self.path, *leftover_temps(self.path)]:  # also what a killed run left mid-write
+            p.unlink(missing_ok=True)
+
+
+class Normalizer(nn.Module):
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        return (images_uint8.float() / 255.0 - self.mean) / self.std
+
+
+def autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def batch_starts(n: int, batch_size: int, world: int = 1) -> list[int]:
+    """First index of every global batch of an epoch. Under DDP a last batch with fewer images than
+    processes would leave some rank an empty slice (a NaN loss that DDP averages into every rank):
+    that batch is dropped, on every rank alike."""
+    return [s for s in range(0, n, batch_size) if min(batch_size, n - s) >= world]
+
+
+def batch_masks(model, points: torch.Tensor | None, device) -> torch.Tensor | None:
+    if points is None or getattr(model, "encoding", None) is None:
+        return None
+    k = points.shape[1]
+    category = torch.arange(k, device=device)
+    return token_mask(points.to(device), category, model.num_categories, model.grid, model.patch)
+
+
+def prefetched(make: Callable, keys, depth: int):
+    """Yield ``make(k)`` for each key; with depth > 0 a background thread builds up to ``depth``
+    batches ahead (slicing, flips, pinned host-to-device copies) while the model computes."""
+    if depth <= 0:
+        for k in keys:
+            yield make(k)
+        return
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def work():
+        try:
+            for k in keys:
+                q.put(make(k))
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+        q.put(done)
+
+    threading.Thread(target=work, daemon=True).start()
+    while (item := q.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+class Objective(nn.Module):
+    """Model + loss terms as one module, so one DDP wrapper covers every trained parameter."""
+
+    def __init__(self, model: nn.Module, losses: nn.ModuleList):
+        super().__init__()
+        self.model, self.losses = model, losses
+
+    def forward(self, x, mask, labels):
+        with autocast(x.device):
+            emb = self.model(x, mask)
+        emb = emb.float()
+        parts = {}
+        loss = emb.new_zeros(())
+        for term in self.losses:
+            value = term(emb, labels)
+            parts[term.name] = value.detach()
+            loss = loss + term.weight * value
+        return loss, parts
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train: the training fields of a run config."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_epochs: float
+    hflip: float  # probability of the left/right-swapping horizontal flip
+    seed: int
+    compile_backend: str = "none"  # torch.compile backend; none = eager
+
+    @classmethod
+    def from_config(cls, cfg) -> TrainSettings:
+        return cls(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                   warmup_epochs=cfg.warmup_epochs, hflip=cfg.hflip, seed=cfg.seed, compile_backend=cfg.compile)
+
+
+def compiled(objective: nn.Module, backend: str) -> nn.Module:
+    """``objective`` itself (backend none) or torch.compile'd with a known backend."""
+    if backend == "none":
+        return objective
+    known = _dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        raise ValueError(f"unknown --compile backend {backend!r}; valid: none, {', '.join(known)}")
+    return torch.compile(objective, backend=backend)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Learning-rate factor per step: linear warm-up, then cosine decay to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        done = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * done))
+
+    return factor
+
+
+def batch_maker(model, data: TrainData, normalize: Normalizer, settings: TrainSettings, device, dist: DistInfo):
+    """-> make(start, order, flips): one training batch (row indices, normalized images, token
+    masks, labels) of this rank's slice of the global batch starting at ``start``."""
+    pin = device.type == "cuda"
+
+    def make(start, order, flips):
+        idx = order[start : start + settings.batch_size][dist.rank :: dist.world]
+        rows = data.rows[idx]
+        images = data.images[rows]
+        points = data.points[rows] if data.points is not None else None
+        images, points = hflip(images, points, flips[idx], data.flip_perm)
+        if pin:
+            images = images.pin_memory()
+        labels = data.labels[idx].to(device, non_blocking=True)
+        x = normalize(images.to(device, non_blocking=True))
+        return idx, x, batch_masks(model, points, device), labels
+
+    return make
+
+
+def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: Normalizer, settings: TrainSettings,
+          *, device: torch.device, dist: DistInfo = DistInfo(), hooks: list[Hook] = (),
+          progress: bool = True) -> list[dict]:
+    """Train in place; returns per-epoch stats. Under torchrun (``dist.world`` > 1, process group
+    up) every rank draws the same global batch from the shared seed and trains on its slice
+    ``batch[rank::world]``; DDP averages the gradients, so the global batch is ``batch_size``."""
+    model.to(device).train()
+    losses.to(device).train()
+    normalize.to(device)
+    objective: nn.Module = Objective(model, losses)
+    if dist.world > 1:
+        objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
+    params = [p for p in objective.parameters() if p.requires_grad]
+    step_fn = compiled(objective, settings.compile_backend)
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay,
+                            **({"fused": True} if device.type == "cuda" else {}))
+    n = len(data.labels)
+    starts = batch_starts(n, settings.batch_size, dist.world)
+    used = sum(min(settings.batch_size, n - s) for s in starts)  # images per epoch the losses average over
+    steps_per_epoch = max(1, len(starts))
+    total = settings.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, warmup_cosine(total, int(settings.warmup_epochs * steps_per_epoch)))
+    gen = torch.Generator().manual_seed(settings.seed)
+    prefetch = 2 if device.type == "cuda" else 0  # on a CPU the worker would steal the model's cores
+    make = batch_maker(model, data, normalize, settings, device, dist)
+    history: list = []
+    state = TrainState(objective.module if dist.world > 1 else objective, opt, sched, gen, history)
+    for hook in hooks:
+        hook.on_start(state)
+    bar = tqdm(total=total, desc="training", disable=not progress or not dist.is_main, leave=False)
+    bar.update(state.epoch * steps_per_epoch)
+    names = [t.name for t in losses] + ["loss"]
+    for epoch in range(state.epoch, settings.epochs):
+        order = torch.randperm(n, generator=gen)
+        flips = torch.rand(n, generator=gen) < settings.hflip
+        sums = torch.zeros(len(losses) + 1, dtype=torch.float64, device=device)  # no GPU sync per step
+        data_time = 0.0
+        t_epoch = time.perf_counter()
+        batches = prefetched(lambda start, order=order, flips=flips: make(start, order, flips), starts, depth=prefetch)
+        while True:
+            t0 = time.perf_counter()
+            batch = next(batches, None)
+            data_time += time.perf_counter() - t0
+            if batch is None:
+                break
+            idx, x, mask, labels = batch
+            loss, parts = step_fn(x, mask, labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            sums += torch.stack([*parts.values(), loss]).detach().double() * len(idx)
+            bar.update(1)
+        if dist.world > 1:
+            torch_dist.all_reduce(sums)
+        wall = time.perf_counter() - t_epoch
+        stats = {"epoch": epoch + 1, **{k: float(v) / used for k, v in zip(names, sums.cpu())},
+                 "lr": sched.get_last_lr()[0], "seconds": round(wall, 3),
+                 "data_share": round(data_time / max(wall, 1e-9), 4)}
+        if not math.isfinite(stats["loss"]):
+            bar.close()
+            raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {stats['loss']}); lower --lr")
+        history.append(stats)
+        bar.set_postfix(loss=f"{stats['loss']:.3f}")
+        state.epoch = epoch + 1
+        for hook in hooks:
+            hook.on_epoch_end(state)
+    bar.close()
+    return history
+
+
+@torch.no_grad()
+def embed(model, images: torch.Tensor, points, normalize, device, batch_size: int = 256, rows=None) -> torch.Tensor:
+    """[CLS] embeddings of ``images[rows]`` (all images when ``rows`` is None), read batch by batch."""
+    model.to(device).eval()
+    rows = torch.arange(len(images)) if rows is None else torch.as_tensor(rows, dtype=torch.long)
+    out = []
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        x = normalize(images[batch].to(device))
+        pts = points[batch] if points is not None else None
+        with autocast(device):
+            out.append(model(x, batch_masks(model, pts, device)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)

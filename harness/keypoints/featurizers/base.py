@@ -1,0 +1,58 @@
+"""What a featurizer is: an image batch -> a dense feature map with a known stride.
+
+Every featurizer takes float images (B, 3, S, S) in [0, 1], S = its ``size``, and returns features
+(B, D, S // stride, S // stride); feature cell (i, j) describes input pixels
+[j * stride, (j + 1) * stride) x [i * stride, (i + 1) * stride). Weights are loaded lazily on the
+first call, so a featurizer's ``config()`` (which names a propagation in the cache) costs nothing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+class Featurizer:
+    """Base class: subclasses set ``name``, ``size``, ``stride`` and implement ``_features``."""
+
+    name = "?"
+    size: int
+    stride: int
+    batch_size: int = 8
+
+    def config(self) -> dict:
+        """Everything that changes the features (names the propagation in the cache)."""
+        raise NotImplementedError
+
+    def load(self) -> None:
+        """Load weights (called once, before the first batch)."""
+
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-2:] != (self.size, self.size):
+            raise ValueError(f"{self.name} featurizer expects {self.size}x{self.size} images, got {tuple(images.shape[-2:])}")
+        if not getattr(self, "_loaded", False):
+            self.load()
+            self._loaded = True
+        feats = self._features(images).float()
+        grid = self.size // self.stride
+        if feats.shape[-2:] != (grid, grid):
+            raise RuntimeError(f"{self.name} featurizer gave a {tuple(feats.shape[-2:])} map, expected {grid}x{grid}")
+        return feats
+
+
+def check_size(size: int, multiple: int, name: str) -> None:
+    if size < multiple or size % multiple:
+        raise ValueError(f"--size {size} must be a positive multiple of {multiple} for the {name} featurizer")
+
+
+def timm_model_name(model: str) -> str:
+    """A local folder (timm's config.json + weights) -> 'local-dir:<path>'; anything else (a timm
+    name with tag, or 'hf-hub:<repo>') is passed to timm as is."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return f"local-dir:{path.resolve()}"
+    return model

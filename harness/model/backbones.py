@@ -1,0 +1,192 @@
+"""Backbones: which architecture (a timm name, or a short alias) apart from which weights.
+
+Weights come from one of three places:
+- none: random init (``pretrained=False``, no ``--weights``);
+- the hub: ``pretrained=True`` -> timm's own loading (Hugging Face hub, its cache, HF_HUB_OFFLINE);
+- a local file: ``--weights PATH`` (safetensors, or a torch file read with ``weights_only=True``).
+  The architecture is built without any hub access, the state dict goes through the model
+  family's own timm checkpoint filter (which resamples ViT positional embeddings to the run's image
+  size), a classifier head is dropped, and the rest is loaded strictly.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from torch import nn
+
+from ..core.errors import BackboneError
+
+# alias -> (timm architecture[.pretrained tag], architecture overrides)
+ALIASES: dict[str, tuple[str, dict]] = {
+    # random-init test bed: 4 blocks, 96-d, patch 8; runs in seconds on a CPU
+    "micro": ("vit_tiny_patch16_224", dict(patch_size=8, embed_dim=96, depth=4, num_heads=4)),
+    "nano": ("vit_tiny_patch16_224", dict(patch_size=8, embed_dim=32, depth=2, num_heads=2)),
+    "mini": ("vit_tiny_patch16_224", dict(patch_size=8, embed_dim=64, depth=3, num_heads=2)),  # between nano and micro
+    # the paper's ViT sizes, ImageNet-21k pretraining
+    "base": ("vit_base_patch16_224.augreg_in21k", {}),
+    "large": ("vit_large_patch16_224.augreg_in21k", {}),
+    "huge": ("vit_huge_patch14_224.orig_in21k", {}),
+    # WildlifeDatasets' MegaDescriptor-L-384 (a Swin-L; weights on the hub, see HUB_WEIGHTS)
+    "megadescriptor": ("swin_large_patch4_window12_384", {}),
+}
+
+# test-bed aliases: random init only; `pretrained` (e.g. from a card's defaults) has no weights to load
+RANDOM_INIT = ("micro", "mini", "nano")
+
+# alias -> the hub checkpoint that `pretrained=True` loads instead of timm's default tag
+HUB_WEIGHTS: dict[str, str] = {"megadescriptor": "hf-hub:BVRA/MegaDescriptor-L-384"}
+
+# hub checkpoints whose architecture is known without asking the hub (so --weights works offline)
+HUB_ARCHITECTURES: dict[str, str] = {
+    "hf-hub:BVRA/MegaDescriptor-L-384": "swin_large_patch4_window12_384",
+    "hf-hub:BVRA/wildlife-mega-L-384": "swin_large_patch4_window12_384",  # the repository's former name
+}
+
+
+def describe(name: str) -> str:
+    """One line for `harness list`: architecture, overrides and where pretrained weights come from."""
+    arch, over = ALIASES.get(name, (name, {}))
+    hub = HUB_WEIGHTS.get(name)
+    return arch + (f" {over}" if over else "") + (f" (pretrained: {hub})" if hub else "")
+
+
+def weights_hint(name: str) -> str:
+    return (
+        f"pass --weights PATH to a local .safetensors/.pth checkpoint of {name!r} "
+        "(e.g. downloaded on a connected machine with `huggingface-cli download`), or run "
+        "without --pretrained for random init"
+    )
+
+
+def _resolve(name: str, pretrained: bool, weights: str | None) -> tuple[str, dict]:
+    """-> (timm name to create, overrides) for this request."""
+    arch, overrides = ALIASES.get(name, (name, {}))
+    if arch.startswith("hf-hub:"):
+        if arch in HUB_ARCHITECTURES:
+            base = HUB_ARCHITECTURES[arch]
+            return (arch if pretrained and not weights else base), overrides
+        if weights:
+            raise BackboneError(
+                f"backbone {name!r}: its architecture is only known from the hub; with --weights, "
+                "name the timm architecture instead (e.g. --backbone swin_large_patch4_window12_384)"
+            )
+        return arch, overrides
+    import timm
+
+    base = arch.split(".")[0]
+    if not timm.models.is_model(base):
+        raise BackboneError(
+            f"unknown backbone {name!r}: not an alias ({', '.join(ALIASES)}), a timm model name, nor hf-hub:<repo>"
+        )
+    if weights:
+        return base, overrides
+    if pretrained and name in HUB_WEIGHTS:
+        return HUB_WEIGHTS[name], overrides
+    return arch, overrides
+
+
+def create_backbone(name: str, image_size: int, pretrained: bool = False, weights: str | None = None,
+                    require_patch_grid: bool = True) -> nn.Module:
+    """Build the backbone (no classifier: ``num_classes=0``) at ``image_size``.
+
+    ``require_patch_grid``: keypoint methods need a ViT patch grid; a method without keypoints
+    (e.g. the frozen WildlifeDatasets baseline) may use any timm model (Swin, ConvNeXt, ResNet).
+    """
+    import timm
+
+    if name in RANDOM_INIT:
+        pretrained = False
+    create_name, overrides = _resolve(name, pretrained, weights)
+    use_hub = pretrained and not weights
+    kwargs = dict(num_classes=0, **overrides)
+    try:
+        try:
+            model = timm.create_model(create_name, pretrained=use_hub, **kwargs, img_size=image_size)
+        except TypeError as exc:
+            if "img_size" not in str(exc):
+                raise
+            model = timm.create_model(create_name, pretrained=use_hub, **kwargs)  # CNNs take any size
+    except TypeError as exc:
+        raise BackboneError(f"backbone {name!r} cannot be built at image size {image_size}: {exc}") from exc
+    except (RuntimeError, ValueError, AssertionError) as exc:
+        if not use_hub:
+            raise BackboneError(f"backbone {name!r} cannot be built at image size {image_size}: {exc}") from exc
+        raise BackboneError(_hub_failure(name, create_name, exc)) from exc
+    except Exception as exc:  # hub, network, cache and offline-mode errors
+        if not use_hub:
+            raise
+        raise BackboneError(_hub_failure(name, create_name, exc)) from exc
+    if weights:
+        load_weights(model, weights, name)
+    model.harness_weights = "file" if weights else "hub" if use_hub else "random-init"
+    pe = getattr(model, "patch_embed", None)
+    if pe is None or not hasattr(pe, "grid_size"):
+        if require_patch_grid:
+            raise BackboneError(f"backbone {name!r} is not a ViT (no patch_embed); keypoint methods need one")
+        return model
+    ps = pe.patch_size if isinstance(pe.patch_size, (tuple, list)) else (pe.patch_size,) * 2
+    if image_size % ps[0] or image_size % ps[1]:  # ps already reflects a patch_size override
+        raise BackboneError(f"image size {image_size} is not divisible by the patch size {ps[0]} of {name!r}")
+    return model
+
+
+def _hub_failure(name: str, create_name: str, exc: Exception) -> str:
+    import os
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+    where = "Hugging Face offline mode is on (HF_HUB_OFFLINE) and they are not in the local cache" if offline \
+        else "the hub is unreachable or the weights are missing"
+    return f"cannot load pretrained weights for backbone {name!r} ({create_name}): {where} [{reason}]; {weights_hint(name)}"
+
+
+def read_state_dict(path: str | Path) -> dict:
+    """A checkpoint file -> state dict: safetensors, or a torch file loaded with weights_only=True
+    (no pickled code runs); 'state_dict' / 'model' wrappers and 'module.' prefixes are unwrapped."""
+    from timm.models import load_state_dict
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise BackboneError(f"--weights {path}: no such file")
+    try:
+        state = load_state_dict(str(path), use_ema=False, weights_only=True)
+    except Exception as exc:  # not a checkpoint, or pickled objects weights_only refuses
+        reason = " ".join(str(exc).split())[:300]
+        raise BackboneError(
+            f"--weights {path}: cannot read it as safetensors or a weights-only torch checkpoint ({reason})"
+        ) from exc
+    if not isinstance(state, dict) or not state:
+        raise BackboneError(f"--weights {path}: holds no state dict")
+    return state
+
+
+def load_weights(model: nn.Module, path: str | Path, name: str = "") -> None:
+    """Load a local checkpoint into ``model``: the model family's timm checkpoint filter adapts it
+    (positional-embedding resampling to the model's image size, patch-embedding layout), the
+    classifier head is dropped, and everything else must match exactly."""
+    state = read_state_dict(path)
+    family = sys.modules.get(type(model).__module__)
+    filter_fn = getattr(family, "checkpoint_filter_fn", None)
+    if filter_fn is not None:
+        try:
+            state = filter_fn(state, model)
+        except Exception as exc:
+            raise BackboneError(f"--weights {path}: does not fit backbone {name!r} ({exc})") from exc
+    head = (getattr(model, "pretrained_cfg", None) or {}).get("classifier")
+    heads = head if isinstance(head, (list, tuple)) else [head] if head else []
+    own = model.state_dict()
+    for prefix in heads:
+        for key in [k for k in state if k.startswith(prefix + ".") and k not in own]:
+            del state[key]
+    missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
+    if missing or unexpected:
+        raise BackboneError(
+            f"--weights {path} does not match backbone {name!r}: "
+            f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise BackboneError(f"--weights {path} does not match backbone {name!r}: {' '.join(str(exc).split())[:300]}") from exc

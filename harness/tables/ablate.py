@@ -1,0 +1,114 @@
+"""`harness ablate`: run a declared table's cells that have no result yet.
+
+The plan is the table's cells x seeds in declaration order; a cell whose result file exists is
+skipped (never recomputed), so an interrupted sweep resumes where it stopped. Launchers:
+`local` runs in this process; `slurm` submits one submitit job per missing cell; `submitit-local`
+is submitit's local executor (subprocesses; the test bed of the slurm path).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..config import RunConfig
+from ..core.errors import EXPECTED_ERRORS
+from ..engine.records import result_path
+from ..engine.run import execute
+from .declarations import TINY_DATASETS, Cell, cells, get_table, resolve_cell, table_ids
+
+LAUNCHERS = ("local", "slurm", "submitit-local")
+
+
+class LauncherError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Job:
+    cell: Cell
+    cfg: RunConfig
+    path: Path  # where its result lands
+
+    @property
+    def done(self) -> bool:
+        return self.path.exists()
+
+
+def plan(table: str, results_dir: Path, *, seeds: int = 1, tiny: bool = False, dataset: str | None = None,
+         columns: tuple[str, ...] = ()):
+    """-> (jobs, skipped): jobs = (cell, seed) runs in a stable order, deduplicated (cells shared
+    by two tables run once); skipped = cells that cannot run in this mode, with their reason.
+    ``dataset`` / ``columns`` keep only the cells on that dataset / with those column labels
+    (before deduplication, so a shared cell is kept under the label asked for)."""
+    names = table_ids() if table == "all" else [get_table(table).id]
+    jobs, skipped, seen = [], [], set()
+    for name in names:
+        for cell in cells(get_table(name), tiny=tiny):
+            if columns and cell.col not in columns:
+                continue
+            if cell.overrides is None:
+                skipped.append(cell)
+                continue
+            for seed in range(seeds):
+                cfg = resolve_cell(cell, seed)
+                if dataset and not _on_dataset(cell, cfg, dataset, tiny):
+                    continue
+                path = result_path(results_dir, cfg)
+                if path in seen:
+                    continue
+                seen.add(path)
+                jobs.append(Job(cell, cfg, path))
+    return jobs, skipped
+
+
+def _on_dataset(cell: Cell, cfg, dataset: str, tiny: bool) -> bool:
+    if not tiny:
+        return cfg.dataset == dataset.lower()
+    seed = dict(cfg.dataset_options).get("seed")
+    return seed == str(TINY_DATASETS.get(dataset.lower(), -1))
+
+
+def sweep_local(todo: list[Job], results_dir: Path, data_root: Path | None, report: Callable[[Job], None],
+                fail: Callable[[Job, Exception], None]) -> list[Job]:
+    """Run the jobs in this process, in order; returns those that failed. A job finished meanwhile
+    (another sweep on the same folder) is skipped; one that cannot run (no data, no API key,
+    diverged, ...) is handed to ``fail`` and does not stop the others."""
+    failed = []
+    for job in todo:
+        report(job)
+        if job.done:
+            continue
+        try:
+            execute(job.cfg, results_dir, data_root=data_root, progress=False)
+        except EXPECTED_ERRORS as exc:
+            failed.append(job)
+            fail(job, exc)
+    return failed
+
+
+def run_one(cfg_dict: dict, results_dir: str, data_root: str | None) -> str:
+    """One cell; the unit a cluster job runs (plain arguments, so it pickles)."""
+    d = dict(cfg_dict)
+    d["dataset_options"] = tuple(sorted(d.get("dataset_options", {}).items()))
+    cfg = RunConfig(**d)
+    _, path = execute(cfg, Path(results_dir), data_root=Path(data_root) if data_root else None, progress=False)
+    return str(path)
+
+
+def executor(launcher: str, folder: Path, *, partition: str | None, gpus: int, time_min: int, cpus: int):
+    import submitit
+
+    if launcher == "submitit-local":
+        ex = submitit.LocalExecutor(folder=str(folder))
+        ex.update_parameters(timeout_min=time_min)
+        return ex
+    try:
+        ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+    except RuntimeError as exc:  # no sbatch/srun here
+        raise LauncherError(f"--launcher slurm: {exc} (use --launcher local here)") from exc
+    params = {"timeout_min": time_min, "gpus_per_node": gpus, "cpus_per_task": cpus, "name": "harness-ablate"}
+    if partition:
+        params["slurm_partition"] = partition
+    ex.update_parameters(**params)
+    return ex
