@@ -8,14 +8,20 @@ that needs new behaviour subclasses ``Method`` and overrides ``build_model`` or 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
+from .config import RunConfig
 from .core.registry import Registry, load_entry_points, load_plugin_files, plugin_dirs
+from .model.backbones import RANDOM_INIT
 from .model.keypoint_vit import ENCODINGS, KeypointViT
 
 POINT_SOURCES = ("none", "keypoints", "random")
+# fields that only matter when a method trains
+TRAINING_FIELDS = ("epochs", "batch_size", "accumulate", "optimizer", "lr", "lr_min", "momentum", "weight_decay",
+                   "warmup_epochs", "ce_weight", "arcface_margin", "arcface_scale", "hflip", "augment",
+                   "randaugment_ops", "randaugment_magnitude", "compile")
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,34 @@ class Method:
     def keypoint_source(self, configured: str) -> str | None:
         """Name of the keypoint source this method reads, given the run's --keypoints."""
         return {"none": None, "keypoints": configured, "random": "random"}[self.point_source]
+
+    def applied(self, cfg: RunConfig) -> RunConfig:
+        """``cfg`` with every field that cannot influence this method's run set to None: the
+        keypoint source of a method without keypoints, training settings of one that does not
+        train, momentum without SGD, RandAugment settings without RandAugment, `pretrained` of a
+        random-init test-bed backbone or of a run with --weights. Those stay out of the record's
+        hash, so runs that differ only there are one experiment."""
+        off: dict = {}
+        if self.point_source != "keypoints":
+            off["keypoints"] = None
+        if not self.uses_keypoints:
+            off["num_keypoints"] = None
+        if not self.trains:
+            off.update(dict.fromkeys(TRAINING_FIELDS))
+        else:
+            if cfg.optimizer != "sgd":
+                off["momentum"] = None
+            if cfg.augment != "randaugment":
+                off.update(randaugment_ops=None, randaugment_magnitude=None)
+        if cfg.weights or cfg.backbone in RANDOM_INIT:
+            off["pretrained"] = None
+        return replace(cfg, **off)
+
+    def normalization(self, backbone: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) the images are normalized with: the statistics of the backbone's timm
+        configuration (its pretraining data), 0.5 / 0.5 when it names none."""
+        pretrained = getattr(backbone, "pretrained_cfg", {}) or {}
+        return tuple(pretrained.get("mean", (0.5, 0.5, 0.5))), tuple(pretrained.get("std", (0.5, 0.5, 0.5)))
 
     def caveats(self, cfg) -> list[dict]:
         """Warnings a result record must carry for this method and config ({"id", "text"} each)."""

@@ -33,3 +33,20 @@ def cli():
         return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def run_record(tmp_path_factory):
+    """One finished tiny CKPE run's record (shared by the tests that only read a record)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from harness.cli.main import main
+
+    out = tmp_path_factory.mktemp("record")
+    result = CliRunner().invoke(main, ["run", "--method", "ckpe", "--results-dir", str(out), *TINY],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (path,) = out.glob("*.json")
+    return json.loads(path.read_text())

@@ -121,7 +121,7 @@ def test_torchrun_run_with_a_keypoint_recipe_shares_the_propagation(tmp_path, mo
     assert multi.stdout.count("ckpe | synthetic") == 1
     assert multi.stderr.count(PER_RANK) == 1, multi.stderr[-3000:]
     sets, partials = stored_sets(tmp_path / "two")
-    assert len(sets) == 2 and sets[0].name.startswith("recipe-ground-truth-") and partials == []
+    assert len(sets) == 2 and sets[0].name.startswith("ref-ground-truth-") and partials == []
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "one"))
     data = synthetic_data()

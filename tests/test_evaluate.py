@@ -7,7 +7,8 @@ from harness.engine.evaluate import retrieval_metrics
 
 
 def brute_force(q, ql, g, gl, exclude_self, ks=(1, 5)):
-    """Per query: full sort by score, a negative tied with a positive placed below it; AP from ranks."""
+    """Per query: full sort by score, a negative tied with a positive placed above it (pessimistic);
+    AP from ranks."""
     sim = F.normalize(q.float(), dim=1) @ F.normalize(g.float(), dim=1).T
     hits = {k: 0 for k in ks}
     ap = n = 0
@@ -18,8 +19,8 @@ def brute_force(q, ql, g, gl, exclude_self, ks=(1, 5)):
         s, rel = sim[i][keep].double(), (gl[keep] == ql[i]).double()
         if rel.sum() == 0:
             continue
-        # primary key: score, descending; among equal scores the positives first (two stable sorts)
-        by_rel = rel.argsort(descending=True, stable=True)
+        # primary key: score, descending; among equal scores the negatives first (two stable sorts)
+        by_rel = rel.argsort(descending=False, stable=True)
         order = by_rel[s[by_rel].argsort(descending=True, stable=True)]
         r = rel[order]
         n += 1
@@ -81,12 +82,13 @@ def test_many_positives_and_one_query_per_chunk():
         assert abs(a[k] - ref[k]) < 1e-3, k
 
 
-def test_a_negative_tied_with_a_positive_ranks_below_it():
+def test_a_negative_tied_with_a_positive_ranks_above_it():
     g = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     gl = torch.tensor([1, 0, 0])  # the negative (label 1) has exactly the positive's score
     m = retrieval_metrics(torch.tensor([[1.0, 0.0]]), torch.tensor([0]), g, gl)
-    # positives rank 1 and 3 -> AP = (1/1 + 2/3) / 2
-    assert abs(m["mAP"] - 100 * (1 + 2 / 3) / 2) < 1e-4
+    # pessimistic: the tied negative first, positives rank 2 and 3 -> AP = (1/2 + 2/3) / 2, no top-1 hit
+    assert abs(m["mAP"] - 100 * (1 / 2 + 2 / 3) / 2) < 1e-4
+    assert m["top1"] == 0.0 and m["tied_queries"] == 1 and m["per_query"]["first_rank"] == [2]
 
 
 def _check(got, ref, tol=1e-9):

@@ -85,9 +85,9 @@ def test_run_with_a_recipe_annotates_and_propagates_once(cli, tmp_path, monkeypa
     rec = json.loads(next((tmp_path / "r").glob("*.json")).read_text())
     prov = rec["keypoints"]["provenance"]
     assert rec["config"]["keypoints"] == "ground-truth@sift:size=32,step=4"
-    assert "sift" in json.dumps(prov) and "recipe-ground-truth-" in json.dumps(prov)
+    assert "sift" in json.dumps(prov) and "ref-ground-truth-" in json.dumps(prov)
     stored = sorted(p.name for p in (tmp_path / "cache" / "keypoints").rglob("*.json"))
-    assert any(n.startswith("recipe-ground-truth-") for n in stored) and len(stored) == 2
+    assert any(n.startswith("ref-ground-truth-") for n in stored) and len(stored) == 2
     # another seed reuses the stored reference and keypoint set: nothing new is stored
     res = cli("run", "--method", "ckpe", "--seed", "1", "--results-dir", tmp_path / "r", *args)
     assert res.exit_code == 0, res.output

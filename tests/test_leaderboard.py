@@ -1,114 +1,141 @@
-"""Tables declared once, `harness ablate` (resumable, dry-run, tiny, submitit) and `harness leaderboard`."""
+"""Tables declared once, `harness ablate` (settings, folds x seeds, resumable, dry-run, submitit),
+`harness leaderboard` (intervals, paired comparisons, caveats) and `harness compare`."""
 import json
 import shutil
 
 import pytest
 
-from harness.tables import declarations as tables
 from harness.core.paths import REPO_ROOT
+from harness.tables import declarations as tables
 
 
-def test_every_table_declares_paper_numbers_and_resolvable_cells():
+def test_every_table_declares_published_numbers_and_resolvable_cells():
     assert tables.table_ids() == ["1", "2", "3", "4", "5", "6-7"]
     for t in tables.TABLES:
-        real, tiny = tables.cells(t), tables.cells(t, tiny=True)
-        assert len(real) == len(tiny) == len(t.rows) * len(t.cols)
-        assert all(c.paper is not None for c in real), t.id  # the paper's number for every cell
-        for c in real:
-            cfg = tables.resolve_cell(c)
-            assert cfg.dataset in ("macaquefaces", "giraffes", "ipanda50", "ctai")
-        for c in tiny:
-            assert (c.overrides is None) == bool(c.reason)
-            if c.overrides is not None:
-                cfg = tables.resolve_cell(c, seed=2)
-                assert cfg.dataset == "synthetic" and cfg.seed == 2 and cfg.epochs <= 12
+        grids = {s.name: tables.cells(t, s.name) for s in tables.SETTINGS}
+        assert all(len(g) == len(t.rows) * len(t.cols) for g in grids.values())
+        for setting, cells in grids.items():
+            for c in cells:
+                assert (c.overrides is None) == bool(c.reason), (t.id, setting, c.key)
+                if c.overrides is None:
+                    continue
+                cfg = tables.resolve_cell(c, seed=1)
+                assert cfg.seed == 1
+                if setting == "tiny":
+                    assert cfg.dataset == "synthetic" and (cfg.epochs or 0) <= 12
+                else:
+                    assert cfg.dataset in ("macaquefaces", "giraffes", "ipanda50", "ctai")
+                if setting == "small":
+                    assert cfg.dataset == "macaquefaces" and cfg.pretrained is None
+        for a, b in t.comparisons:  # every declared comparison names two cells of the table
+            keys = {c.key for c in grids["real"]}
+            assert a in keys and b in keys, (t.id, a, b)
     assert tables.get_table("7").id == "6-7"
     with pytest.raises(ValueError, match="unknown table '9'"):
         tables.get_table("9")
-    # a cell resolves like `harness run`: card defaults < method defaults < cell overrides
-    base = tables.resolve_cell(tables.cells(tables.get_table("1"))[0])
-    assert (base.method, base.backbone, base.image_size) == ("wildlife-baseline", "megadescriptor", 384)
-    t3 = {c.col: tables.resolve_cell(c) for c in tables.cells(tables.get_table("3"))}
-    assert t3["1000"].keypoints == "expert@sd:timestep=999" and t3["0"].backbone == "large"
 
 
-def test_ablate_dry_run_lists_commands_and_runs_nothing(cli, tmp_path):
+def test_ablate_dry_run_prints_resolved_configs_and_runs_nothing(cli, tmp_path):
     out = cli("ablate", "all", "--tiny", "--dry-run", "--results-dir", tmp_path / "r")
     assert out.exit_code == 0, out.output
-    lines = [x for x in out.output.splitlines() if x.startswith("[todo]")]
-    assert len(lines) > 30 and all("harness run --method" in x for x in lines)
-    assert "not run: table 2 [CKPE | GPT-4]: needs the OpenAI API" in out.output
+    heads = [x for x in out.output.splitlines() if x.startswith("table ")]
+    configs = [x for x in out.output.splitlines() if x.startswith("    config: ")]
+    assert len(heads) == len(configs) > 30 and all("harness run --method" in x for x in heads)
+    assert all("runs done (5 fold(s) x 2 seed(s))" in x or "(1 fold(s) x 2 seed(s))" in x for x in heads)
+    assert "not run (tiny): table 2 [CKPE | GPT-4]: needs the OpenAI API" in out.output
     assert not (tmp_path / "r").exists()
     real = cli("ablate", "1", "--dataset", "giraffes", "--dry-run", "--results-dir", tmp_path / "r")
-    assert real.exit_code == 0 and real.output.count("[todo]") == 3 and "--dataset giraffes" in real.output
+    assert real.exit_code == 0, real.output
+    assert "(real), 0 already done" in real.output and "--dataset giraffes" in real.output
+    # baseline, KPE, CKPE, template, random, ViT x 5 folds; the anchor row 1 run; no oracle on Giraffes
+    assert "31 run(s) planned (real)" in real.output
     bad = cli("ablate", "12", "--dry-run")
     assert bad.exit_code != 0 and "unknown table '12'" in bad.output
 
 
-def test_ablate_tiny_table_resumes_and_leaderboard_renders(cli, tmp_path, monkeypatch):
+def test_ablate_tiny_sweeps_folds_and_seeds_resumes_and_renders_intervals(cli, tmp_path, monkeypatch):
     res, md = tmp_path / "results", tmp_path / "out" / "leaderboard.md"
     cols = ("--column", "Expert", "--column", "Grad-CAM (ViT)")
-    first = cli("ablate", "2", "--tiny", "--seeds", "2", *cols, "--results-dir", res)
+    first = cli("ablate", "2", "--tiny", "--seeds", "1", *cols, "--results-dir", res)
     assert first.exit_code == 0, first.output
-    assert "4 run(s) planned, 0 already done, 4 to run" in first.output
-    assert len(list(res.glob("*.json"))) == 4
+    assert "10 run(s) planned (tiny), 0 already done, 10 to run" in first.output  # 2 cells x 5 folds x 1 seed
+    records = [json.loads(p.read_text()) for p in res.glob("*.json")]
+    assert len(records) == 10 and sorted({r["split"]["fold"] for r in records}) == [0, 1, 2, 3, 4]
 
     import harness.tables.ablate
 
     def no_training(*a, **k):
-        raise AssertionError("a finished cell was recomputed")
+        raise AssertionError("a finished run was recomputed")
 
     monkeypatch.setattr(harness.tables.ablate, "execute", no_training)
-    again = cli("ablate", "2", "--tiny", "--seeds", "2", *cols, "--results-dir", res)
-    assert again.exit_code == 0 and "4 already done, 0 to run" in again.output
+    again = cli("ablate", "2", "--tiny", "--seeds", "1", *cols, "--results-dir", res)
+    assert again.exit_code == 0 and "10 already done, 0 to run" in again.output
 
     assert cli("leaderboard", "--check", "--results-dir", res, "--output", md).exit_code != 0  # not written yet
-    out = cli("leaderboard", "--results-dir", res, "--output", md)
-    assert out.exit_code == 0, out.output
+    wrote = cli("leaderboard", "--results-dir", res, "--output", md)
+    assert wrote.exit_code == 0, wrote.output
     text = md.read_text()
-    assert "every number of ours below comes from the synthetic tiny setting" in text
-    assert "harness ablate 3 --tiny" in text and "## Table 6-7" in text
-    row = next(x for x in text.splitlines() if x.startswith("| CKPE | Expert |"))
-    cells = [c.strip() for c in row.split("|")[1:-1]]
-    assert cells[2] == "99.2" and "±" in cells[3] and cells[4] == "2" and cells[5] == "tiny"
-    assert cells[6] == "disjoint" and len(cells[7]) == 8 and cells[8] == "mini"
-    assert "| CKPE | GPT-4 | 99.2 | not run (tiny: needs the OpenAI API" in text
-    assert "| CKPE | Grad-CAM (ViT) | 97.7 |" in text and "| CKPE | Grad-CAM (ResNet) | 96.9 | not run |" in text
-    assert "| ours (CKPE) | CTai | 83.4 | not run |" in text
-    assert (md.parent / "leaderboard-table3.png").is_file() and (md.parent / "leaderboard-table5.png").is_file()
+    expert = next(x for x in text.splitlines() if x.startswith("| CKPE | Expert |"))
+    cells = [c.strip() for c in expert.split("|")]
+    assert cells[5].startswith("[") and cells[7] == "5 (5 x 1)" and "smoke test" in cells[9]
+    assert float(cells[8]) > 0  # the chance level of those test sets
+    assert "- tiny: CKPE / Expert vs CKPE / Grad-CAM (ViT): " in text
+    assert (tmp_path / "out" / "leaderboard-table3.png").is_file()
     assert cli("leaderboard", "--check", "--results-dir", res, "--output", md).exit_code == 0
-    cli("leaderboard", "--results-dir", res, "--output", md)
-    assert md.read_text() == text  # deterministic
+    assert md.read_text() == text  # rendering is deterministic
 
-    # a result whose split disagrees with the table's is refused, not averaged in
-    src = next(p for p in sorted(res.glob("*_s0.json")) if "ground-truth@sd" in p.read_text())
-    rec = json.loads(src.read_text())
-    rec["split"]["fingerprint"] = "f" * 16
-    rec["seed"] = rec["config"]["seed"] = 7
-    (res / src.name.replace("_s0.json", "_s7.json")).write_text(json.dumps(rec))
-    rec["split"]["fingerprint"] = json.loads(src.read_text())["split"]["fingerprint"]
-    rec["protocol"] = rec["config"]["protocol"] = "closed"
-    (res / "other-protocol.json").write_text(json.dumps(rec))
-    stale = cli("leaderboard", "--check", "--results-dir", res, "--output", md)
-    assert stale.exit_code != 0 and "is stale" in stale.output
-    cli("leaderboard", "--results-dir", res, "--output", md)
+    # harness compare on the same cells, by table cell and by folder
+    one = cli("compare", "2:CKPE|Expert@tiny", "2:CKPE|Grad-CAM (ViT)@tiny", "--results-dir", res)
+    assert one.exit_code == 0, one.output
+    assert "A - B: " in one.output and "95% CI [" in one.output and "(5 paired runs, 20 identities)" in one.output
+    folder = tmp_path / "expert"
+    folder.mkdir()
+    for rec in records:
+        if rec["config"]["keypoints"].startswith("ground-truth@sd"):
+            (folder / f"{rec['name']}.json").write_text(json.dumps(rec))
+    two = cli("compare", str(folder), "2:CKPE|Expert@tiny", "--results-dir", res)
+    assert two.exit_code == 0 and "A - B: +0.0 points, 95% CI [+0.0, +0.0]: no significant difference" in two.output
+    mixed = cli("compare", str(res), str(folder))
+    assert mixed.exit_code != 0 and "holds records of 2 experiments" in mixed.output
+
+
+def test_leaderboard_refuses_unpairable_and_renders_old_records_without_intervals(cli, tmp_path):
+    res, md = tmp_path / "results", tmp_path / "leaderboard.md"
+    out = cli("ablate", "6-7", "--tiny", "--seeds", "1", "--column", "random (1)", "--column", "keypoint (1)",
+              "--row", "large", "--results-dir", res)
+    assert out.exit_code == 0, out.output
+    for path in res.glob("ckpe_*_f4_s0.json"):  # the keypoint cells lose a fold: their runs no longer match
+        path.unlink()
+    assert cli("leaderboard", "--results-dir", res, "--output", md).exit_code == 0
     text = md.read_text()
-    assert "split fingerprint ffffffff differs from" in text
-    assert "`other-protocol.json`: protocol closed, split seed 666; this table uses disjoint" in text
-    row = next(x for x in text.splitlines() if x.startswith("| CKPE | Expert |"))
-    assert row.split("|")[5].strip() == "2"  # still the two agreeing seeds
+    assert "keypoint (1) vs small / random (1)" not in text
+    assert text.count("not paired (their folds or seeds differ (1 run(s) on one side only))") == 1
+
+    old = json.loads(next(res.glob("random_*_f0_s0.json")).read_text())
+    del old["queries"]  # a record written before per-query outcomes were kept
+    only_old = tmp_path / "old"
+    only_old.mkdir()
+    (only_old / "random_old.json").write_text(json.dumps(dict(old, name="random_old")))
+    assert cli("leaderboard", "--results-dir", only_old, "--output", md).exit_code == 0
+    line = next(x for x in md.read_text().splitlines() if x.startswith("| ") and "random (1)" in x and "tiny" in x)
+    assert [c.strip() for c in line.split("|")][5] == "–"  # no interval, but the number is rendered
+    listed = cli("compare", str(only_old / "random_old.json"), str(only_old / "random_old.json"))
+    assert listed.exit_code == 0 and "no interval (no per-query outcomes)" in listed.output
+    assert "not paired: records without per-query outcomes" in listed.output
 
 
 def test_submitit_local_executor_runs_one_tiny_cell(cli, tmp_path):
     pytest.importorskip("submitit")
     res = tmp_path / "results"
-    out = cli("ablate", "2", "--tiny", "--column", "Expert", "--launcher", "submitit-local", "--results-dir", res)
+    args = ("ablate", "1", "--tiny", "--seeds", "1", "--row", "WildLife Dataset, closed protocol", "--column",
+            "MacaqueFaces", "--launcher", "submitit-local", "--results-dir", res)  # one run: a single closed split
+    out = cli(*args)
     assert out.exit_code == 0, out.output
-    assert "submitted" in out.output
+    assert out.output.count("submitted") == 1
     (result,) = res.glob("*.json")
     rec = json.loads(result.read_text())
-    assert rec["config"]["keypoints"].startswith("ground-truth@sd:model=tiny-random-sd")
-    again = cli("ablate", "2", "--tiny", "--column", "Expert", "--launcher", "submitit-local", "--results-dir", res)
+    assert rec["protocol"] == "closed" and rec["config"]["method"] == "wildlife-baseline" and rec["split"]["folds"] is None
+    again = cli(*args)
     assert again.exit_code == 0 and again.output.count("submitted") == 0
 
 
@@ -133,7 +160,7 @@ def test_committed_leaderboard_is_generated_from_committed_results(cli):
     assert out.exit_code == 0, out.output
 
 
-def test_ablate_reports_a_cell_that_cannot_run_and_goes_on(cli, tmp_path, monkeypatch):
+def test_ablate_reports_a_run_that_cannot_run_and_goes_on(cli, tmp_path, monkeypatch):
     import harness.tables.ablate
     from harness.core.errors import DataError
 
@@ -144,20 +171,22 @@ def test_ablate_reports_a_cell_that_cannot_run_and_goes_on(cli, tmp_path, monkey
         raise DataError(f"no data for {cfg.keypoints}")
 
     monkeypatch.setattr(harness.tables.ablate, "execute", fake_execute)
-    out = cli("ablate", "3", "--tiny", "--results-dir", tmp_path / "r")
-    assert out.exit_code != 0 and "9 of 9 run(s) failed" in out.output
-    assert len(calls) == 9 and out.output.count("failed: table 3 [CKPE |") == 9
+    out = cli("ablate", "3", "--tiny", "--seeds", "1", "--results-dir", tmp_path / "r")
+    assert out.exit_code != 0 and "45 of 45 run(s) failed" in out.output  # 9 timesteps x 5 folds
+    assert len(calls) == 45 and out.output.count("failed: table 3 [CKPE |") == 45
 
 
 def test_records_match_cells_across_config_field_changes():
     from harness.config import RunConfig
-    from harness.tables.leaderboard import _key
+    from harness.tables.collect import cell_key, normalised
 
-    cfg = RunConfig().to_dict()
-    old = {k: v for k, v in cfg.items() if k != "bad_images"}  # written before the field existed
-    assert _key({**old, "retired_option": 1}) == _key(cfg)
-    assert _key({**cfg, "seed": 5, "device": "cuda"}) == _key(cfg)
-    assert _key({**cfg, "epochs": 3}) != _key(cfg)
+    cfg = RunConfig(method="vit").to_dict()
+    old = {k: v for k, v in cfg.items() if k not in ("bad_images", "augment")}  # written before those fields
+    assert cell_key(normalised({**old, "retired_option": 1})) == cell_key(normalised(cfg))
+    assert cell_key(normalised({**cfg, "seed": 5, "device": "cuda", "folds": 5, "fold": 3})) == cell_key(normalised(cfg))
+    # what does not apply to a plain ViT does not tell records apart
+    assert cell_key(normalised({**cfg, "keypoints": "expert@sd", "num_keypoints": 3})) == cell_key(normalised(cfg))
+    assert cell_key(normalised({**cfg, "epochs": 3})) != cell_key(normalised(cfg))
 
 
 def test_slurm_launcher_without_slurm_is_a_one_line_error(cli, tmp_path):
@@ -175,6 +204,6 @@ def test_column_filter_keeps_a_cell_shared_with_an_earlier_table(tmp_path):
     6-7 label must plan them (filtering after deduplication dropped them)."""
     from harness.tables.ablate import plan
 
-    jobs, _ = plan("all", tmp_path, tiny=True, columns=("keypoint (1)",))
+    jobs, _ = plan("all", tmp_path, setting="tiny", columns=("keypoint (1)",))
     assert jobs and {j.cell.col for j in jobs} == {"keypoint (1)"}
     assert {j.cell.table for j in jobs} == {"6-7"}

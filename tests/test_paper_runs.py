@@ -28,16 +28,16 @@ def fixtures(tmp_path_factory):
 
 @pytest.fixture
 def stand_in_sources():
-    """MacaqueFaces and Giraffes ship no keypoints: their cards name the paper's recipes
-    (`expert@sd`, `gpt4@sd`), which need Stable Diffusion weights and an OpenAI key. These tests
-    are about `--dataset all`, so those two names stand in with fixed points per category."""
+    """The cards name the paper's recipes (`expert@dift`, `gpt4@dift`, `ground-truth@dift`), which
+    need Stable Diffusion weights and an OpenAI key. These tests are about `--dataset all`, so
+    those names stand in with fixed points per category."""
     def fixed(data, cfg):
         sizes = image_sizes(data)
         c = len(data.categories)
         pts = np.stack([sizes * (i + 1) / (c + 1) for i in range(c)], axis=1)
         return KeypointSet(data.categories, data.flip_pairs, pts, {"source": "test stand-in"})
 
-    added = [n for n in ("expert@sd", "gpt4@sd") if n not in KEYPOINT_SOURCES]
+    added = [n for n in ("expert@dift", "gpt4@dift", "ground-truth@dift") if n not in KEYPOINT_SOURCES]
     for name in added:
         KEYPOINT_SOURCES.register(name, "test stand-in", factory=fixed)
     yield
@@ -57,13 +57,15 @@ def test_dataset_all_runs_the_four_datasets_with_distinct_splits(cli, fixtures, 
     assert sorted(r["config"]["dataset"] for r in recs) == ["ctai", "giraffes", "ipanda50", "macaquefaces"]
     assert len({r["split"]["fingerprint"] for r in recs}) == 4
     by = {r["config"]["dataset"]: r for r in recs}
-    assert by["ctai"]["keypoints"]["categories"][0] == "right_eye"
-    assert by["ctai"]["keypoints"]["provenance"]["source"] == "ground-truth"
+    assert by["ctai"]["keypoints"]["categories"] == ["right_eye", "left_eye", "mouth_centre"]  # K = 3
+    assert by["ipanda50"]["keypoints"]["categories"] == ["right_eye", "left_eye"]  # its only two
+    assert by["ctai"]["keypoints"]["provenance"]["source"] == "test stand-in"
     assert by["ctai"]["dataset"]["unknown_images"] == 2 and by["ctai"]["dataset"]["class"] == "CTai"
     for r in recs:  # paper settings from the cards, CLI overrides on top
         c = r["config"]
         assert c["ce_weight"] == 0.2 and c["arcface_margin"] == 0.5 and c["arcface_scale"] == 64.0
-        assert c["backbone"] == "nano" and c["epochs"] == 1 and c["pretrained"] is True
+        assert c["optimizer"] == "sgd" and c["augment"] == "randaugment" and c["lr_min"] == 1e-6
+        assert c["backbone"] == "nano" and c["epochs"] == 1 and c["pretrained"] is None  # random-init: not applied
         assert r["backbone"]["weights"] == "random-init"  # nano is a random-init test bed
     table = res.output.strip().splitlines()[-3:]
     assert table[0].startswith("| method") and "macaquefaces" in table[0] and "ctai" in table[0]
@@ -128,17 +130,19 @@ def test_wildlife_baseline_with_local_weights_at_another_image_size(cli, fixture
     assert rec["history"] == [] and rec["protocol"] == "closed" and rec["metrics"]["queries"] > 0
     assert rec["config"]["image_size"] == 64 and rec["config"]["weights"] == str(ckpt)
     assert rec["backbone"]["weights"] == "file" and len(rec["backbone"]["sha256"]) == 64
-    assert rec["caveats"] == []  # not MegaDescriptor
+    assert [c["id"] for c in rec["caveats"]] == ["preprocessing-differs-from-wildlifedatasets"]  # not MegaDescriptor
 
 
 def test_wildlife_baseline_defaults_and_megadescriptor_caveat():
     method = METHODS.create("wildlife-baseline")
     assert not method.trains and not method.uses_keypoints
     assert method.defaults == {"backbone": "megadescriptor", "pretrained": True, "image_size": 384}
-    (caveat,) = method.caveats(RunConfig(method="wildlife-baseline", backbone="megadescriptor"))
+    caveat, preprocessing = method.caveats(RunConfig(method="wildlife-baseline", backbone="megadescriptor"))
     assert "trained on the closed-set training parts" in caveat["text"] and "leakage" in caveat["text"]
-    assert method.caveats(RunConfig(backbone="hf-hub:BVRA/MegaDescriptor-L-384", protocol="closed"))
-    assert method.caveats(RunConfig(backbone="vit_large_patch14_dinov2.lvd142m")) == []
+    assert "518 px" in preprocessing["text"]
+    assert len(method.caveats(RunConfig(backbone="hf-hub:BVRA/MegaDescriptor-L-384", protocol="closed"))) == 2
+    assert [c["id"] for c in method.caveats(RunConfig(backbone="vit_large_patch14_dinov2.lvd142m"))] == [
+        "preprocessing-differs-from-wildlifedatasets"]
     assert ALIASES["megadescriptor"][0] == "swin_large_patch4_window12_384"
 
 

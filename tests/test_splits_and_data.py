@@ -66,9 +66,12 @@ def test_fingerprint_is_stable_across_methods_and_changes_with_seed_and_protocol
         fps[method] = prepare(cfg).split.fingerprint
     assert len(set(fps.values())) == 1
     base = fps["vit"]
-    assert make_split(small().df, "disjoint", 1).fingerprint != base
-    assert make_split(small().df, "closed", 666).fingerprint != base
-    assert make_split(small().df, "disjoint", 666).fingerprint == base
+    data = small()
+    assert make_split(data.df, "disjoint", 1, dataset=data.split_key).fingerprint != base
+    assert make_split(data.df, "closed", 666, dataset=data.split_key).fingerprint != base
+    assert make_split(data.df, "disjoint", 666, dataset=data.split_key).fingerprint == base
+    # the same image ids in another dataset give another fingerprint
+    assert make_split(data.df, "disjoint", 666, dataset="other:0").fingerprint != base
 
 
 def test_split_refuses_a_single_identity():

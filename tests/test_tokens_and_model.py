@@ -47,11 +47,13 @@ def test_non_square_grid_row_major():
 
 
 def test_several_points_in_one_patch_outside_and_nan():
-    pts = torch.tensor([[[1.0, 1.0], [2.0, 3.0], [NAN, 4.0], [-1.0, 5.0], [64.0, 5.0], [5.0, NAN]]])
+    pts = torch.tensor([[[1.0, 1.0], [2.0, 3.0], [NAN, 4.0], [-1.0, 5.0], [64.5, 5.0], [5.0, NAN]]])
     cat = torch.tensor([0, 0, 1, 1, 1, 1])
     m = token_mask(pts, cat, 2, grid=(4, 4), patch=(16, 16))
     assert m.sum().item() == 1.0  # two category-0 points share patch 0; the rest are ignored
     assert m[0, 0, 0].item() == 1.0
+    edge = token_mask(torch.tensor([[[64.0, 5.0]]]), torch.tensor([1]), 2, grid=(4, 4), patch=(16, 16))
+    assert edge[0, 3, 1].item() == 1.0 and edge.sum().item() == 1.0  # the far edge is in the last patch
     cat = torch.tensor([0, 1, 1, 1, 1, 1])
     m = token_mask(pts, cat, 2, grid=(4, 4), patch=(16, 16))
     assert m[0, 0].tolist() == [1.0, 1.0]  # two categories in one patch: both set

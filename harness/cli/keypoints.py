@@ -12,8 +12,8 @@ from ..core.io import read_json_object
 from ..data.loaders import get_card, load_dataset
 from ..keypoints.featurizers import create_featurizer
 from ..keypoints.pck import pck, table
-from ..keypoints.propagate import propagate
-from ..keypoints.references import REFERENCE_SOURCES, AnnotateOptions
+from ..keypoints.propagate import MODES, PIXELS, propagate
+from ..keypoints.references import REFERENCE_SOURCES, AnnotateOptions, reference_name
 from ..keypoints.show import draw_grid
 from ..keypoints.sources import resolve_keypoints
 from ..keypoints.store import (REFERENCE_FORMAT, load_reference, save_reference, store_dir, store_score, stored_names,
@@ -35,7 +35,8 @@ def _load_with_config(dataset: str, dataset_options, data_root):
     """(card, data, run config): the config resolved exactly as `harness run` resolves it (card
     defaults: keypoint seed, --num-keypoints, ...), for commands that read keypoint sources."""
     card = get_card(dataset)
-    cfg = resolve(card.defaults, {"dataset": dataset, "dataset_options": parse_kv(dataset_options)})
+    cfg = resolve([(f"card {card.name}", card.defaults),
+                   ("command line", {"dataset": dataset, "dataset_options": parse_kv(dataset_options)})]).config
     return card, load_dataset(card, dict(cfg.dataset_options), data_root), cfg
 
 
@@ -47,7 +48,8 @@ def keypoints_group():
 @keypoints_group.command("annotate")
 @_dataset
 @click.option("--source", required=True, help="expert, gpt4, gradcam-resnet, gradcam-vit or ground-truth")
-@click.option("--image", default=None, help="image id of the reference image [default: the first image]")
+@click.option("--image", default=None, help="image id of the reference image [default: the card's reference_image, "
+              "else the first image (ground-truth: the first with every keypoint)]")
 @click.option("--num-keypoints", type=int, default=None, help="K keypoints [default: the card's categories]")
 @click.option("--reference-file", type=click.Path(path_type=Path), default=None,
               help="expert: annotation JSON [default: the card's `reference`]")
@@ -56,20 +58,28 @@ def keypoints_group():
 @click.option("--max-retries", type=int, default=4, show_default=True, help="gpt4: retries on 429/5xx/timeouts")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="gpt4: seconds per request")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--name", default=None, help="store under this name [default: ref-<source>-<hash>]")
+@click.option("--name", default=None, help="store under this name [default: ref-<source>-<hash of what was asked>, "
+              "the name a recipe SOURCE@FEATURIZER asking the same uses]")
+@click.option("--force", is_flag=True, help="annotate again even if this reference is stored")
 @_dataset_options
 @_data_root
 @user_errors
 def annotate(dataset, source, image, num_keypoints, reference_file, model, base_url, max_retries, timeout, device,
-             name, dataset_options, data_root):
+             name, force, dataset_options, data_root):
     """Choose K keypoints on ONE reference image and store them."""
     entry = REFERENCE_SOURCES.get(source)
     opts = AnnotateOptions(image=image, num_keypoints=num_keypoints, reference_file=reference_file, model=model,
                            base_url=base_url, max_retries=max_retries, timeout=timeout, device=device)
     card, data = _load(dataset, dataset_options, data_root)
-    ref = entry.factory().annotate(data, card, opts)
-    name = name or f"ref-{entry.name}-{ref.content_hash()[:8]}"
-    path = save_reference(ref, data, name)
+    annotator = entry.factory()
+    name = name or reference_name(entry.name, annotator.request(data, card, opts))
+    stored = stored_path(name, data)
+    if stored is not None and not force:
+        click.echo(f"already annotated, not asked again (pass --force to redo): {name}", err=True)
+        ref, path = load_reference(name, data), stored
+    else:
+        ref = annotator.annotate(data, card, opts)
+        path = save_reference(ref, data, name)
     click.echo(f"reference image {ref.image_id}: " + ", ".join(
         f"{c} ({x:.0f}, {y:.0f})" for c, (x, y) in zip(ref.categories, ref.points)))
     click.echo(f"{name} | {path}")
@@ -78,7 +88,7 @@ def annotate(dataset, source, image, num_keypoints, reference_file, model, base_
 @keypoints_group.command("propagate")
 @_dataset
 @click.option("--reference", required=True, help="stored reference name (from `annotate`) or a JSON file")
-@click.option("--featurizer", required=True, help="sd, dinov2, sift, ...")
+@click.option("--featurizer", required=True, help="sd, dift, dinov2, sift or spin (see `harness list`)")
 @click.option("--timestep", type=int, default=None, help="sd: diffusion timestep [261]")
 @click.option("--block", type=int, default=None, help="sd: UNet up-block index [1]")
 @click.option("--ensemble", type=int, default=None, help="sd: noise draws averaged [8]")
@@ -88,8 +98,12 @@ def annotate(dataset, source, image, num_keypoints, reference_file, model, base_
 @click.option("--patch", type=float, default=None, help="sift: descriptor size in pixels [12]")
 @click.option("--seed", type=int, default=None, help="sd: seed of the noise draws [0]")
 @click.option("--unet-batch", type=int, default=None, help="sd: UNet samples (images x noise draws) per pass [16]")
-@click.option("--mode", type=click.Choice(["fast", "exact"]), default="fast", show_default=True,
-              help="fast: cosine at feature resolution, then upsample the K maps; exact: DIFT's upsample-then-cosine")
+@click.option("--mode", type=click.Choice(MODES), default=None,
+              help="fast: cosine at feature resolution, then upsample the K maps; exact: DIFT's upsample-then-cosine "
+                   "[default: the featurizer's: exact for dift, fast for the others]")
+@click.option("--pixels", type=click.Choice(PIXELS), default=None,
+              help="how the reference's coordinates are read: continuous (x = 31 is pixel 31's left edge) or centres "
+                   "(pixel 31's centre, as DIFT reads integer annotations) [default: the featurizer's]")
 @click.option("--mirror", is_flag=True, help="also match the mirrored reference; per image the better view wins "
               "(animals seen from either side; not for frontal faces)")
 @click.option("--batch-size", type=int, default=None, help="target images per batch")
@@ -100,8 +114,8 @@ def annotate(dataset, source, image, num_keypoints, reference_file, model, base_
 @_dataset_options
 @_data_root
 @user_errors
-def propagate_cmd(dataset, reference, featurizer, mode, mirror, batch_size, name, force, quiet, dataset_options, data_root,
-                  **feat_options):
+def propagate_cmd(dataset, reference, featurizer, mode, pixels, mirror, batch_size, name, force, quiet, dataset_options,
+                  data_root, **feat_options):
     """Propagate a reference annotation to every image by feature matching; store the keypoint set.
 
     Under `torchrun --nproc_per_node N` the images are shared out among the ranks; rank 0 writes
@@ -110,7 +124,8 @@ def propagate_cmd(dataset, reference, featurizer, mode, mirror, batch_size, name
     card, data = _load(dataset, dataset_options, data_root)
     ref = load_reference(reference, data)
     dist = distributed.from_env()
-    kps, name, computed = propagate(data, ref, feat, reference_name=reference, mode=mode, mirror=mirror, name=name,
+    kps, name, computed = propagate(data, ref, feat, reference_name=reference, mode=mode, pixels=pixels, mirror=mirror,
+                                    name=name,
                                     progress=not quiet and dist.is_main, force=force, dist=dist,
                                     report=lambda line: click.echo(line, err=True))
     distributed.teardown(dist)
@@ -157,6 +172,26 @@ def score_cmd(dataset, name, alpha, dataset_options, data_root):
         click.echo(f"stored with {path}")
 
 
+def how_to_start(card) -> list[str]:
+    """What a user with nothing stored can do: the card's reference and the one command for it."""
+    recipe = card.defaults.get("keypoints")
+    lines = []
+    if card.reference_path is not None:
+        lines.append(f"this dataset's expert reference annotation: {card.reference_path}")
+        recipe = recipe if recipe and recipe.startswith("expert@") else "expert@dift"
+    if recipe and "@" in recipe:
+        source, _, rest = recipe.partition("@")
+        lines += [f"annotate and propagate it in one step (stored for every later run): harness run --method ckpe "
+                  f"--dataset {card.name} --keypoints {recipe}",
+                  f"or step by step: harness keypoints annotate --dataset {card.name} --source {source}, then "
+                  f"harness keypoints propagate --dataset {card.name} --reference <printed name> --featurizer "
+                  f"{rest.partition(':')[0]}; offline featurizers: sift, spin"]
+    else:
+        lines.append(f"annotate one image: harness keypoints annotate --dataset {card.name} --source "
+                     f"{'|'.join(REFERENCE_SOURCES.names())}")
+    return lines
+
+
 @keypoints_group.command("list")
 @_dataset
 @_dataset_options
@@ -168,6 +203,8 @@ def list_cmd(dataset, dataset_options, data_root):
     names = stored_names(data)
     if not names:
         click.echo(f"nothing stored for {dataset} in {store_dir(data)}")
+        for line in how_to_start(card):
+            click.echo(line)
     for n in names:
         try:
             raw = read_json_object(store_dir(data) / f"{n}.json", "stored file")

@@ -8,18 +8,21 @@ from pathlib import Path
 
 import click
 
-from ..config import PROTOCOLS, RunConfig
+from ..config import PROTOCOLS, Resolved, RunConfig
 from ..core import distributed
 from ..data.cards import DATASETS
 from ..engine.records import check_writable, load_records, read_result, result_path, summary_table
 from ..engine.run import execute, plan_runs
+from ..keypoints.featurizers import FEATURIZERS
+from ..keypoints.references import REFERENCE_SOURCES
 from ..keypoints.sources import KEYPOINT_SOURCES
+from ..keypoints.template import TEMPLATE
 from ..methods import METHODS
 from ..model.backbones import ALIASES, describe
 from .common import data_root_option, dataset_options_option, parse_kv, quiet_option, results_dir_option, user_errors
 from .data import data_group
 from .keypoints import keypoints_group
-from .tables import ablate_cmd, leaderboard_cmd
+from .tables import ablate_cmd, compare_cmd, leaderboard_cmd, tune_cmd
 
 HELP = {
     "method": "method plugin (see `harness list`)",
@@ -30,20 +33,32 @@ HELP = {
     "split_seed": "seed of the train/test split (WildlifeDatasets uses 666)",
     "keypoints": "keypoint source for keypoint methods (see `harness list`)",
     "num_keypoints": "keep the first K keypoint categories",
-    "backbone": "timm model name or alias (micro, nano, base, large, huge)",
+    "backbone": "timm model name or alias: " + ", ".join(ALIASES) + " (sizes: `harness list`)",
     "pretrained": "load pretrained backbone weights from the Hugging Face hub (honours HF_HUB_OFFLINE)",
     "weights": "local checkpoint instead of the hub: .safetensors or a torch file (read weights-only); "
                "ViT positional embeddings are resampled to --image-size",
     "image_size": "model input size in pixels (square)",
-    "epochs": "training epochs",
-    "batch_size": "training batch size",
-    "lr": "peak learning rate (AdamW, warm-up then cosine decay)",
-    "weight_decay": "AdamW weight decay",
+    "folds": "identity k-fold cross-validation: K groups of identities, each the test set once (scikit-learn "
+             "GroupKFold, shuffled by --split-seed); without --fold every fold runs",
+    "fold": "run only this fold (0..K-1) of --folds K",
+    "validate": "evaluate on an inner validation split (1/5 of the training identities) instead of the test "
+                "identities: for choosing hyperparameters without looking at test folds",
+    "epochs": "training epochs (0: evaluate the untrained model)",
+    "batch_size": "images per optimizer step (the effective batch)",
+    "accumulate": "micro-batches per optimizer step (gradient accumulation; the batch size stays the effective one)",
+    "optimizer": "adamw or sgd",
+    "lr": "peak learning rate (warm-up, then cosine decay to --lr-min)",
+    "lr_min": "learning rate at the end of the cosine decay",
+    "momentum": "SGD momentum",
+    "weight_decay": "weight decay (never on norms, biases, position/cls tokens or the keypoint embedding)",
     "warmup_epochs": "linear warm-up length in epochs",
     "ce_weight": "lambda: weight of the identity cross-entropy term",
     "arcface_margin": "ArcFace additive angular margin in radians",
     "arcface_scale": "ArcFace scale",
     "hflip": "probability of horizontal flip (mirrors keypoints, swaps left/right categories)",
+    "augment": "none or randaugment (torchvision's 14 operations; keypoints move with geometric ones)",
+    "randaugment_ops": "RandAugment: operations per image",
+    "randaugment_magnitude": "RandAugment: magnitude, 0..30",
     "device": "auto, cpu, cuda, cuda:1, ...",
     "bad_images": "unreadable image: fail (default, names the file) or skip (warn, drop it, record it)",
     "compile": "torch.compile the training step with this backend (inductor on GPUs); none = eager",
@@ -58,11 +73,12 @@ def _option_for(f) -> typing.Callable:
         kind = next(a for a in args if a is not type(None))
     if f.name == "dataset_options":
         return dataset_options_option
+    default = f"[default: {f.default}, unless the dataset card or method sets one]"
     if f.name == "protocol":
-        return click.option(flag, type=click.Choice(PROTOCOLS), default=None, help=HELP[f.name])
+        return click.option(flag, type=click.Choice(PROTOCOLS), default=None, help=f"{HELP[f.name]} {default}")
     if kind is bool:
-        return click.option(f"{flag}/--no-{flag[2:]}", default=None, help=HELP[f.name])
-    return click.option(flag, type=kind, default=None, help=f"{HELP[f.name]} [default: {f.default}]")
+        return click.option(f"{flag}/--no-{flag[2:]}", default=None, help=f"{HELP[f.name]} {default}")
+    return click.option(flag, type=kind, default=None, help=f"{HELP[f.name]} {default}")
 
 
 def config_options(fn):
@@ -70,6 +86,28 @@ def config_options(fn):
     for f in reversed(fields(RunConfig)):
         fn = _option_for(f)(fn)
     return fn
+
+
+def describe_config(resolved: Resolved) -> list[str]:
+    """The resolved configuration in a few lines, one per origin: what came from the command line,
+    the dataset card, the method, a table cell, the defaults, and what does not apply."""
+    cfg = resolved.config.to_dict()
+    lines = ["configuration (by where each value came from):"]
+    cards = sorted({o for o in resolved.origins.values() if o.startswith("card")})
+    order = ["command line", "table cell", "method", *cards, "default", "not applied"]
+    for origin in order:
+        names = [n for n in RunConfig.field_names() if resolved.origins.get(n) == origin]
+        if not names:
+            continue
+        shown = ", ".join(n if origin == "not applied" else f"{n}={_show(cfg[n])}" for n in names)
+        lines.append(f"  {origin}: {shown}")
+    return lines
+
+
+def _show(value) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
+    return str(value)
 
 
 def summary_line(record: dict, path: Path | None = None) -> str:
@@ -96,20 +134,29 @@ def main():
 @quiet_option
 @user_errors
 def run_cmd(results_dir, data_root, force, quiet, **given):
-    """Train and evaluate one method on one dataset; write results/<name>.json."""
+    """Train and evaluate one method on one dataset; write results/<name>.json.
+
+    Every value not given here comes from the dataset card's `defaults` (datasets/<name>.json,
+    e.g. the paper's settings for the real datasets), then the method's, then the defaults shown;
+    each run prints its resolved configuration with the origin of every value."""
     given["dataset_options"] = parse_kv(given.get("dataset_options") or ())
     plans = plan_runs(given, data_root)  # every dataset checked before any training starts
     if len(plans) > 1:
         check_writable(results_dir)
     records = []
     try:
-        for cfg in plans:
+        for resolved in plans:
+            cfg = resolved.config
             existing = result_path(results_dir, cfg)
             if existing.exists() and not force:
                 click.echo(f"already done, not recomputed (pass --force to redo): {existing}", err=True)
                 record, path = read_result(existing), existing
             else:
-                record, path = execute(cfg, results_dir, data_root=data_root, force=force, progress=not quiet)
+                if distributed.from_env().is_main:
+                    for line in describe_config(resolved) + [f"warning: {w}" for w in resolved.warnings]:
+                        click.echo(line, err=True)
+                record, path = execute(cfg, results_dir, data_root=data_root, force=force, progress=not quiet,
+                                       origins=resolved.origins)
             if record is None:  # under torchrun only rank 0 evaluates and reports
                 continue
             click.echo(summary_line(record, path))
@@ -117,7 +164,7 @@ def run_cmd(results_dir, data_root, force, quiet, **given):
     finally:  # under torchrun: close the process group the runs opened
         distributed.teardown(distributed.from_env())
     if len(plans) > 1 and records:  # Table 1 shape: every method with results on these datasets
-        click.echo(summary_table(all_methods_records(results_dir, plans, records)))
+        click.echo(summary_table(all_methods_records(results_dir, [p.config for p in plans], records)))
 
 
 def all_methods_records(results_dir: Path, plans: list, records: list[dict]) -> list[dict]:
@@ -135,17 +182,26 @@ def all_methods_records(results_dir: Path, plans: list, records: list[dict]) -> 
 @main.command("list")
 @user_errors
 def list_cmd():
-    """Methods, keypoint sources, datasets and backbone aliases, one line each."""
-    for title, reg in (("methods", METHODS), ("keypoint sources", KEYPOINT_SOURCES), ("datasets", DATASETS)):
+    """Methods, keypoint sources, reference sources, featurizers, datasets and backbones, one line each."""
+    for title, reg in (("methods", METHODS),
+                       ("keypoint sources (--keypoints NAME; also a stored set, or a recipe SOURCE@FEATURIZER)",
+                        KEYPOINT_SOURCES),
+                       ("reference sources (the SOURCE of a recipe; `harness keypoints annotate --source`)",
+                        REFERENCE_SOURCES),
+                       ("featurizers (the FEATURIZER of a recipe; `harness keypoints propagate --featurizer`)",
+                        FEATURIZERS),
+                       ("datasets", DATASETS)):
         click.echo(f"{title}:")
         for e in reg:
             click.echo(f"  {e.name:<22} {e.description}")
-    click.echo("backbones (aliases; any timm model name or hf-hub:<repo> also works):")
+        if reg is FEATURIZERS:
+            click.echo(f"  {TEMPLATE:<22} no matching: the reference's points at the same place on every image (control)")
+    click.echo("backbones (aliases, smallest first; any timm model name or hf-hub:<repo> also works):")
     for name in ALIASES:
         click.echo(f"  {name:<22} {describe(name)}")
 
 
-for _command in (data_group, keypoints_group, ablate_cmd, leaderboard_cmd):
+for _command in (data_group, keypoints_group, ablate_cmd, leaderboard_cmd, compare_cmd, tune_cmd):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -7,8 +7,12 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from ..engine import statistics
 from ..engine.records import check_writable
+from ..tables.collect import records_of
+from ..engine.run import execute
 from ..tables import leaderboard as lb
+from ..tables import tuning
 from ..tables.ablate import LAUNCHERS, executor, plan, run_one, sweep_local
 from ..tables.declarations import command_line
 from .common import HarnessCLIError, data_root_option, results_dir_option, user_errors
@@ -18,13 +22,36 @@ def _label(job) -> str:
     return f"table {job.cell.table} [{job.cell.row} | {job.cell.col}]"
 
 
+def dry_run_lines(jobs) -> list[str]:
+    """Per cell: the command of its first run, its fully resolved configuration (the fields that
+    apply) and how many of its runs (folds x seeds) are done."""
+    by_cell: dict = {}
+    for job in jobs:
+        by_cell.setdefault((job.cell.table, job.cell.row, job.cell.col), []).append(job)
+    lines = []
+    for runs in by_cell.values():
+        first = runs[0]
+        done = sum(j.done for j in runs)
+        folds = first.cfg.folds or 1
+        lines.append(f"{_label(first)}: {done} of {len(runs)} runs done ({folds} fold(s) x "
+                     f"{len(runs) // folds} seed(s)); first: {command_line(first.cfg)}")
+        config = ", ".join(f"{k}={v}" for k, v in first.cfg.experiment().items())
+        lines.append(f"    config: {config}")
+    return lines
+
+
 @click.command("ablate")
 @click.argument("table")
 @click.option("--dataset", default=None, help="run only the cells on this dataset (e.g. Table 1's giraffes column)")
 @click.option("--column", "columns", multiple=True, help="run only the cells of this column label (repeatable), e.g. 100")
-@click.option("--seeds", type=click.IntRange(1), default=1, show_default=True, help="seeds 0..N-1 per cell")
-@click.option("--dry-run", is_flag=True, help="print the runs it would do (as `harness run` commands), run nothing")
-@click.option("--tiny", is_flag=True, help="the synthetic stand-in of every cell (random-init tiny ViTs; the CI smoke)")
+@click.option("--row", "rows", multiple=True, help="run only the cells of this row label (repeatable), e.g. large")
+@click.option("--seeds", type=click.IntRange(1), default=None,
+              help="training seeds 0..N-1 per cell and fold [default: real 1, small 2, tiny 2]")
+@click.option("--dry-run", is_flag=True, help="print every cell's resolved configuration and runs, run nothing")
+@click.option("--small", "setting", flag_value="small",
+              help="real MacaqueFaces images, small random-init ViTs at 64 px, offline featurizer: a laptop CPU")
+@click.option("--tiny", "setting", flag_value="tiny",
+              help="the synthetic stand-in of every cell (random-init test-bed ViTs; the CI smoke)")
 @click.option("--launcher", type=click.Choice(LAUNCHERS), default="local", show_default=True,
               help="local: in this process; slurm: one submitit job per missing cell; submitit-local: submitit's "
                    "local executor (subprocesses)")
@@ -35,20 +62,25 @@ def _label(job) -> str:
 @results_dir_option
 @data_root_option
 @user_errors
-def ablate_cmd(table, dataset, columns, seeds, dry_run, tiny, launcher, partition, gpus, cpus, time_min, results_dir,
-               data_root):
-    """Run the cells of TABLE (1, 2, 3, 4, 5, 6-7 or all) that have no result yet.
+def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, setting, launcher, partition, gpus, cpus, time_min,
+               results_dir, data_root):
+    """Run the cells of TABLE (1, 2, 3, 4, 5, 6-7 or all) that have no result yet, every fold and
+    seed of each (the paper's setting by default; --small or --tiny for the others).
 
-    A finished cell is never recomputed. Cells run in declaration order, one progress bar over
-    cells; results land in --results-dir exactly as `harness run` writes them."""
-    jobs, skipped = plan(table, results_dir, seeds=seeds, tiny=tiny, dataset=dataset, columns=tuple(columns))
+    A finished run is never recomputed, so an interrupted sweep resumes. Runs go in declaration
+    order, one progress bar over them; results land in --results-dir exactly as `harness run`
+    writes them."""
+    setting = setting or "real"
+    jobs, skipped = plan(table, results_dir, setting=setting, seeds=seeds, dataset=dataset, columns=tuple(columns),
+                         rows=tuple(rows))
     todo = [j for j in jobs if not j.done]
     for cell in skipped:
-        click.echo(f"not run: table {cell.table} [{cell.row} | {cell.col}]: {cell.reason}", err=True)
-    click.echo(f"{len(jobs)} run(s) planned, {len(jobs) - len(todo)} already done, {len(todo)} to run", err=True)
+        click.echo(f"not run ({setting}): table {cell.table} [{cell.row} | {cell.col}]: {cell.reason}", err=True)
+    click.echo(f"{len(jobs)} run(s) planned ({setting}), {len(jobs) - len(todo)} already done, {len(todo)} to run",
+               err=True)
     if dry_run:
-        for j in jobs:
-            click.echo(f"[{'done' if j.done else 'todo'}] {_label(j)}: {command_line(j.cfg)}")
+        for line in dry_run_lines(jobs):
+            click.echo(line)
         return
     if not todo:
         return
@@ -97,3 +129,59 @@ def leaderboard_cmd(results_dir, output, check):
         return
     for path in lb.write(results_dir, output):
         click.echo(f"wrote {path}")
+
+
+@click.command("compare")
+@click.argument("first")
+@click.argument("second")
+@click.option("--metric", type=click.Choice(statistics.METRICS), default="top1", show_default=True)
+@results_dir_option
+@user_errors
+def compare_cmd(first, second, metric, results_dir):
+    """Paired comparison FIRST - SECOND: each a result file, a folder of one experiment's runs, or a
+    table cell TABLE:ROW|COL[@small|@tiny] (e.g. '6-7:large|keypoint (3)@small').
+
+    Prints each side's mean and 95% bootstrap interval over test identities, then the paired
+    difference on identical folds, seeds and query images, or why the two cannot be paired."""
+    sides = [records_of(spec, results_dir) for spec in (first, second)]
+    for name, (label, recs) in zip("AB", sides):
+        summary = statistics.summarize(recs, metric)
+        ci = "no interval (no per-query outcomes)" if summary.ci is None else \
+            f"95% CI [{summary.ci[0]:.1f}, {summary.ci[1]:.1f}]"
+        click.echo(f"{name}: {label}: {metric} {summary.mean:.1f}, {ci} ({summary.runs} runs, "
+                   f"{summary.identities} identities)")
+    pair = statistics.paired(sides[0][1], sides[1][1], metric)
+    if pair.refused:
+        click.echo(f"A - B: not paired: {pair.refused}")
+        return
+    verdict = "significant" if pair.significant else "no significant difference (the interval covers 0)"
+    click.echo(f"A - B: {pair.difference:+.1f} points, 95% CI [{pair.ci[0]:+.1f}, {pair.ci[1]:+.1f}]: {verdict} "
+               f"({pair.runs} paired runs, {pair.identities} identities)")
+
+
+@click.command("tune")
+@results_dir_option
+@data_root_option
+@user_errors
+def tune_cmd(results_dir, data_root):
+    """Choose the small setting's training settings and featurizer on an inner validation split of
+    fold 0's training identities (never a test fold): runs the missing candidates into
+    RESULTS_DIR/small-validation and prints each one's validation top-1 (plain ViT, CKPE)."""
+    folder = Path(results_dir) / tuning.VALIDATION_FOLDER
+    check_writable(folder)
+    chosen, _ = tuning.best_training(folder)
+    todo = [t for t, value in tuning.scores(folder, chosen or None) if value is None]
+    for trial in tqdm(todo, desc="tuning", unit="run", file=sys.stderr):
+        execute(trial.config(), folder, data_root=data_root, progress=False)
+        chosen, _ = tuning.best_training(folder)
+    chosen, table = tuning.best_training(folder)
+    click.echo("validation top-1 (%), fold 0's inner split; candidate: " + " | ".join(tuning.TUNING_METHODS) + " | mean")
+    for label, row in table:
+        values = [row.get(m) for m in tuning.TUNING_METHODS]
+        shown = " | ".join("-" if v is None else f"{v:.1f}" for v in values)
+        mean = "-" if None in values else f"{sum(values) / len(values):.1f}"
+        click.echo(f"  {label}: {shown} | {mean}")
+    click.echo(f"chosen training settings: {tuning.describe(chosen) if chosen else '(incomplete)'}")
+    for trial, value in tuning.scores(folder, chosen or None):
+        if trial.label.startswith("keypoints "):
+            click.echo(f"  {trial.label} (ckpe): {'-' if value is None else f'{value:.1f}'}")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as torch_dist
 
+from .errors import DeviceError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -24,10 +26,24 @@ class DistInfo:
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` = CUDA when there is a GPU, else CPU; anything else as torch spells it."""
+    """``auto`` = CUDA when there is a GPU, else CPU; anything else as torch spells it, checked:
+    an unknown device or one this machine lacks is a one-line error, not a traceback later."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"unknown --device {name!r}; valid: auto, cpu, cuda, cuda:N, mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {name}: no CUDA GPU is visible to torch here; use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"--device {name}: Apple's MPS is not available here; use --device cpu (or auto)")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"--device {name}: the harness runs on cpu, cuda or mps, not {device.type}")
+    return device
 
 
 def from_env() -> DistInfo:

@@ -18,8 +18,12 @@ class BackboneError(ValueError):
     """A backbone that cannot be built or whose weights cannot be loaded."""
 
 
+class DeviceError(ValueError):
+    """A device that does not exist or that this machine lacks."""
+
+
 # The failures that are the user's to fix (bad names, data, options, folders, a diverged run):
 # the CLI reports them in one line; `ablate` logs them per cell and goes on with the others.
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
-    RegistryError, DataError, BackboneError, ResultsError, ValueError, FloatingPointError,
+    RegistryError, DataError, BackboneError, DeviceError, ResultsError, ValueError, FloatingPointError,
 )

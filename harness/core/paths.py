@@ -6,6 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+from .errors import DataError
+
 # the source tree (an editable install or a clone); a wheel install keeps the built-in cards and
 # method plugins under <prefix>/share/keypoint-reid-harness instead (see pyproject's data-files)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +36,11 @@ def builtin_methods_dir() -> Path:
 
 def cache_dir() -> Path:
     """Generated data, decoded images, keypoint sets, test-bed models (env HARNESS_CACHE)."""
-    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "keypoint-reid-harness"))
+    path = Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "keypoint-reid-harness")).expanduser()
+    if path.exists() and not path.is_dir():
+        raise DataError(f"the harness cache {path} (env HARNESS_CACHE) is a file, not a folder; point HARNESS_CACHE "
+                        "at a folder")
+    return path
 
 
 def data_root_or_default(data_root: Path | str | None) -> Path:

@@ -30,6 +30,7 @@ class Card:
     flip_pairs: tuple[tuple[str, str], ...] = ()
     defaults: dict = field(default_factory=dict)
     reference: str | None = None  # expert reference annotation (JSON file next to the card)
+    reference_image: str | None = None  # image every reference source annotates by default (the expert's)
     # cards of the "wildlife" loader (harness/data/wildlife.py)
     wildlife_class: str | None = None  # wildlife-datasets class name, e.g. "MacaqueFaces"
     folder: str | None = None  # folder under the data root (default: the class name)
@@ -68,6 +69,8 @@ def read_card(path: Path) -> Card:
     raw["categories"] = tuple(raw.get("categories", ()))
     raw["flip_pairs"] = tuple(tuple(p) for p in raw.get("flip_pairs", ()))
     raw["expects"] = tuple(raw.get("expects", ()))
+    if raw.get("reference_image") is not None:
+        raw["reference_image"] = str(raw["reference_image"])
     raw["keypoint_points"] = tuple(tuple(int(i) for i in g) for g in raw.get("keypoint_points", ()))
     if raw.get("crop", "auto") not in CROPS:
         raise DataError(f"dataset card {path}: crop must be one of {', '.join(CROPS)}, got {raw['crop']!r}")

@@ -35,6 +35,11 @@ class ReidData:
     # (N, 2) image (or crop) sizes, filled on first use by image_sizes: headers read once
     sizes: np.ndarray | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def split_key(self) -> str:
+        """What a split fingerprint says about the dataset it belongs to."""
+        return f"{self.name}:{self.fingerprint}"
+
     def __post_init__(self):
         missing = {"image_id", "identity", "path"} - set(self.df.columns)
         if missing:
@@ -92,10 +97,11 @@ def open_row(data: ReidData, row: int) -> Image.Image:
     return open_rgb(data.root / data.df["path"].iloc[row], parse_bbox(box[0]) if box else None)
 
 
-def load_rows(data: ReidData, rows, size: int, desc: str = "images") -> tuple[torch.Tensor, np.ndarray]:
+def load_rows(data: ReidData, rows, size: int, desc: str = "images",
+              resize: str = "bilinear") -> tuple[torch.Tensor, np.ndarray]:
     """``load_images`` for rows of a dataset, cropped when the dataset is."""
     return load_images(data.root, [data.df["path"].iloc[r] for r in rows], size, desc=desc,
-                       bboxes=row_bboxes(data, rows))
+                       bboxes=row_bboxes(data, rows), resize=resize)
 
 
 def row_of_image(data: ReidData, image_id) -> int:

@@ -60,10 +60,13 @@ def open_rgb(path: Path, box=None) -> Image.Image:
         raise DataError(f"cannot read image {path}: {exc}") from exc
 
 
-def _decode(path: Path, box, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+RESAMPLING = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
+def _decode(path: Path, box, size: int, resize: str = "bilinear") -> tuple[np.ndarray, tuple[int, int]]:
     """One image -> (size, size, 3) uint8 array and the (width, height) it had before resizing."""
     im = open_rgb(path, box)
-    return np.asarray(im.resize((size, size), Image.BILINEAR)), im.size
+    return np.asarray(im.resize((size, size), RESAMPLING[resize])), im.size
 
 
 IMAGE_CACHE_VERSION = "v2"  # bump when the cache layout changes: old folders are then never read
@@ -88,17 +91,19 @@ BAD_IMAGES = ("fail", "skip")
 
 
 def load_images(root: Path, paths: list[str], size: int, desc: str = "images",
-                bboxes=None, cache: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+                bboxes=None, cache: bool = False, resize: str = "bilinear") -> tuple[torch.Tensor, np.ndarray]:
     """Decode, optionally crop (``bboxes``: one [x, y, w, h] or None per path) and resize images to
     (size, size): uint8 tensor (N, 3, size, size) and the (width, height) of each image as used
     (the crop's size when cropped), needed to map keypoints into the resized image.
     A missing or unreadable image is an error naming the file."""
-    pixels, sizes, _ = decode_images(root, paths, size, desc=desc, bboxes=bboxes, cache=cache, bad_images="fail")
+    pixels, sizes, _ = decode_images(root, paths, size, desc=desc, bboxes=bboxes, cache=cache, bad_images="fail",
+                                     resize=resize, progress=False)
     return pixels, sizes
 
 
 def decode_images(root: Path, paths: list[str], size: int, *, desc: str = "images", bboxes=None,
-                  cache: bool = True, bad_images: str = "fail") -> tuple[torch.Tensor, np.ndarray, list[int]]:
+                  cache: bool = True, bad_images: str = "fail", resize: str = "bilinear",
+                  progress: bool = True) -> tuple[torch.Tensor, np.ndarray, list[int]]:
     """``load_images`` for training runs: returns also the rows whose image could not be read.
 
     With ``bad_images="fail"`` the first unreadable image is an error naming it; with "skip" its
@@ -109,7 +114,10 @@ def decode_images(root: Path, paths: list[str], size: int, *, desc: str = "image
     if bad_images not in BAD_IMAGES:
         raise DataError(f"unknown bad-images policy {bad_images!r}; valid: {', '.join(BAD_IMAGES)}")
     boxes = [None] * len(paths) if bboxes is None else [parse_bbox(b) for b in bboxes]
-    folder = cache_dir() / "images" / _cache_key(root, paths, boxes, size) if cache else None
+    if resize not in RESAMPLING:
+        raise DataError(f"unknown resize {resize!r}; valid: {', '.join(RESAMPLING)}")
+    key = _cache_key(root, paths, boxes, size) + ("" if resize == "bilinear" else f"-{resize}")
+    folder = cache_dir() / "images" / key if cache else None
     if folder is not None and all((folder / f).exists() for f in IMAGE_CACHE_FILES):
         bad = np.load(folder / "bad.npy").tolist()
         if bad and bad_images == "fail":
@@ -128,7 +136,7 @@ def decode_images(root: Path, paths: list[str], size: int, *, desc: str = "image
 
     def one(i):
         try:
-            return _decode(Path(root) / paths[i], boxes[i], size)
+            return _decode(Path(root) / paths[i], boxes[i], size, resize)
         except DataError as exc:
             if bad_images == "fail":
                 raise DataError(f"{exc}; fix or remove it, or pass --bad-images skip") from exc
@@ -138,7 +146,7 @@ def decode_images(root: Path, paths: list[str], size: int, *, desc: str = "image
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             jobs = pool.map(one, range(len(paths)))
             for i, got in enumerate(tqdm(jobs, total=len(paths), desc=f"decoding {desc}", leave=False,
-                                         disable=len(paths) < 2000)):
+                                         disable=not progress, unit="img")):
                 if isinstance(got, DataError):
                     bad.append(i)
                     sizes[i] = (size, size)

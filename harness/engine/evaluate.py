@@ -7,21 +7,28 @@ tens-of-MB blocks per chunk would cost as much in page faults as the arithmetic.
 and no query x gallery label-match matrix is built:
 - a query's positives are found through the gallery grouped by label (a gather of P columns) and
   sorted, ascending, per query (P values);
-- everything then follows from G[j] = the number of gallery items scoring strictly above positive
-  j. The negatives above it are G[j] minus the positives strictly above it, which gives its rank
-  for average precision; the best positive's G is the number of negatives above it, so a top-k hit
-  is G < k (no ``topk``);
-- G for the lowest ``FULL_PASSES`` positives is a compare-and-count over the row: ``gt`` into the
+- everything then follows from G[j] = the number of gallery items scoring at least as high as
+  positive j. The negatives among them are G[j] minus the positives scoring at least as high,
+  which gives its rank for average precision; for the best positive that is the number of
+  negatives ranked above it, so a top-k hit is "fewer than k" (no ``topk``);
+- G for the lowest ``FULL_PASSES`` positives is a compare-and-count over the row: ``ge`` into the
   mask, whose rows are counted as int64 words of 8 bytes (the gallery is padded to a multiple of 8
   columns that score -inf), not byte by byte. The few items above the next positive are gathered
-  (``nonzero`` of the mask) and located among that query's remaining positives with one flat
+  (``nonzero`` of the mask) and placed among that query's remaining positives with one flat
   ``searchsorted`` on int64 keys (row << 32 + an order-preserving integer image of the float32
   score: exact, rows cannot mix); a per-row histogram of those positions, summed from the top,
   gives G for the remaining positives.
-Ties: a negative scoring exactly like a positive ranks below it.
+Ties: a negative scoring exactly like a positive ranks ABOVE it (pessimistic: a tie is never
+resolved in the query's favour); the queries whose best positive ties with some negative (their
+first rank would be better if ties were resolved the other way) are counted (``tied_queries``).
 With ``exclude_self`` (the disjoint protocol: query set == gallery set) the query's own image is
 removed from its gallery. Queries whose identity has no image in their gallery cannot be answered;
 they are counted and left out of every metric.
+
+Besides the metrics, every query's outcome is returned (``per_query``: the rank of its first
+correct match and its average precision; None for unanswerable queries), so intervals and paired
+tests can be computed later without the embeddings, and ``chance_top1``: the expected top-1 of a
+random ranking on this test set (mean over answerable queries of positives / gallery size).
 """
 from __future__ import annotations
 
@@ -54,20 +61,20 @@ def _row_true_counts(mask: torch.Tensor) -> torch.Tensor:
     return (x & 0xFF).sum(1)
 
 
-def _count_above(sim: torch.Tensor, pos_sorted: torch.Tensor, mask: torch.Tensor, full_passes: int) -> torch.Tensor:
-    """G (c, P) int64: the number of entries of each row of ``sim`` (c, n) strictly above each of that
+def _count_at_least(sim: torch.Tensor, pos_sorted: torch.Tensor, mask: torch.Tensor, full_passes: int) -> torch.Tensor:
+    """G (c, P) int64: the number of entries of each row of ``sim`` (c, n) at or above each of that
     row's ascending thresholds ``pos_sorted`` (c, P) (+inf padded). ``mask`` is a (c, n) bool scratch;
     n must be a multiple of 8."""
     c, p = pos_sorted.shape
     counts = torch.zeros(c, p, dtype=torch.int64)
     full = min(full_passes, p)
     for j in range(full):
-        torch.gt(sim, pos_sorted[:, j : j + 1], out=mask)
+        torch.ge(sim, pos_sorted[:, j : j + 1], out=mask)
         counts[:, j] = _row_true_counts(mask)
     if full == p:
         return counts
-    # the items above positive `full`: the only ones that can be above any higher positive
-    torch.gt(sim, pos_sorted[:, full : full + 1], out=mask)
+    # the items at or above positive `full`: the only ones that can reach any higher positive
+    torch.ge(sim, pos_sorted[:, full : full + 1], out=mask)
     flat = mask.view(-1).nonzero().squeeze(1)
     rows = torch.div(flat, sim.shape[1], rounding_mode="floor")
     keys = (rows << 32) + _ordered_key(torch.take(sim, flat))
@@ -76,10 +83,10 @@ def _count_above(sim: torch.Tensor, pos_sorted: torch.Tensor, mask: torch.Tensor
     bounds = torch.full((c, w), (1 << 31) - 1, dtype=torch.int64)
     bounds[:, :-1] = _ordered_key(pos_sorted[:, full:])
     bounds += (torch.arange(c, dtype=torch.int64) << 32)[:, None]
-    # place = row * w + (number of that row's thresholds strictly below the score), 1 <= . < w
-    place = torch.searchsorted(bounds.view(-1), keys)
+    # place = row * w + (number of that row's thresholds at or below the score), 1 <= . < w
+    place = torch.searchsorted(bounds.view(-1), keys, right=True)
     hist = torch.bincount(place, minlength=c * w).view(c, w)
-    # above threshold full + t  <=>  at least t + 1 thresholds below: suffix sums of the histogram
+    # at or above threshold full + t  <=>  at least t + 1 thresholds at or below: suffix sums
     counts[:, full:] = hist.flip(1).cumsum(1).flip(1)[:, 1:]
     return counts
 
@@ -113,9 +120,11 @@ def retrieval_metrics(
     gt[:, : g.shape[0]] = g.T
     sim_buf = torch.empty(chunk, width)  # reused by every chunk
     mask_buf = torch.empty(chunk, width, dtype=torch.bool)
-    hits = {k: 0 for k in ks}
-    ap_sum = 0.0
-    answered = 0
+    first_rank = torch.zeros(q.shape[0], dtype=torch.int64)  # 0: unanswerable
+    ap = torch.zeros(q.shape[0], dtype=torch.float64)
+    tied = torch.zeros(q.shape[0], dtype=torch.bool)
+    chance = torch.zeros(q.shape[0], dtype=torch.float64)
+    gallery_size = g.shape[0] - (1 if exclude_self else 0)
     for begin in range(0, q.shape[0], chunk):
         lc = ql[begin : begin + chunk]
         c = len(lc)
@@ -130,30 +139,39 @@ def retrieval_metrics(
             valid &= pos_idx != (rows + begin)[:, None]
         positives = valid.sum(1)
         ok = positives > 0
-        n_ok = int(ok.sum())
-        if n_ok == 0:
+        if not bool(ok.any()):
             continue
-        answered += n_ok
         sim = torch.mm(q[begin : begin + c], gt, out=sim_buf[:c])
         sim[:, g.shape[0] :] = float("-inf")
         if exclude_self:
             sim[rows, rows + begin] = float("-inf")
         # unanswerable rows stay in the block with only +inf thresholds: nothing counts for them
         pos_sorted, _ = torch.where(valid, sim.gather(1, pos_idx), float("inf")).sort(dim=1)
-        above = _count_above(sim, pos_sorted, mask_buf[:c], FULL_PASSES)
+        at_least = _count_at_least(sim, pos_sorted, mask_buf[:c], FULL_PASSES)
         valid_sorted = slot < positives[:, None]
-        # positives strictly above each one (+inf padding counted out), then the negatives above it
-        pos_above = positives[:, None] - torch.searchsorted(pos_sorted, pos_sorted, right=True)
-        neg_above = above - pos_above
-        best = neg_above.gather(1, (positives - 1).clamp(min=0)[:, None]).squeeze(1)  # negatives above the best
-        for k in ks:
-            hits[k] += int((ok & (best < k)).sum())
+        # positives at or above each one (+inf padding counted out), then the negatives at or above it
+        pos_at_least = positives[:, None] - torch.searchsorted(pos_sorted, pos_sorted)
+        neg_at_least = at_least - pos_at_least
+        top = (positives - 1).clamp(min=0)[:, None]
+        best = neg_at_least.gather(1, top).squeeze(1)  # negatives ranked above the best positive
         k_rank = positives[:, None] - slot  # rank among positives, from the top
-        contrib = torch.where(valid_sorted, k_rank / (k_rank + neg_above).clamp(min=1).double(), 0.0)
-        ap_sum += float((contrib.sum(1)[ok] / positives[ok]).sum())
-    n = max(answered, 1)
-    out = {f"top{k}": 100.0 * hits[k] / n for k in ks}
-    out["mAP"] = 100.0 * ap_sum / n
-    out["queries"] = answered
-    out["unanswerable_queries"] = int(q.shape[0] - answered)
+        contrib = torch.where(valid_sorted, k_rank / (k_rank + neg_at_least).clamp(min=1).double(), 0.0)
+        # a tie that decided the first rank: some negative scores exactly like the best positive
+        sim[rows[:, None].expand_as(valid)[valid], pos_idx[valid]] = float("-inf")
+        tie = torch.eq(sim, pos_sorted.gather(1, top), out=mask_buf[:c]).any(1)
+        span = slice(begin, begin + c)
+        first_rank[span] = torch.where(ok, best + 1, 0)
+        ap[span] = torch.where(ok, contrib.sum(1) / positives.clamp(min=1), 0.0)
+        tied[span] = ok & tie
+        chance[span] = torch.where(ok, positives.double() / max(gallery_size, 1), 0.0)
+    answered = first_rank > 0
+    n = max(int(answered.sum()), 1)
+    out = {f"top{k}": 100.0 * int((answered & (first_rank <= k)).sum()) / n for k in ks}
+    out["mAP"] = 100.0 * float(ap[answered].sum()) / n
+    out["queries"] = int(answered.sum())
+    out["unanswerable_queries"] = int(q.shape[0] - answered.sum())
+    out["tied_queries"] = int(tied.sum())
+    out["chance_top1"] = 100.0 * float(chance[answered].sum()) / n
+    out["per_query"] = {"first_rank": [int(r) if r > 0 else None for r in first_rank.tolist()],
+                        "ap": [round(float(a), 6) if r > 0 else None for a, r in zip(ap.tolist(), first_rank.tolist())]}
     return out

@@ -14,7 +14,7 @@ from ..core.errors import ResultsError
 from ..core.io import visible_json, write_json_atomic
 from ..core.paths import REPO_ROOT
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-query outcomes ("queries"), folds, config origins
 REQUIRED_KEYS = (
     "schema", "name", "config", "seed", "protocol", "split", "keypoints", "metrics", "history",
     "wall_time_s", "device", "versions", "git", "created",
@@ -23,7 +23,8 @@ REQUIRED_KEYS = (
 
 def result_name(cfg) -> str:
     dataset = re.sub(r"[^A-Za-z0-9.-]+", "-", cfg.dataset).strip("-")  # folder:PATH -> folder-PATH
-    return f"{cfg.method}_{dataset}_{cfg.experiment_hash()}_s{cfg.seed}"
+    fold = f"_f{cfg.fold}" if cfg.fold is not None else ""
+    return f"{cfg.method}_{dataset}_{cfg.experiment_hash()}{fold}_s{cfg.seed}"
 
 
 def summary_table(records: list[dict], metric: str = "top1") -> str:

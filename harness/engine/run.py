@@ -10,18 +10,18 @@ import hashlib
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..config import RunConfig, resolve
+from ..config import Resolved, RunConfig, resolve
 from ..core import distributed
 from ..core.distributed import DistInfo, pick_device
 from ..core.errors import DataError, ResultsError
-from ..data.cards import dataset_names
+from ..data.cards import Card, dataset_names
 from ..data.dataset import ReidData, row_bboxes
 from ..data.images import decode_images
 from ..data.loaders import data_problem, get_card, load_dataset
@@ -43,10 +43,42 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def plan_runs(given: dict, data_root: Path | None = None) -> list[RunConfig]:
-    """The resolved configs of one `harness run` (one per dataset; `all` = the paper's four),
-    after checking every dataset's data and keypoint recipe: all problems are reported at once,
-    in one DataError, before anything trains."""
+def resolve_run(card: Card, method: Method, *, cell: dict | None = None, given: dict | None = None) -> Resolved:
+    """A run's config from its layers (defaults < card < method < table cell < command line), with
+    the fields that cannot influence this method's run set to None (origin "not applied")."""
+    layers = [(f"card {card.name}", card.defaults), ("method", method.defaults),
+              ("table cell", cell or {}), ("command line", given or {})]
+    resolved = resolve(layers)
+    config = method.applied(resolved.config)
+    origins = {name: ("not applied" if getattr(config, name) is None and getattr(resolved.config, name) is not None
+                      else origin) for name, origin in resolved.origins.items()}
+    return Resolved(config, origins, tuple(config_warnings(config, origins, card)))
+
+
+def config_warnings(cfg: RunConfig, origins: dict, card: Card) -> list[str]:
+    """What in a resolved config is likely a mistake: a dataset card's training settings, meant for
+    fine-tuning a pretrained backbone, applied to a random-init one."""
+    from_card = [name for name in ("optimizer", "lr", "epochs") if origins.get(name, "").startswith("card")]
+    random_init = cfg.weights is None and not cfg.pretrained
+    if not (random_init and from_card and cfg.epochs and card.defaults.get("pretrained")):
+        return []
+    values = ", ".join(f"{name} {getattr(cfg, name)}" for name in from_card)
+    return [f"{values} come from the card {card.name}, whose defaults fine-tune a pretrained backbone; "
+            f"{cfg.backbone} starts from random weights here and usually needs other settings (e.g. --optimizer "
+            "adamw --lr 1e-3): pass them on the command line"]
+
+
+def fold_runs(cfg: RunConfig) -> list[RunConfig]:
+    """One config per fold when --folds K is given without --fold, else the config itself."""
+    if cfg.folds is None or cfg.fold is not None:
+        return [cfg]
+    return [replace(cfg, fold=i) for i in range(cfg.folds)]
+
+
+def plan_runs(given: dict, data_root: Path | None = None) -> list[Resolved]:
+    """The resolved configs of one `harness run` (one per dataset, `all` = the paper's four, and
+    one per fold with --folds K), after checking every dataset's data and keypoint recipe: all
+    problems are reported at once, in one DataError, before anything trains."""
     given = dict(given)
     given["method"] = given.get("method") or RunConfig.method
     method = METHODS.create(given["method"])  # unknown method: fail before anything else
@@ -54,7 +86,8 @@ def plan_runs(given: dict, data_root: Path | None = None) -> list[RunConfig]:
     plans, problems = [], []
     for name in names:
         card = get_card(name)
-        cfg = resolve(card.defaults, {**given, "dataset": card.name if len(names) > 1 else name}, method.defaults)
+        resolved = resolve_run(card, method, given={**given, "dataset": card.name if len(names) > 1 else name})
+        cfg = resolved.config
         problem = data_problem(card, data_root)
         source = method.keypoint_source(cfg.keypoints)
         if problem is None and source is not None and source not in KEYPOINT_SOURCES and is_recipe(source):
@@ -62,7 +95,7 @@ def plan_runs(given: dict, data_root: Path | None = None) -> list[RunConfig]:
             problem = f"dataset {card.name}: {why}" if why else None
         if problem:
             problems.append(problem)
-        plans.append(cfg)
+        plans += [Resolved(run, resolved.origins) for run in fold_runs(cfg)]
     if problems:
         head = f"{len(problems)} of {len(names)} datasets cannot run:\n" if len(names) > 1 else ""
         raise DataError(head + "\n".join(problems))
@@ -104,7 +137,8 @@ def prepare(cfg: RunConfig, data_root: Path | None = None, progress: bool = True
     method = METHODS.create(cfg.method)
     card = get_card(cfg.dataset)
     data = load_dataset(card, dict(cfg.dataset_options), data_root)
-    split = make_split(data.df, cfg.protocol, cfg.split_seed)
+    split = make_split(data.df, cfg.protocol, cfg.split_seed, dataset=data.split_key, folds=cfg.folds, fold=cfg.fold,
+                       validate=cfg.validate)
     kps = None
     source = method.keypoint_source(cfg.keypoints)
     if source is not None:
@@ -136,23 +170,26 @@ def check_batch_size(prepared: Prepared, n_train: int) -> None:
         raise ValueError(f"--batch-size {prepared.cfg.batch_size} is larger than the training set ({n_train} images)")
 
 
-def build_model(prepared: Prepared) -> Model:
-    cfg = prepared.cfg
-    backbone = create_backbone(cfg.backbone, cfg.image_size, cfg.pretrained, cfg.weights,
-                               require_patch_grid=prepared.method.uses_keypoints)
+def make_backbone(cfg: RunConfig, method: Method):
+    """The backbone, built first: a wrong backbone is reported before any data or keypoint work."""
+    return create_backbone(cfg.backbone, cfg.image_size, bool(cfg.pretrained), cfg.weights,
+                           require_patch_grid=method.uses_keypoints)
+
+
+def build_model(prepared: Prepared, backbone) -> Model:
     categories = len(prepared.keypoints.categories) if prepared.keypoints is not None else 0
-    pretrained = getattr(backbone, "pretrained_cfg", {}) or {}
-    normalize = Normalizer(pretrained.get("mean", (0.5, 0.5, 0.5)), pretrained.get("std", (0.5, 0.5, 0.5)))
+    normalize = Normalizer(*prepared.method.normalization(backbone))
     return Model(prepared.method.build_model(backbone, categories), backbone, normalize)
 
 
-def decode_inputs(prepared: Prepared) -> Inputs:
+def decode_inputs(prepared: Prepared, progress: bool = True) -> Inputs:
     """Every image decoded once (cached), keypoints moved into model-input pixels; unreadable
     images dropped from the split (``--bad-images skip``) or a one-line error."""
     cfg, data = prepared.cfg, prepared.data
     check_batch_size(prepared, len(prepared.split.train))  # before decoding (again after skipped images)
     images, sizes, bad = decode_images(data.root, list(data.df["path"]), cfg.image_size,
-                                       bboxes=row_bboxes(data, range(len(data.df))), bad_images=cfg.bad_images)
+                                       bboxes=row_bboxes(data, range(len(data.df))), bad_images=cfg.bad_images,
+                                       progress=progress)
     if bad:
         print(f"warning: skipped {len(bad)} unreadable image(s) (--bad-images skip), e.g. "
               f"{data.root / data.df['path'].iloc[bad[0]]}", file=sys.stderr)
@@ -199,20 +236,34 @@ def evaluate(prepared: Prepared, model: Model, inputs: Inputs, device) -> dict:
     return metrics
 
 
+def query_outcomes(prepared: Prepared, inputs: Inputs, per_query: dict) -> dict:
+    """Every test query's outcome, columnwise: image id, identity, rank of the first correct match
+    and average precision (None when the query cannot be answered)."""
+    test = inputs.test_rows
+    return {"image_id": prepared.data.df["image_id"].astype(str).to_numpy()[test].tolist(),
+            "identity": inputs.identities[test].tolist(), **per_query}
+
+
 def build_record(prepared: Prepared, model: Model, inputs: Inputs, metrics: dict, history: list[dict],
-                 timing: list[dict], device, dist: DistInfo, wall_time: float) -> dict:
+                 timing: list[dict], device, dist: DistInfo, wall_time: float, origins: dict | None = None) -> dict:
     cfg, data, ids = prepared.cfg, prepared.data, inputs.identities
     kps = prepared.keypoints
+    metrics = dict(metrics)
+    per_query = metrics.pop("per_query")
     return {
         "schema": records.SCHEMA_VERSION,
         "name": records.result_name(cfg),
         "config": cfg.to_dict(),
+        "config_origins": origins or {},
         "experiment": cfg.experiment_hash(),
         "seed": cfg.seed,
         "protocol": cfg.protocol,
         "split": {
             "fingerprint": prepared.split.fingerprint,
             "seed": cfg.split_seed,
+            "folds": cfg.folds,
+            "fold": cfg.fold,
+            "validation": cfg.validate,
             "train_images": int(len(inputs.train_rows)),
             "test_images": int(len(inputs.test_rows)),
             "train_identities": int(len(set(ids[inputs.train_rows]))),
@@ -221,6 +272,9 @@ def build_record(prepared: Prepared, model: Model, inputs: Inputs, metrics: dict
         },
         "dataset": {"name": data.name, "fingerprint": data.fingerprint, "images": int(len(data.df)), **data.info},
         "backbone": backbone_provenance(cfg, model.backbone),
+        "preprocessing": {"image_size": cfg.image_size, "resize": "PIL bilinear, straight to a square",
+                          "mean": [round(float(v), 4) for v in model.normalize.mean.flatten()],
+                          "std": [round(float(v), 4) for v in model.normalize.std.flatten()]},
         "caveats": prepared.method.caveats(cfg),
         "keypoints": None if kps is None else {
             "categories": list(kps.categories),
@@ -228,6 +282,7 @@ def build_record(prepared: Prepared, model: Model, inputs: Inputs, metrics: dict
             "provenance": kps.provenance,
         },
         "metrics": metrics,
+        "queries": query_outcomes(prepared, inputs, per_query),
         "history": history,
         "timing": {"epochs": timing, "processes": dist.world},
         "wall_time_s": round(wall_time, 3),
@@ -240,7 +295,7 @@ def build_record(prepared: Prepared, model: Model, inputs: Inputs, metrics: dict
 
 
 def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None, force: bool = False,
-            progress: bool = True) -> tuple[dict | None, Path]:
+            progress: bool = True, origins: dict | None = None) -> tuple[dict | None, Path]:
     """Run one experiment and write its record; returns (record, path); under torchrun the other
     ranks return (None, path). A run killed part-way resumes from its last finished epoch when
     started again with the same config and seed."""
@@ -253,9 +308,10 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
     with records.RunLock(results_dir, out_path.stem) if dist.is_main else contextlib.nullcontext():
         device = distributed.setup(dist, pick_device(cfg.device))
         seed_everything(cfg.seed)
+        backbone = make_backbone(cfg, METHODS.create(cfg.method))
         prepared = prepare(cfg, data_root, progress=progress)
-        model = build_model(prepared)
-        inputs = decode_inputs(prepared)
+        model = build_model(prepared, backbone)
+        inputs = decode_inputs(prepared, progress)
         checkpoint = Checkpoint(results_dir / ".checkpoints" / f"{out_path.stem}.pt", save=dist.is_main,
                                 on_resume=lambda epoch: print(f"resuming {out_path.stem} after epoch {epoch}",
                                                               file=sys.stderr))
@@ -269,7 +325,7 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
             return None, out_path
         metrics = evaluate(prepared, model, inputs, device)
         record = build_record(prepared, model, inputs, metrics, history, timing, device, dist,
-                              time.perf_counter() - t0)
+                              time.perf_counter() - t0, origins)
         path = records.write_record(out_path, record, overwrite=force)
         checkpoint.discard()
         distributed.barrier(dist)

@@ -6,6 +6,7 @@ in model-input pixels), so the loop stays simple and fast.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import threading
@@ -26,6 +27,7 @@ from tqdm import tqdm
 from ..core.distributed import DistInfo
 from ..core.io import leftover_temps, replace_atomic
 from ..model.tokens import hflip, token_mask
+from .augment import RandAugment
 
 
 @dataclass
@@ -233,18 +235,26 @@ class TrainSettings:
     """How to train: the training fields of a run config."""
 
     epochs: int
-    batch_size: int
+    batch_size: int  # images per optimizer step (all ranks, all micro-batches)
     lr: float
     weight_decay: float
     warmup_epochs: float
     hflip: float  # probability of the left/right-swapping horizontal flip
     seed: int
+    optimizer: str = "adamw"
+    momentum: float = 0.9  # sgd
+    lr_min: float = 0.0  # the cosine decay ends here
+    accumulate: int = 1  # micro-batches per optimizer step
+    augment: RandAugment | None = None
     compile_backend: str = "none"  # torch.compile backend; none = eager
 
     @classmethod
     def from_config(cls, cfg) -> TrainSettings:
+        augment = RandAugment(cfg.randaugment_ops, cfg.randaugment_magnitude) if cfg.augment == "randaugment" else None
         return cls(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                   warmup_epochs=cfg.warmup_epochs, hflip=cfg.hflip, seed=cfg.seed, compile_backend=cfg.compile)
+                   warmup_epochs=cfg.warmup_epochs, hflip=cfg.hflip, seed=cfg.seed, optimizer=cfg.optimizer,
+                   momentum=cfg.momentum if cfg.momentum is not None else 0.9, lr_min=cfg.lr_min,
+                   accumulate=cfg.accumulate, augment=augment, compile_backend=cfg.compile)
 
 
 def compiled(objective: nn.Module, backend: str) -> nn.Module:
@@ -257,34 +267,63 @@ def compiled(objective: nn.Module, backend: str) -> nn.Module:
     return torch.compile(objective, backend=backend)
 
 
-def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """Learning-rate factor per step: linear warm-up, then cosine decay to 0."""
+# parameters weight decay never touches (besides every bias and norm: all 1-d parameters)
+NO_DECAY = ("pos_embed", "cls_token", "reg_token", "dist_token", "encoding.weight")
+
+
+def parameter_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    """Decayed and undecayed trainable parameters: norms, biases, position/class tokens and the
+    keypoint embedding are never decayed (decay pulls them towards zero for no benefit)."""
+    decay, keep = [], []
+    for name, param in module.named_parameters():
+        if not param.requires_grad:
+            continue
+        exempt = param.ndim <= 1 or any(part in name for part in NO_DECAY)
+        (keep if exempt else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
+
+
+def make_optimizer(module: nn.Module, settings: TrainSettings, device: torch.device) -> torch.optim.Optimizer:
+    groups = parameter_groups(module, settings.weight_decay)
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum)
+    return torch.optim.AdamW(groups, lr=settings.lr, **({"fused": True} if device.type == "cuda" else {}))
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.0) -> Callable[[int], float]:
+    """Learning-rate factor per step: linear warm-up, then cosine decay to ``floor`` (lr_min / lr)."""
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         done = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * done))
+        return floor + (1.0 - floor) * 0.5 * (1 + math.cos(math.pi * done))
 
     return factor
 
 
-def batch_maker(model, data: TrainData, normalize: Normalizer, settings: TrainSettings, device, dist: DistInfo):
-    """-> make(start, order, flips): one training batch (row indices, normalized images, token
-    masks, labels) of this rank's slice of the global batch starting at ``start``."""
+def batch_maker(model, data: TrainData, normalize: Normalizer, settings: TrainSettings, device, dist: DistInfo,
+                generator: torch.Generator):
+    """-> make((start, part), order, flips): micro-batch ``part`` (of ``accumulate``) of this rank's
+    slice of the global batch starting at ``start``: (row indices, normalized images, token masks,
+    labels, share of the rank's batch)."""
     pin = device.type == "cuda"
 
-    def make(start, order, flips):
-        idx = order[start : start + settings.batch_size][dist.rank :: dist.world]
+    def make(key, order, flips):
+        start, part = key
+        mine = order[start : start + settings.batch_size][dist.rank :: dist.world]
+        idx = mine.tensor_split(settings.accumulate)[part]
         rows = data.rows[idx]
         images = data.images[rows]
         points = data.points[rows] if data.points is not None else None
         images, points = hflip(images, points, flips[idx], data.flip_perm)
+        if settings.augment is not None:
+            images, points = settings.augment(images, points, generator)
         if pin:
             images = images.pin_memory()
         labels = data.labels[idx].to(device, non_blocking=True)
         x = normalize(images.to(device, non_blocking=True))
-        return idx, x, batch_masks(model, points, device), labels
+        return idx, x, batch_masks(model, points, device), labels, len(idx) / max(1, len(mine))
 
     return make
 
@@ -294,55 +333,61 @@ def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: N
           progress: bool = True) -> list[dict]:
     """Train in place; returns per-epoch stats. Under torchrun (``dist.world`` > 1, process group
     up) every rank draws the same global batch from the shared seed and trains on its slice
-    ``batch[rank::world]``; DDP averages the gradients, so the global batch is ``batch_size``."""
+    ``batch[rank::world]``; DDP averages the gradients, so the global batch is ``batch_size``.
+    With ``accumulate`` > 1 each rank's slice runs as that many micro-batches whose gradients add
+    up to the slice's before the one optimizer step."""
     model.to(device).train()
     losses.to(device).train()
     normalize.to(device)
     objective: nn.Module = Objective(model, losses)
     if dist.world > 1:
         objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
-    params = [p for p in objective.parameters() if p.requires_grad]
     step_fn = compiled(objective, settings.compile_backend)
-    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay,
-                            **({"fused": True} if device.type == "cuda" else {}))
+    opt = make_optimizer(objective, settings, device)
     n = len(data.labels)
-    starts = batch_starts(n, settings.batch_size, dist.world)
+    starts = batch_starts(n, settings.batch_size, dist.world * settings.accumulate)
     used = sum(min(settings.batch_size, n - s) for s in starts)  # images per epoch the losses average over
     steps_per_epoch = max(1, len(starts))
     total = settings.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_cosine(total, int(settings.warmup_epochs * steps_per_epoch)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(
+        total, int(settings.warmup_epochs * steps_per_epoch), settings.lr_min / settings.lr if settings.lr else 0.0))
     gen = torch.Generator().manual_seed(settings.seed)
     prefetch = 2 if device.type == "cuda" else 0  # on a CPU the worker would steal the model's cores
-    make = batch_maker(model, data, normalize, settings, device, dist)
+    make = batch_maker(model, data, normalize, settings, device, dist, gen)
+    keys = [(start, part) for start in starts for part in range(settings.accumulate)]
     history: list = []
     state = TrainState(objective.module if dist.world > 1 else objective, opt, sched, gen, history)
     for hook in hooks:
         hook.on_start(state)
     bar = tqdm(total=total, desc="training", disable=not progress or not dist.is_main, leave=False)
     bar.update(state.epoch * steps_per_epoch)
+    shown = max(1, steps_per_epoch // 20)  # the loss on the bar is refreshed ~20 times an epoch
     names = [t.name for t in losses] + ["loss"]
     for epoch in range(state.epoch, settings.epochs):
         order = torch.randperm(n, generator=gen)
         flips = torch.rand(n, generator=gen) < settings.hflip
         sums = torch.zeros(len(losses) + 1, dtype=torch.float64, device=device)  # no GPU sync per step
-        data_time = 0.0
+        seen, data_time = 0, 0.0
         t_epoch = time.perf_counter()
-        batches = prefetched(lambda start, order=order, flips=flips: make(start, order, flips), starts, depth=prefetch)
-        while True:
-            t0 = time.perf_counter()
-            batch = next(batches, None)
-            data_time += time.perf_counter() - t0
-            if batch is None:
-                break
-            idx, x, mask, labels = batch
-            loss, parts = step_fn(x, mask, labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+        batches = prefetched(lambda key, order=order, flips=flips: make(key, order, flips), keys, depth=prefetch)
+        for step in range(len(starts)):
+            for part in range(settings.accumulate):
+                t0 = time.perf_counter()
+                idx, x, mask, labels, share = next(batches)
+                data_time += time.perf_counter() - t0
+                last = part == settings.accumulate - 1
+                sync = objective.no_sync() if dist.world > 1 and not last else contextlib.nullcontext()
+                with sync:
+                    loss, parts = step_fn(x, mask, labels)
+                    (loss * share).backward()
+                sums += torch.stack([*parts.values(), loss]).detach().double() * len(idx)
+                seen += len(idx)
             opt.step()
+            opt.zero_grad(set_to_none=True)
             sched.step()
-            sums += torch.stack([*parts.values(), loss]).detach().double() * len(idx)
             bar.update(1)
+            if progress and step % shown == 0:
+                bar.set_postfix(loss=f"{float(sums[-1]) / max(seen, 1):.3f}")
         if dist.world > 1:
             torch_dist.all_reduce(sums)
         wall = time.perf_counter() - t_epoch
@@ -371,6 +416,6 @@ def embed(model, images: torch.Tensor, points, normalize, device, batch_size: in
         batch = rows[start : start + batch_size]
         x = normalize(images[batch].to(device))
         pts = points[batch] if points is not None else None
-        with autocast(device):
-            out.append(model(x, batch_masks(model, pts, device)).float().cpu())
+        # fp32 even on a GPU: bf16 rounding would decide near-ties between gallery images
+        out.append(model(x, batch_masks(model, pts, device)).float().cpu())
     return torch.cat(out) if out else torch.empty(0)

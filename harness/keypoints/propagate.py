@@ -149,11 +149,17 @@ def check_mode(mode: str) -> None:
         raise ValueError(f"unknown matching mode {mode!r}; valid: {', '.join(MODES)}")
 
 
-def propagation_name(reference_hash: str, featurizer: Featurizer, mode: str, mirror: bool = False) -> tuple[str, str]:
+PIXELS = ("continuous", "centres")
+
+
+def propagation_name(reference_hash: str, featurizer: Featurizer, mode: str, mirror: bool = False,
+                     pixels: str = "continuous") -> tuple[str, str]:
     """(name, hash) of a propagation: the featurizer's name plus a hash of everything that defines it."""
     config = {"reference": reference_hash, "featurizer": featurizer.config(), "mode": mode}
     if mirror:  # only when on, so sets made before the option existed keep their names
         config["mirror"] = True
+    if pixels != "continuous":
+        config["pixels"] = pixels
     h = config_hash(config)
     return f"{featurizer.name}-{h}", h
 
@@ -207,10 +213,10 @@ def featurizer_device(featurizer: Featurizer) -> torch.device:
     return device if isinstance(device, torch.device) else torch.device("cpu")
 
 
-def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, reference_name: str, mode: str = "fast",
+def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, reference_name: str, mode: str | None = None,
               name: str | None = None, batch_size: int | None = None, progress: bool = True,
-              force: bool = False, dist: DistInfo | None = None,
-              report: Callable[[str], None] | None = None, mirror: bool = False) -> tuple[KeypointSet, str, bool]:
+              force: bool = False, dist: DistInfo | None = None, report: Callable[[str], None] | None = None,
+              mirror: bool = False, pixels: str | None = None) -> tuple[KeypointSet, str, bool]:
     """Propagate ``ref`` to every image of ``data``; store and return (set, name, computed).
 
     A stored set with the same configuration is returned as is (no feature extraction). Progress is
@@ -225,13 +231,19 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
     own block of the images not done yet and saves its own partial file; after a barrier rank 0
     merges the partial files and writes the set, the other ranks wait and then read it. The ranks
     must share the keypoint cache folder. Rank 0 passes ``report`` one line saying how many images
-    each rank featurized."""
+    each rank featurized.
+
+    ``mode`` and ``pixels`` default to the featurizer's ``matching`` (``dift``: exact, centres)."""
+    mode = mode or featurizer.matching["mode"]
+    pixels = pixels or featurizer.matching["pixels"]
     check_mode(mode)
+    if pixels not in PIXELS:
+        raise ValueError(f"unknown pixel convention {pixels!r}; valid: {', '.join(PIXELS)}")
     matcher = MATCHERS[mode][1]
     info = distributed.from_env() if dist is None else dist
     if info.world > 1:
         distributed.setup(info, featurizer_device(featurizer))  # no-op when the process group is already up
-    auto_name, chash = propagation_name(ref.content_hash(), featurizer, mode, mirror)
+    auto_name, chash = propagation_name(ref.content_hash(), featurizer, mode, mirror, pixels)
     name = name or auto_name
     folder = store_dir(data)
     final = folder / f"{name}.json"
@@ -252,9 +264,10 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
     bs = batch_size or featurizer.batch_size
     if len(mine):
         r = row_of_image(data, ref.image_id)
-        ref_img, ref_size = load_rows(data, [r], featurizer.size, desc="reference")
+        ref_img, ref_size = load_rows(data, [r], featurizer.size, desc="reference", resize=featurizer.resize)
         scale = featurizer.size / ref_size[0]
-        ref_pts = torch.from_numpy(ref.points * scale[None, :]).float()
+        offset = 0.5 if pixels == "centres" else 0.0  # x = 31 read as the centre of pixel 31
+        ref_pts = torch.from_numpy((ref.points + offset) * scale[None, :]).float()
         ref_vec = reference_views(featurizer, ref_img, ref_pts, mode, mirror)  # once
         desc = f"propagating ({featurizer.name}, {mode})"
         if info.world > 1:
@@ -264,7 +277,7 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
             bar = tqdm(total=n, initial=n - len(mine), desc=desc, disable=not progress, unit="img")
         for start in range(0, len(mine), bs):
             rows = mine[start : start + bs]
-            imgs, sizes = load_rows(data, rows, featurizer.size, desc="targets")
+            imgs, sizes = load_rows(data, rows, featurizer.size, desc="targets", resize=featurizer.resize)
             feats = featurizer(to_input(imgs))
             found, view = matcher(ref_vec, feats, featurizer.stride)
             points[rows] = found.cpu().numpy() * (sizes / featurizer.size)[:, None, :]
@@ -293,6 +306,7 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
             "reference": {"name": reference_name, "image_id": ref.image_id, **ref.provenance},
             "featurizer": featurizer.config(),
             "matching": mode,
+            "pixels": pixels,
             "config_hash": chash,
         }
         if mirror:

@@ -1,14 +1,17 @@
 """Keypoint recipes: `--keypoints SOURCE@FEATURIZER[:key=value,...]` names a whole pipeline.
 
-`expert@sd` = annotate the reference image with the `expert` source, propagate it to every image
-with the `sd` featurizer; `gpt4@sd:timestep=100,k=3` the same with GPT-4 choosing 3 keypoints and
-features at diffusion timestep 100. Keys `k` (keypoints to choose), `image` (reference image id) and
+`expert@dift` = annotate the reference image with the `expert` source, propagate it to every
+image with the `dift` featurizer; `gpt4@dift:timestep=100,k=3` the same with GPT-4 choosing 3
+keypoints and features at diffusion timestep 100. Keys `k` (keypoints to choose; default: the
+run's --num-keypoints), `image` (reference image id; default: the card's reference image) and
 `ref_model` (the reference source's model: GPT model name, or the Grad-CAM classifier, e.g. the
-offline `tiny-random-vit` / `tiny-random-resnet`) go to the reference source, `mode` (fast/exact)
-and `mirror` (1: also match the mirrored reference) to the matching, every other key to the
-featurizer. Both steps are cached: the
-reference under `recipe-<source>-<hash>` (so GPT-4 is asked once), the propagated set by its
-configuration, so a recipe used by many runs (a table's cells, seeds) is computed once. Under
+offline `tiny-random-vit` / `tiny-random-resnet`) go to the reference source; `mode` (fast /
+exact), `pixels` (continuous / centres) and `mirror` (1: also match the mirrored reference) to
+the matching (defaults: the featurizer's); every other key to the featurizer. `SOURCE@template`
+places the reference's points at the same relative position on every image, without matching
+(the fixed-template control). Both steps are cached: the reference by what was asked of it
+(`ref-<source>-<hash>`, as `harness keypoints annotate` names it, so GPT-4 is asked once), the
+propagated set by its configuration, so a recipe used by many runs is computed once. Under
 torchrun rank 0 alone annotates (the others wait) and the ranks share the propagation out.
 """
 from __future__ import annotations
@@ -17,13 +20,14 @@ import sys
 
 from ..core import distributed
 from ..core.errors import DataError
-from ..core.io import config_hash
 from ..data.dataset import ReidData
 from ..data.loaders import get_card
 from .featurizers import FEATURIZERS, create_featurizer
-from .propagate import MODES, featurizer_device, propagate
-from .references import REFERENCE_SOURCES, AnnotateOptions
+from .propagate import MODES, PIXELS, featurizer_device, propagate
+from .references import REFERENCE_SOURCES, AnnotateOptions, reference_name
+from .sets import KeypointSet, Reference
 from .store import load_reference, save_reference, stored_path
+from .template import TEMPLATE, place_template
 
 REFERENCE_KEYS = {"k": "num_keypoints", "image": "image", "ref_model": "model"}
 
@@ -51,14 +55,17 @@ def parse_recipe(spec: str) -> tuple[str, str, dict, dict]:
     return source, featurizer, ref_opts, feat_opts
 
 
-def matching_options(spec: str, feat_opts: dict) -> tuple[str, bool]:
-    """Take the matching keys out of a recipe's featurizer options: (mode, mirror), checked."""
-    mode, mirror = str(feat_opts.pop("mode", "fast")), feat_opts.pop("mirror", 0)
-    if mode not in MODES:
+def matching_options(spec: str, feat_opts: dict) -> dict:
+    """Take the matching keys out of a recipe's featurizer options: {mode, pixels, mirror}, checked
+    (mode and pixels None when not given: the featurizer's defaults)."""
+    mode, pixels, mirror = feat_opts.pop("mode", None), feat_opts.pop("pixels", None), feat_opts.pop("mirror", 0)
+    if mode is not None and mode not in MODES:
         raise DataError(f"keypoint recipe {spec!r}: unknown matching mode {mode!r}; valid: {', '.join(MODES)}")
+    if pixels is not None and pixels not in PIXELS:
+        raise DataError(f"keypoint recipe {spec!r}: unknown pixel convention {pixels!r}; valid: {', '.join(PIXELS)}")
     if mirror not in (0, 1):
         raise DataError(f"keypoint recipe {spec!r}: mirror must be 0 or 1, got {mirror!r}")
-    return mode, bool(mirror)
+    return {"mode": mode, "pixels": pixels, "mirror": bool(mirror)}
 
 
 def recipe_problem(spec: str) -> str | None:
@@ -68,9 +75,12 @@ def recipe_problem(spec: str) -> str | None:
         matching_options(spec, feat_opts)
     except DataError as exc:
         return str(exc)
-    for name, reg in ((source, REFERENCE_SOURCES), (featurizer, FEATURIZERS)):
-        if name not in reg:
-            return f"keypoint recipe {spec!r}: unknown {reg.kind} {name!r}; valid: {', '.join(reg.names())}"
+    if source not in REFERENCE_SOURCES:
+        return (f"keypoint recipe {spec!r}: unknown reference source {source!r}; "
+                f"valid: {', '.join(REFERENCE_SOURCES.names())}")
+    if featurizer != TEMPLATE and featurizer not in FEATURIZERS:
+        return (f"keypoint recipe {spec!r}: unknown featurizer {featurizer!r}; "
+                f"valid: {', '.join(FEATURIZERS.names())}, or {TEMPLATE} (no matching)")
     return None
 
 
@@ -83,25 +93,37 @@ def _number(value: str):
     return value
 
 
-def from_recipe(spec: str, data: ReidData, cfg, progress: bool = True):
-    """Annotate (cached) + propagate (cached) -> (KeypointSet, provenance name)."""
-    source, featurizer, ref_opts, feat_opts = parse_recipe(spec)
-    mode, mirror = matching_options(spec, feat_opts)
+def recipe_reference(source: str, ref_opts: dict, data: ReidData, cfg) -> tuple[Reference, str]:
+    """The recipe's reference annotation, made once and stored under what was asked of it. K is
+    the recipe's `k`, else the run's --num-keypoints; the image the recipe's `image`, else the card's."""
     entry = REFERENCE_SOURCES.get(source)
-    key = config_hash([entry.name, ref_opts])
-    ref_name = f"recipe-{entry.name}-{key}"
+    opts = dict(ref_opts)
+    if opts.get("num_keypoints") is None and getattr(cfg, "num_keypoints", None):
+        opts["num_keypoints"] = cfg.num_keypoints
+    options = AnnotateOptions(**opts)
+    card = get_card(cfg.dataset) if getattr(cfg, "dataset", None) else None
+    annotator = entry.factory()
+    name = reference_name(entry.name, annotator.request(data, card, options))
+    dist = distributed.from_env()
+    if dist.is_main and stored_path(name, data) is None:  # under torchrun rank 0 alone annotates
+        save_reference(annotator.annotate(data, card, options), data, name)
+    distributed.barrier(dist)
+    return load_reference(name, data), name
+
+
+def from_recipe(spec: str, data: ReidData, cfg, progress: bool = True) -> tuple[KeypointSet, str]:
+    """Annotate (cached) + propagate (cached) -> (KeypointSet, name)."""
+    source, featurizer, ref_opts, feat_opts = parse_recipe(spec)
+    matching = matching_options(spec, feat_opts)
+    if featurizer == TEMPLATE:
+        ref, ref_name = recipe_reference(source, ref_opts, data, cfg)
+        return place_template(data, ref, ref_name), f"{ref_name}@{TEMPLATE}"
     feat = create_featurizer(featurizer, **feat_opts)
     dist = distributed.from_env()
-    if dist.world > 1:  # under torchrun: rank 0 alone annotates, the others wait for its reference
+    if dist.world > 1:  # the process group the reference's barrier and the sharded propagation use
         distributed.setup(dist, featurizer_device(feat))
-    if dist.is_main and stored_path(ref_name, data) is None:
-        card = get_card(cfg.dataset) if getattr(cfg, "dataset", None) else None
-        ref = entry.factory().annotate(data, card, AnnotateOptions(**ref_opts))
-        save_reference(ref, data, ref_name)
-    distributed.barrier(dist)
-    ref = load_reference(ref_name, data)
+    ref, ref_name = recipe_reference(source, ref_opts, data, cfg)
     # every rank propagates its share of the images; rank 0 writes the set
-    kps, name, _ = propagate(data, ref, feat, reference_name=ref_name, mode=mode, mirror=mirror,
-                             progress=progress, dist=dist,
-                             report=(lambda line: print(line, file=sys.stderr)) if progress else None)
+    kps, name, _ = propagate(data, ref, feat, reference_name=ref_name, progress=progress, dist=dist,
+                             report=(lambda line: print(line, file=sys.stderr)) if progress else None, **matching)
     return kps, name

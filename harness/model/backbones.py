@@ -19,10 +19,11 @@ from ..core.errors import BackboneError
 
 # alias -> (timm architecture[.pretrained tag], architecture overrides)
 ALIASES: dict[str, tuple[str, dict]] = {
-    # random-init test bed: 4 blocks, 96-d, patch 8; runs in seconds on a CPU
-    "micro": ("vit_tiny_patch16_224", dict(patch_size=8, embed_dim=96, depth=4, num_heads=4)),
+    # random-init test beds (patch 8), smallest first: seconds to minutes on a CPU
     "nano": ("vit_tiny_patch16_224", dict(patch_size=8, embed_dim=32, depth=2, num_heads=2)),
-    "mini": ("vit_tiny_patch16_224", dict(patch_size=8, embed_dim=64, depth=3, num_heads=2)),  # between nano and micro
+    "mini": ("vit_tiny_patch16_224", dict(patch_size=8, embed_dim=64, depth=3, num_heads=2)),
+    "micro": ("vit_tiny_patch16_224", dict(patch_size=8, embed_dim=96, depth=4, num_heads=4)),
+    "midi": ("vit_tiny_patch16_224", dict(patch_size=8, embed_dim=128, depth=6, num_heads=4)),
     # the paper's ViT sizes, ImageNet-21k pretraining
     "base": ("vit_base_patch16_224.augreg_in21k", {}),
     "large": ("vit_large_patch16_224.augreg_in21k", {}),
@@ -32,7 +33,10 @@ ALIASES: dict[str, tuple[str, dict]] = {
 }
 
 # test-bed aliases: random init only; `pretrained` (e.g. from a card's defaults) has no weights to load
-RANDOM_INIT = ("micro", "mini", "nano")
+RANDOM_INIT = ("nano", "mini", "micro", "midi")
+# parameter counts of the paper's sizes (timm's model cards)
+PAPER_SIZES = {"base": "ViT-B/16, 86M parameters", "large": "ViT-L/16, 304M parameters",
+               "huge": "ViT-H/14, 632M parameters", "megadescriptor": "Swin-L, 195M parameters"}
 
 # alias -> the hub checkpoint that `pretrained=True` loads instead of timm's default tag
 HUB_WEIGHTS: dict[str, str] = {"megadescriptor": "hf-hub:BVRA/MegaDescriptor-L-384"}
@@ -44,11 +48,22 @@ HUB_ARCHITECTURES: dict[str, str] = {
 }
 
 
+def vit_parameters(embed_dim: int, depth: int, patch: int, mlp_ratio: int = 4) -> int:
+    """Parameters of a plain ViT body (patch embedding, blocks, final norm; no head or position table)."""
+    block = 4 * embed_dim * embed_dim + 4 * embed_dim + 2 * mlp_ratio * embed_dim * embed_dim \
+        + (mlp_ratio + 1) * embed_dim + 4 * embed_dim
+    return 3 * patch * patch * embed_dim + embed_dim + depth * block + 2 * embed_dim
+
+
 def describe(name: str) -> str:
-    """One line for `harness list`: architecture, overrides and where pretrained weights come from."""
+    """One line for `harness list`: size, architecture and where pretrained weights come from."""
     arch, over = ALIASES.get(name, (name, {}))
+    if name in RANDOM_INIT:
+        params = vit_parameters(over["embed_dim"], over["depth"], over["patch_size"])
+        return (f"random-init ViT, patch {over['patch_size']}, {over['embed_dim']}-d, {over['depth']} blocks, "
+                f"{params / 1e6:.2f}M parameters ({arch} reshaped)")
     hub = HUB_WEIGHTS.get(name)
-    return arch + (f" {over}" if over else "") + (f" (pretrained: {hub})" if hub else "")
+    return f"{PAPER_SIZES.get(name, arch)}: {arch}" + (f" (pretrained: {hub})" if hub else "")
 
 
 def weights_hint(name: str) -> str:

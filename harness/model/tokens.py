@@ -2,8 +2,9 @@
 
 Keypoints are float pixel coordinates (x right, y down) in the model-input image, shape (B, K, 2);
 NaN marks a missing point. ``category`` (K,) gives each keypoint's category index in 0..C-1.
-A keypoint at continuous position (x, y) lies in patch (floor(y / ph), floor(x / pw)); points
-outside [0, W) x [0, H) or NaN are ignored. The mask has one row per patch token (no [CLS] row:
+A keypoint at continuous position (x, y) lies in patch (floor(y / ph), floor(x / pw)); a point on
+the far edge (x = W or y = H, e.g. a point at x = 0 after a horizontal flip) belongs to the last
+patch; points outside [0, W] x [0, H] or NaN are ignored. The mask has one row per patch token (no [CLS] row:
 the encoding is added to patch tokens only, so [CLS] is untouched).
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ def token_mask(
     if k == 0:
         return mask
     x, y = points[..., 0], points[..., 1]
-    valid = torch.isfinite(x) & torch.isfinite(y) & (x >= 0) & (y >= 0) & (x < gw * pw) & (y < gh * ph)
+    valid = torch.isfinite(x) & torch.isfinite(y) & (x >= 0) & (y >= 0) & (x <= gw * pw) & (y <= gh * ph)
     col = torch.div(torch.nan_to_num(x, nan=0.0).clamp(0, gw * pw - 1), pw, rounding_mode="floor").long()
     row = torch.div(torch.nan_to_num(y, nan=0.0).clamp(0, gh * ph - 1), ph, rounding_mode="floor").long()
     token = row * gw + col

@@ -15,7 +15,7 @@ from ..config import RunConfig
 from ..core.errors import EXPECTED_ERRORS
 from ..engine.records import result_path
 from ..engine.run import execute
-from .declarations import TINY_DATASETS, Cell, cells, get_table, resolve_cell, table_ids
+from .declarations import TINY_DATASETS, Cell, cells, get_setting, get_table, resolve_cell, table_ids
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 
@@ -35,35 +35,39 @@ class Job:
         return self.path.exists()
 
 
-def plan(table: str, results_dir: Path, *, seeds: int = 1, tiny: bool = False, dataset: str | None = None,
-         columns: tuple[str, ...] = ()):
-    """-> (jobs, skipped): jobs = (cell, seed) runs in a stable order, deduplicated (cells shared
-    by two tables run once); skipped = cells that cannot run in this mode, with their reason.
-    ``dataset`` / ``columns`` keep only the cells on that dataset / with those column labels
-    (before deduplication, so a shared cell is kept under the label asked for)."""
+def plan(table: str, results_dir: Path, *, setting: str = "real", seeds: int | None = None,
+         dataset: str | None = None, columns: tuple[str, ...] = (), rows: tuple[str, ...] = ()):
+    """-> (jobs, skipped): jobs = (cell, fold, seed) runs in a stable order, deduplicated (cells
+    shared by two tables run once); skipped = cells that cannot run in this setting, with their
+    reason. A cell with --folds K runs every fold; ``seeds`` defaults to the setting's.
+    ``dataset`` / ``columns`` / ``rows`` keep only the cells on that dataset / with those column or
+    row labels (before deduplication, so a shared cell is kept under the label asked for)."""
     names = table_ids() if table == "all" else [get_table(table).id]
+    seeds = get_setting(setting).seeds if seeds is None else seeds
     jobs, skipped, seen = [], [], set()
     for name in names:
-        for cell in cells(get_table(name), tiny=tiny):
-            if columns and cell.col not in columns:
+        for cell in cells(get_table(name), setting):
+            if (columns and cell.col not in columns) or (rows and cell.row not in rows):
                 continue
             if cell.overrides is None:
                 skipped.append(cell)
                 continue
+            folds = cell.overrides.get("folds")
             for seed in range(seeds):
-                cfg = resolve_cell(cell, seed)
-                if dataset and not _on_dataset(cell, cfg, dataset, tiny):
-                    continue
-                path = result_path(results_dir, cfg)
-                if path in seen:
-                    continue
-                seen.add(path)
-                jobs.append(Job(cell, cfg, path))
+                for fold in (range(folds) if folds else [None]):
+                    cfg = resolve_cell(cell, seed, fold)
+                    if dataset and not _on_dataset(cfg, dataset, setting):
+                        continue
+                    path = result_path(results_dir, cfg)
+                    if path in seen:
+                        continue
+                    seen.add(path)
+                    jobs.append(Job(cell, cfg, path))
     return jobs, skipped
 
 
-def _on_dataset(cell: Cell, cfg, dataset: str, tiny: bool) -> bool:
-    if not tiny:
+def _on_dataset(cfg: RunConfig, dataset: str, setting: str) -> bool:
+    if setting != "tiny":
         return cfg.dataset == dataset.lower()
     seed = dict(cfg.dataset_options).get("seed")
     return seed == str(TINY_DATASETS.get(dataset.lower(), -1))
@@ -89,9 +93,7 @@ def sweep_local(todo: list[Job], results_dir: Path, data_root: Path | None, repo
 
 def run_one(cfg_dict: dict, results_dir: str, data_root: str | None) -> str:
     """One cell; the unit a cluster job runs (plain arguments, so it pickles)."""
-    d = dict(cfg_dict)
-    d["dataset_options"] = tuple(sorted(d.get("dataset_options", {}).items()))
-    cfg = RunConfig(**d)
+    cfg = RunConfig.from_dict(cfg_dict)
     _, path = execute(cfg, Path(results_dir), data_root=Path(data_root) if data_root else None, progress=False)
     return str(path)
 

@@ -1,6 +1,7 @@
 """Featurizers for keypoint propagation, registered here by name (one file each):
 
-  sd      DIFT-style Stable Diffusion UNet features (diffusers)
+  sd      Stable Diffusion UNet features (diffusers), fast settings
+  dift    the same with DIFT's settings exactly (sampled latent, fp32, bicubic, exact matching)
   dinov2  patch tokens of a DINOv2 ViT (timm)
   sift    dense SIFT descriptors (OpenCV): no weights, offline
   spin    colour spin images: no weights, offline
@@ -12,13 +13,14 @@ import inspect
 from ...core.registry import Registry
 from .base import Featurizer
 from .dinov2 import DinoV2Featurizer
-from .sd import SDFeaturizer
+from .sd import DiftFeaturizer, SDFeaturizer
 from .sift import SiftFeaturizer
 from .spin import SpinFeaturizer
 
 FEATURIZERS: Registry[Featurizer] = Registry("featurizer")
 for _name, _cls, _description in (
-    ("sd", SDFeaturizer, "Stable Diffusion UNet up-block features, DIFT-style (diffusers)"),
+    ("sd", SDFeaturizer, "Stable Diffusion UNet up-block features (diffusers): latent mean, fp16 on GPU, fast matching"),
+    ("dift", DiftFeaturizer, "Stable Diffusion features with DIFT's settings: sampled latent, fp32, bicubic, exact matching"),
     ("dinov2", DinoV2Featurizer, "patch tokens of a DINOv2 ViT (timm), stride 14"),
     ("sift", SiftFeaturizer, "dense SIFT descriptors on a grid (OpenCV): no weights, offline"),
     ("spin", SpinFeaturizer, "colour spin images (ring histograms): rotation/mirror invariant, no weights, offline"),

@@ -12,13 +12,24 @@ from pathlib import Path
 import torch
 
 
+RESIZES = ("bilinear", "bicubic")
+
+
 class Featurizer:
-    """Base class: subclasses set ``name``, ``size``, ``stride`` and implement ``_features``."""
+    """Base class: subclasses set ``name``, ``size``, ``stride`` and implement ``_features``.
+
+    ``resize`` is how images are resized to ``size`` before featurizing; ``matching`` holds the
+    matching defaults this featurizer is meant with (a recipe's keys override them): ``mode``
+    (fast / exact) and ``pixels`` (how a reference point's coordinates are read: ``continuous``,
+    x = 31 is the left edge of pixel 31; ``centres``, x = 31 is the centre of pixel 31, as DIFT
+    reads integer annotations)."""
 
     name = "?"
     size: int
     stride: int
     batch_size: int = 8
+    resize: str = "bilinear"
+    matching = {"mode": "fast", "pixels": "continuous"}
 
     def config(self) -> dict:
         """Everything that changes the features (names the propagation in the cache)."""

@@ -1,9 +1,14 @@
-"""DIFT-style Stable Diffusion UNet features (diffusers).
+"""Stable Diffusion UNet features (diffusers), as DIFT (Tang et al. 2023) takes them.
 
 VAE-encode, noise at timestep t, one UNet pass with an empty prompt, output of up-block ``block``
 taken by a forward hook that stops the UNet there; averaged over ``ensemble`` noise draws. A
-batch's images x draws run as UNet passes of up to ``unet_batch`` samples; fp16 and PyTorch SDPA
-attention on CUDA, float32 on CPU.
+batch's images x draws run as UNet passes of up to ``unet_batch`` samples with PyTorch SDPA
+attention.
+
+``sd`` is the fast variant: the VAE latent's mean, fp16 on CUDA, bilinear image resize, fast
+matching. ``dift`` follows DIFT exactly (its public code): the VAE latent sampled, fp32
+features, bicubic image resize, exact matching (upsample, then cosine per pixel) and integer
+annotations read as pixel centres. Both record every one of these choices.
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import torch
 from ...core.distributed import pick_device
 from ...core.errors import DataError
 from ..testbed import local_model
-from .base import Featurizer, check_size
+from .base import RESIZES, Featurizer, check_size
 
 # The DIFT reference model, stabilityai/stable-diffusion-2-1, was withdrawn from the Hugging Face
 # hub in November 2025; sd2-community keeps a copy of the same diffusers repository (README).
@@ -26,16 +31,24 @@ class _Stop(Exception):
         self.output = output
 
 
+LATENTS = ("mean", "sample")
+DTYPES = ("auto", "fp32", "fp16")  # auto: fp16 on CUDA, fp32 on CPU
+
+
 class SDFeaturizer(Featurizer):
     name = "sd"
 
     def __init__(self, model: str = DEFAULT_SD_MODEL, timestep: int = 261, block: int = 1, ensemble: int = 8,
                  size: int = 768, seed: int = 0, prompt: str = "", device: str = "auto", batch_size: int = 4,
-                 unet_batch: int = 16):
+                 unet_batch: int = 16, latent: str = "mean", dtype: str = "auto", resize: str = "bilinear"):
         if not 0 <= timestep <= 999:
             raise ValueError(f"--timestep must be in 0..999, got {timestep}")
         if ensemble < 1 or batch_size < 1 or unet_batch < 1:
             raise ValueError("--ensemble, --batch-size and --unet-batch must be >= 1")
+        for value, valid, what in ((latent, LATENTS, "latent"), (dtype, DTYPES, "dtype"), (resize, RESIZES, "resize")):
+            if value not in valid:
+                raise ValueError(f"{self.name} featurizer: {what} must be one of {', '.join(valid)}, got {value!r}")
+        self.latent, self.precision, self.resize = latent, dtype, resize
         self.unet_batch = int(unet_batch)  # UNet samples (images x noise draws) per pass
         self.model, self.timestep, self.block, self.ensemble = str(model), int(timestep), int(block), int(ensemble)
         self.size, self.seed, self.prompt = int(size), int(seed), prompt
@@ -46,15 +59,16 @@ class SDFeaturizer(Featurizer):
         self.unet_calls = 0  # number of (early-stopped) UNet passes, for tests
 
     def config(self) -> dict:
-        return {"featurizer": "sd", "model": self.model, "timestep": self.timestep, "block": self.block,
+        return {"featurizer": self.name, "model": self.model, "timestep": self.timestep, "block": self.block,
                 "ensemble": self.ensemble, "size": self.size, "seed": self.seed, "prompt": self.prompt,
-                "latent": "mean"}
+                "latent": self.latent, "dtype": self.precision, "resize": self.resize}
 
     def load(self) -> None:
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
-        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        half = self.precision == "fp16" or (self.precision == "auto" and self.device.type == "cuda")
+        dtype = torch.float16 if half else torch.float32
         where = local_model(self.model)  # a test-bed name (tiny-random-sd) -> its folder, built once
         try:
             vae = AutoencoderKL.from_pretrained(where, subfolder="vae", torch_dtype=dtype)
@@ -94,8 +108,14 @@ class SDFeaturizer(Featurizer):
     def _features(self, images: torch.Tensor) -> torch.Tensor:
         b, e = images.shape[0], self.ensemble
         x = (images.to(self.device, self.dtype) * 2.0 - 1.0)
-        latents = self.vae.encode(x).latent_dist.mean * self.vae.config.scaling_factor
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        posterior = self.vae.encode(x).latent_dist
+        if self.latent == "sample":  # one seeded draw shared by every image, so batching changes nothing
+            eps = torch.randn((1, *posterior.mean.shape[1:]), generator=gen).to(posterior.mean)
+            latent = posterior.mean + posterior.std * eps
+        else:
+            latent = posterior.mean
+        latents = latent * self.vae.config.scaling_factor
         # the same ensemble of noise draws for every image, so features do not depend on batching
         noise = torch.randn((e, *latents.shape[1:]), generator=gen).to(self.device, self.dtype)
         t = torch.tensor([self.timestep], device=self.device, dtype=torch.long)
@@ -115,3 +135,18 @@ class SDFeaturizer(Featurizer):
                 raise RuntimeError("the UNet up-block hook did not fire")
         feats = torch.cat(parts)
         return feats.view(b, e, *feats.shape[1:]).mean(1)
+
+
+class DiftFeaturizer(SDFeaturizer):
+    """DIFT's settings exactly: the VAE latent sampled, fp32 features, bicubic image resize, exact
+    matching with integer annotations read as pixel centres."""
+
+    name = "dift"
+    matching = {"mode": "exact", "pixels": "centres"}
+
+    def __init__(self, model: str = DEFAULT_SD_MODEL, timestep: int = 261, block: int = 1, ensemble: int = 8,
+                 size: int = 768, seed: int = 0, prompt: str = "", device: str = "auto", batch_size: int = 4,
+                 unet_batch: int = 16, latent: str = "sample", dtype: str = "fp32", resize: str = "bicubic"):
+        super().__init__(model=model, timestep=timestep, block=block, ensemble=ensemble, size=size, seed=seed,
+                         prompt=prompt, device=device, batch_size=batch_size, unet_batch=unet_batch, latent=latent,
+                         dtype=dtype, resize=resize)

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from ...core.registry import Registry
-from .base import AnnotateOptions, ReferenceSource
+from .base import AnnotateOptions, ReferenceSource, reference_name
 from .expert import ExpertReference
 from .gpt4 import Gpt4Reference
 from .gradcam import GradCamResNet, GradCamViT
@@ -25,4 +25,4 @@ for _name, _cls, _description in (
 ):
     REFERENCE_SOURCES.register(_name, _description, factory=_cls)
 
-__all__ = ["REFERENCE_SOURCES", "AnnotateOptions", "ReferenceSource"]
+__all__ = ["REFERENCE_SOURCES", "AnnotateOptions", "ReferenceSource", "reference_name"]

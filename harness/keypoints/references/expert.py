@@ -1,6 +1,7 @@
 """The expert reference: a person's JSON annotation of one image (format of MacaqueFaces.json)."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from ...core.errors import DataError
@@ -14,13 +15,24 @@ from .base import AnnotateOptions, ReferenceSource
 class ExpertReference(ReferenceSource):
     """A person's annotation of one image: a JSON file (--reference-file, or the card's ``reference``)."""
 
-    def annotate(self, data: ReidData, card: Card, opts: AnnotateOptions) -> Reference:
-        path = opts.reference_file or card.reference_path
+    def path(self, card: Card | None, opts: AnnotateOptions) -> Path:
+        path = opts.reference_file or (card.reference_path if card is not None else None)
         if path is None:
-            raise DataError(
-                f"dataset {card.name} ships no expert reference (card field `reference`); pass --reference-file PATH"
-            )
-        ref = read_reference(Path(path), data)
+            raise DataError(f"dataset {card.name if card else '?'} ships no expert reference (card field "
+                            "`reference`); pass --reference-file PATH")
+        return Path(path)
+
+    def request(self, data: ReidData, card: Card | None, opts: AnnotateOptions) -> dict:
+        """The file's content (not its place) and K identify an expert reference."""
+        try:
+            content = self.path(card, opts).read_bytes()
+        except OSError as exc:
+            raise DataError(f"expert reference {self.path(card, opts)} cannot be read: {exc}") from exc
+        return {"file_sha256": hashlib.sha256(content).hexdigest()[:16], "num_keypoints": opts.num_keypoints}
+
+    def annotate(self, data: ReidData, card: Card, opts: AnnotateOptions) -> Reference:
+        path = self.path(card, opts)
+        ref = read_reference(path, data)
         if opts.image is not None and str(opts.image) != ref.image_id:
             raise DataError(f"--image {opts.image} differs from the image of the expert file {path} ({ref.image_id})")
         if opts.num_keypoints is not None:

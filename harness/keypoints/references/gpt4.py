@@ -19,7 +19,7 @@ from ...core.errors import DataError
 from ...data.cards import Card
 from ...data.dataset import ReidData, image_sizes, open_row, row_bboxes
 from ..sets import Reference, check_inside, infer_flip_pairs
-from .base import AnnotateOptions, ReferenceSource, reference_row
+from .base import AnnotateOptions, ReferenceSource
 
 DEFAULT_GPT_MODEL = "gpt-4o"
 
@@ -94,7 +94,7 @@ class Gpt4Reference(ReferenceSource):
             raise DataError("OPENAI_API_KEY is not set; export your OpenAI API key to use --source gpt4")
         import openai
 
-        row = reference_row(data, opts)
+        row = self.row(data, card, opts)
         k = opts.num_keypoints or len(data.categories) or 3
         model = opts.model or DEFAULT_GPT_MODEL
         path = data.root / data.df["path"].iloc[row]

@@ -42,7 +42,7 @@ def cam_peaks(cam: np.ndarray, k: int, min_distance: int) -> np.ndarray:
     return np.asarray(picked, dtype=np.float64)
 
 
-def gradcam_reference(data: ReidData, opts: AnnotateOptions, kind: str) -> Reference:
+def gradcam_reference(data: ReidData, card: Card | None, opts: AnnotateOptions, kind: str) -> Reference:
     import timm
     from pytorch_grad_cam import GradCAM
 
@@ -72,7 +72,7 @@ def gradcam_reference(data: ReidData, opts: AnnotateOptions, kind: str) -> Refer
         if layer is None:
             raise DataError(f"{model_name!r} has no last convolutional stage (layer4/stages); use a ResNet")
         target_layers, reshape = [layer[-1] if hasattr(layer, "__getitem__") else layer], None
-    row = reference_row(data, opts)
+    row = reference_row(data, card, opts)
     im = open_row(data, row)  # cropped when the dataset is: points are in crop pixels
     w, h = im.size
     arr = np.asarray(im.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
@@ -97,7 +97,7 @@ class GradCamReference(ReferenceSource):
     kind = "resnet"
 
     def annotate(self, data: ReidData, card: Card, opts: AnnotateOptions) -> Reference:
-        return gradcam_reference(data, opts, self.kind)
+        return gradcam_reference(data, card, opts, self.kind)
 
 
 class GradCamResNet(GradCamReference):

@@ -13,13 +13,26 @@ from .base import AnnotateOptions, ReferenceSource, reference_row
 class GroundTruthReference(ReferenceSource):
     """The dataset's own keypoints of the reference image (synthetic, CTai, IPanda50)."""
 
-    def annotate(self, data: ReidData, card: Card, opts: AnnotateOptions) -> Reference:
-        if data.keypoints is None:
-            raise DataError(f"dataset {data.name} has no ground-truth keypoints; choose another --source")
-        row = reference_row(data, opts)
+    def row(self, data: ReidData, card: Card | None, opts: AnnotateOptions) -> int:
+        """Without --image or a card's reference_image: the first image with all K keypoints."""
+        if opts.image is not None or (card is not None and card.reference_image is not None) or data.keypoints is None:
+            return reference_row(data, card, opts)
+        complete = np.isfinite(data.keypoints[:, : self.k(data, opts)]).all(axis=(1, 2))
+        if not complete.any():
+            raise DataError(f"dataset {data.name}: no image has all {self.k(data, opts)} ground-truth keypoints")
+        return int(np.argmax(complete))
+
+    def k(self, data: ReidData, opts: AnnotateOptions) -> int:
         k = opts.num_keypoints or len(data.categories)
         if k > len(data.categories):
             raise DataError(f"--num-keypoints {k}: dataset {data.name} has {len(data.categories)} keypoint categories")
+        return k
+
+    def annotate(self, data: ReidData, card: Card, opts: AnnotateOptions) -> Reference:
+        if data.keypoints is None:
+            raise DataError(f"dataset {data.name} has no ground-truth keypoints; choose another --source")
+        row = self.row(data, card, opts)
+        k = self.k(data, opts)
         pts = data.keypoints[row, :k]
         if not np.isfinite(pts).all():
             raise DataError(f"image {data.df['image_id'].iloc[row]} lacks some ground-truth keypoints; choose another --image")

@@ -1,0 +1,160 @@
+"""Records -> table cells: which run records belong to which declared cell, in which setting.
+
+A record belongs to a cell when its config, normalised to what applied (``Method.applied``),
+equals the cell's resolved config up to the fields that tell a cell's runs apart (seed, device,
+fold). Records of a cell under another protocol, split seed or number of folds, and records whose
+split fingerprint differs from the one the table's other results on that data and fold share, are
+refused with a reason, never averaged in.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import RunConfig
+from ..core.errors import ResultsError
+from ..engine import statistics
+from ..engine.records import load_records, read_result
+from ..methods import METHODS
+from .declarations import SETTINGS, Cell, Table, cells, get_table, resolve_cell
+
+SPLIT_FIELDS = ("protocol", "split_seed", "folds")  # a mismatch here is refused, with a reason
+
+
+def normalised(config: dict) -> RunConfig:
+    """A record's config as the current code resolves it: later fields at their defaults, and what
+    did not apply to its method set to None."""
+    cfg = RunConfig.from_dict(config)
+    return METHODS.create(cfg.method).applied(cfg) if cfg.method in METHODS else cfg
+
+
+def cell_key(cfg: RunConfig) -> str:
+    return json.dumps({k: v for k, v in cfg.experiment().items() if k not in SPLIT_FIELDS}, sort_keys=True)
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    cfg: RunConfig | None = None
+    records: list = field(default_factory=list)  # (file, record)
+
+    @property
+    def recs(self) -> list[dict]:
+        return [r for _, r in self.records]
+
+    def summary(self, metric: str = "top1") -> statistics.Summary | None:
+        return statistics.summarize(self.recs, metric) if self.records else None
+
+    @property
+    def chance(self) -> float | None:
+        values = [r["metrics"]["chance_top1"] for r in self.recs if "chance_top1" in r["metrics"]]
+        return sum(values) / len(values) if values else None
+
+
+@dataclass
+class TableResult:
+    table: Table
+    cells: dict = field(default_factory=dict)  # (setting, row, col) -> CellResult
+    refused: list = field(default_factory=list)  # (setting, file, reason)
+
+    def cell(self, setting: str, key: str) -> CellResult | None:
+        row, _, col = key.partition("|")
+        return self.cells.get((setting, row, col))
+
+
+def index_records(records: list[tuple[str, dict]]) -> dict[str, list]:
+    by_key: dict[str, list] = {}
+    for name, rec in records:
+        try:
+            key = cell_key(normalised(rec["config"]))
+        except (TypeError, ValueError):  # a record of a config this code cannot read: it matches no cell
+            continue
+        by_key.setdefault(key, []).append((name, rec))
+    return by_key
+
+
+def collect(table: Table, by_key: dict[str, list]) -> TableResult:
+    out = TableResult(table)
+    for setting in SETTINGS:
+        for cell in cells(table, setting.name):
+            result = CellResult(cell)
+            out.cells[(setting.name, cell.row, cell.col)] = result
+            if cell.overrides is None:
+                continue
+            result.cfg = resolve_cell(cell)
+            for name, rec in by_key.get(cell_key(result.cfg), []):
+                cfg = normalised(rec["config"])
+                wrong = [f for f in SPLIT_FIELDS if getattr(cfg, f) != getattr(result.cfg, f)]
+                if wrong:
+                    got = ", ".join(f"{f} {getattr(cfg, f)}" for f in wrong)
+                    want = ", ".join(f"{f} {getattr(result.cfg, f)}" for f in wrong)
+                    out.refused.append((setting.name, name, f"{got}; this table uses {want}"))
+                else:
+                    result.records.append((name, rec))
+        _refuse_other_splits(out, setting.name)
+    return out
+
+
+def _refuse_other_splits(out: TableResult, setting: str) -> None:
+    """One split per data set and fold within a table: the fingerprint most results share wins."""
+    mine = [r for (s, _, _), r in out.cells.items() if s == setting and r.cfg is not None]
+    votes: dict[str, Counter] = {}
+    for result in mine:
+        for _, rec in result.records:
+            votes.setdefault(_data_key(result.cfg, rec), Counter())[rec["split"]["fingerprint"]] += 1
+    for result in mine:
+        keep = []
+        for name, rec in result.records:
+            count = votes[_data_key(result.cfg, rec)]
+            best = sorted(count.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+            if rec["split"]["fingerprint"] == best:
+                keep.append((name, rec))
+            else:
+                out.refused.append((setting, name, f"split fingerprint {rec['split']['fingerprint'][:8]} differs from "
+                                    f"{best[:8]}, the split of this table's other results on {result.cfg.dataset}"))
+        result.records = keep
+
+
+def _data_key(cfg: RunConfig, rec: dict) -> str:
+    fold = rec.get("split", {}).get("fold", (rec.get("config") or {}).get("fold"))
+    return json.dumps([cfg.dataset, list(cfg.dataset_options), cfg.protocol, cfg.split_seed, cfg.folds, fold])
+
+
+def paired_comparisons(result: TableResult, setting: str, metric: str = "top1") -> list[tuple[str, str, statistics.Paired]]:
+    """The table's declared comparisons that have records on both sides, A - B each."""
+    out = []
+    for a_key, b_key in result.table.comparisons:
+        a, b = result.cell(setting, a_key), result.cell(setting, b_key)
+        if a is None or b is None or not a.records or not b.records:
+            continue
+        out.append((a_key, b_key, statistics.paired(a.recs, b.recs, metric)))
+    return out
+
+
+
+def records_of(spec: str, results_dir: Path) -> tuple[str, list[dict]]:
+    """(label, records) for `harness compare`: a result file, a folder of one experiment's records,
+    or a table cell ``TABLE:ROW|COL`` (``@small`` / ``@tiny`` for another setting) in results_dir."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path.name, [read_result(path)]
+    if path.is_dir():
+        groups = index_records(load_records(path))
+        if len(groups) != 1:
+            raise ResultsError(f"{path} holds records of {len(groups)} experiments; name one file, or a folder of "
+                               "one experiment's runs, or a table cell TABLE:ROW|COL")
+        return str(path), [rec for _, rec in next(iter(groups.values()))]
+    table_id, sep, rest = spec.partition(":")
+    cell_spec, _, setting = rest.partition("@")
+    if not sep or "|" not in cell_spec:
+        raise ResultsError(f"{spec!r} is neither a result file, a folder, nor a table cell TABLE:ROW|COL[@setting]")
+    result = collect(get_table(table_id), index_records(load_records(results_dir)))
+    cell = result.cell(setting or "real", cell_spec)
+    if cell is None:
+        rows = ", ".join(sorted({f"{r}|{c}" for (_, r, c) in result.cells}))
+        raise ResultsError(f"table {table_id} has no cell {cell_spec!r} in setting {setting or 'real'}; cells: {rows}")
+    if not cell.records:
+        raise ResultsError(f"table {table_id} cell {cell_spec!r} ({setting or 'real'}) has no records in {results_dir}")
+    return f"table {table_id} {cell_spec} ({setting or 'real'})", cell.recs
