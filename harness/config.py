@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 PROTOCOLS = ("disjoint", "closed")
 OPTIMIZERS = ("adamw", "sgd")
 AUGMENTATIONS = ("none", "randaugment")
-# fields that tell runs of one cell apart without changing the experiment
-RUN_FIELDS = ("seed", "device", "fold")
+# fields that tell runs of one cell apart, or say how a run was computed, without changing the
+# experiment (gradient accumulation and torch.compile give the same training)
+RUN_FIELDS = ("seed", "device", "fold", "accumulate", "compile")
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,10 @@ class RunConfig:
                 raise ValueError(message)
         if self.batch_size is not None and self.accumulate and self.batch_size % self.accumulate:
             raise ValueError(f"--batch-size {self.batch_size} must be a multiple of --accumulate {self.accumulate}")
+        if self.augment == "randaugment":
+            if not (0 <= (self.randaugment_ops or 0) and 0 <= (self.randaugment_magnitude or 0) <= 30):
+                raise ValueError(f"RandAugment needs --randaugment-ops >= 0 and --randaugment-magnitude in 0..30, "
+                                 f"got {self.randaugment_ops}, {self.randaugment_magnitude}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -89,7 +94,7 @@ class RunConfig:
 
     def experiment(self) -> dict:
         """What defines the experiment: every field that applied (not None), without the fields
-        that tell runs of one cell apart (seed, device, fold)."""
+        that tell runs of one cell apart or only say how it was computed (``RUN_FIELDS``)."""
         return {k: v for k, v in self.to_dict().items() if v is not None and k not in RUN_FIELDS}
 
     def experiment_hash(self) -> str:

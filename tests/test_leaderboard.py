@@ -124,6 +124,21 @@ def test_leaderboard_refuses_unpairable_and_renders_old_records_without_interval
     assert "not paired: records without per-query outcomes" in listed.output
 
 
+def test_rows_that_differ_only_in_protocol_keep_their_own_records(cli, tmp_path):
+    """The baseline row (5 disjoint folds) and the closed-protocol anchor row share every other
+    field: each takes its own records, and neither lists the other's as refused."""
+    res, md = tmp_path / "results", tmp_path / "leaderboard.md"
+    out = cli("ablate", "1", "--tiny", "--seeds", "1", "--column", "MacaqueFaces", "--row", "WildLife Dataset",
+              "--row", "WildLife Dataset, closed protocol", "--results-dir", res)
+    assert out.exit_code == 0, out.output
+    assert len(list(res.glob("*.json"))) == 6
+    assert cli("leaderboard", "--results-dir", res, "--output", md).exit_code == 0
+    section = md.read_text().split("## Table 1")[1].split("## Table 2")[0]
+    assert "Refused" not in section
+    rows = [x for x in section.splitlines() if x.startswith("| WildLife Dataset")]
+    assert [r.split("|")[7].strip() for r in rows[:2]] == ["5 (5 x 1)", "1 (1 x 1)"]
+
+
 def test_submitit_local_executor_runs_one_tiny_cell(cli, tmp_path):
     pytest.importorskip("submitit")
     res = tmp_path / "results"

@@ -124,3 +124,42 @@ def test_the_fixed_template_source_copies_the_reference_points():
     assert not np.allclose(kps.points[5], data.keypoints[5, :3])  # not the image's own points
     with pytest.raises(Exception, match="unknown featurizer 'templat'"):
         resolve_keypoints("ground-truth@templat", data, cfg, progress=False)
+
+
+def test_annotate_asks_for_the_cards_k_like_a_recipe_does(cli, tmp_path):
+    from wildlife_layouts import make_ctai
+
+    root = tmp_path / "data"
+    make_ctai(root)
+    out = cli("keypoints", "annotate", "--dataset", "ctai", "--source", "ground-truth", "--data-root", root)
+    assert out.exit_code == 0, out.output
+    name = out.output.strip().splitlines()[-1].split(" | ")[0]
+    card = get_card("ctai")
+    data = load_dataset(card, {}, root)
+    stored = json.loads((store_dir(data) / f"{name}.json").read_text())
+    assert stored["categories"] == ["right_eye", "left_eye", "mouth_centre"]  # the card's K = 3
+    cfg = RunConfig(dataset="ctai", num_keypoints=3)
+    resolve_keypoints("ground-truth@template", data, cfg, progress=False)
+    assert sorted(p.stem for p in store_dir(data).glob("ref-*.json")) == [name]
+
+
+def test_reference_work_does_not_move_the_heads_initialisation(tmp_path, monkeypatch):
+    """A reference source that draws from the global torch RNG (Grad-CAM and DINOv2 build a model)
+    must not change the training that follows: a cached and a fresh reference train alike."""
+    import torch
+
+    import harness.engine.run as run
+    from harness.engine.run import execute
+
+    cfg = RunConfig(method="ckpe", backbone="nano", image_size=32, epochs=2, batch_size=16,
+                    dataset_options=(("identities", "6"), ("image_size", "32"), ("images_per_identity", "4")))
+    first, _ = execute(cfg, tmp_path / "a", progress=False)
+    real = run.prepare
+
+    def noisy(*args, **kwargs):
+        torch.rand(1000)  # what building a classifier for Grad-CAM does to the global RNG
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run, "prepare", noisy)
+    second, _ = execute(cfg, tmp_path / "b", progress=False)
+    assert [h["loss"] for h in first["history"]] == [h["loss"] for h in second["history"]]

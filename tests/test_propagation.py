@@ -186,6 +186,18 @@ def test_sd_featurizer_tiny_local_model_stops_unet_early(tmp_path):
         create_featurizer("sd", model=str(tmp_path / "sd"), size=64, block=5, device="cpu")(imgs[:1])
 
 
+def test_dift_samples_a_latent_per_ensemble_member_and_batching_changes_nothing(tmp_path):
+    make_tiny_sd(tmp_path / "sd")
+    imgs = torch.rand(3, 3, 64, 64)
+    common = dict(model=str(tmp_path / "sd"), size=64, ensemble=3, device="cpu")
+    dift, mean = create_featurizer("dift", **common), create_featurizer("sd", dtype="fp32", **common)
+    sampled = dift(imgs)
+    assert not torch.allclose(sampled, mean(imgs))  # the latent is drawn, not its mean
+    torch.testing.assert_close(dift(imgs[2:3]), sampled[2:3], rtol=1e-4, atol=1e-5)  # per image, batch-free
+    one_draw = create_featurizer("dift", **{**common, "ensemble": 1})
+    assert not torch.allclose(one_draw(imgs), sampled)  # members differ: an average of several draws
+
+
 def test_sd_featurizer_missing_model_is_a_data_error(tmp_path):
     from harness.core.errors import DataError
 

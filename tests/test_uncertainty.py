@@ -103,3 +103,17 @@ def test_paired_difference_and_its_refusals():
     old = dict(b)
     del old["queries"]
     assert "without per-query outcomes" in statistics.paired([a], [old]).refused
+
+
+def test_a_seed_missing_from_a_replicate_is_left_out_not_scored_zero():
+    # seed 0 tested identities a..d, seed 1 only e: replicates without e must not count seed 1 as 0
+    a = _record(["a", "b", "c", "d"], [True] * 4, seed=0, fingerprint="f0")
+    b = _record(["e"], [True], seed=1, fingerprint="f1")
+    summary = statistics.summarize([a, b])
+    assert summary.mean == pytest.approx(100.0) and summary.ci == pytest.approx((100.0, 100.0))
+
+
+def test_accumulation_and_compile_do_not_change_the_experiment():
+    base = RunConfig(batch_size=64)
+    assert RunConfig(batch_size=64, accumulate=4, compile="inductor").experiment_hash() == base.experiment_hash()
+    assert RunConfig(batch_size=32).experiment_hash() != base.experiment_hash()

@@ -50,7 +50,8 @@ def keypoints_group():
 @click.option("--source", required=True, help="expert, gpt4, gradcam-resnet, gradcam-vit or ground-truth")
 @click.option("--image", default=None, help="image id of the reference image [default: the card's reference_image, "
               "else the first image (ground-truth: the first with every keypoint)]")
-@click.option("--num-keypoints", type=int, default=None, help="K keypoints [default: the card's categories]")
+@click.option("--num-keypoints", type=int, default=None,
+              help="K keypoints [default: the card's num_keypoints (its paper K), else all its categories]")
 @click.option("--reference-file", type=click.Path(path_type=Path), default=None,
               help="expert: annotation JSON [default: the card's `reference`]")
 @click.option("--model", default=None, help="gpt4: model name; gradcam-*: timm name, hf-hub:<repo> or local folder")
@@ -68,9 +69,11 @@ def annotate(dataset, source, image, num_keypoints, reference_file, model, base_
              name, force, dataset_options, data_root):
     """Choose K keypoints on ONE reference image and store them."""
     entry = REFERENCE_SOURCES.get(source)
+    card, data = _load(dataset, dataset_options, data_root)
+    # K as a run with this card asks a recipe for it, so both store one reference under one name
+    num_keypoints = num_keypoints or card.defaults.get("num_keypoints")
     opts = AnnotateOptions(image=image, num_keypoints=num_keypoints, reference_file=reference_file, model=model,
                            base_url=base_url, max_retries=max_retries, timeout=timeout, device=device)
-    card, data = _load(dataset, dataset_options, data_root)
     annotator = entry.factory()
     name = name or reference_name(entry.name, annotator.request(data, card, opts))
     stored = stored_path(name, data)
@@ -142,15 +145,17 @@ def propagate_cmd(dataset, reference, featurizer, mode, pixels, mirror, batch_si
 @click.option("--keypoints", "name", required=True, help="stored keypoint set (or source, e.g. ground-truth)")
 @click.option("--n", type=int, default=16, show_default=True, help="number of images in the grid")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="PNG path [default: next to the set]")
+@click.option("--blank", is_flag=True, help="draw the points on grey, without the images (for datasets whose "
+              "images may not be redistributed)")
 @_dataset_options
 @_data_root
 @user_errors
-def show_cmd(dataset, name, n, out, dataset_options, data_root):
+def show_cmd(dataset, name, n, out, blank, dataset_options, data_root):
     """Draw a PNG grid of images with their keypoints, coloured by category."""
     card, data, cfg = _load_with_config(dataset, dataset_options, data_root)
     kps = resolve_keypoints(name, data, cfg)
     out = out or store_dir(data) / f"{Path(name).stem}.png"
-    click.echo(str(draw_grid(data, kps, out, n=n, title=f"{dataset}: {Path(name).stem}")))
+    click.echo(str(draw_grid(data, kps, out, n=n, title=f"{dataset}: {Path(name).stem}", blank=blank)))
 
 
 @keypoints_group.command("score")

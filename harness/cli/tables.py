@@ -169,11 +169,12 @@ def tune_cmd(results_dir, data_root):
     RESULTS_DIR/small-validation and prints each one's validation top-1 (plain ViT, CKPE)."""
     folder = Path(results_dir) / tuning.VALIDATION_FOLDER
     check_writable(folder)
-    chosen, _ = tuning.best_training(folder)
-    todo = [t for t, value in tuning.scores(folder, chosen or None) if value is None]
-    for trial in tqdm(todo, desc="tuning", unit="run", file=sys.stderr):
-        execute(trial.config(), folder, data_root=data_root, progress=False)
+    for phase in ("training", "keypoints"):  # the featurizers run with the chosen training settings
         chosen, _ = tuning.best_training(folder)
+        todo = [t for t, value in tuning.scores(folder, chosen or None)
+                if value is None and t.label.startswith("keypoints ") == (phase == "keypoints")]
+        for trial in tqdm(todo, desc=f"tuning: {phase}", unit="run", file=sys.stderr):
+            execute(trial.config(), folder, data_root=data_root, progress=False)
     chosen, table = tuning.best_training(folder)
     click.echo("validation top-1 (%), fold 0's inner split; candidate: " + " | ".join(tuning.TUNING_METHODS) + " | mean")
     for label, row in table:

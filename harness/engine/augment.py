@@ -10,9 +10,10 @@ class is not used because it refuses KeyPoints inputs (torchvision 0.29: "Inputs
 KeyPoints are not supported by RandAugment()"). Randomness comes from the training generator, so a
 run is reproducible and resumes exactly from a checkpoint.
 
-Keypoints here are continuous pixel coordinates (pixel i spans [i, i + 1)); torchvision's are
-pixel indices (pixel i is at i), so they are shifted by half a pixel on the way in and out.
-A point moved outside the image is kept (the token mask ignores it); NaN stays NaN.
+Keypoints here are continuous pixel coordinates (pixel i spans [i, i + 1)), the frame torchvision's
+affine and rotate kernels use for images and keypoints alike (checked: a blob and its keypoint
+land on the same spot). A point moved outside the image is kept (the token mask ignores it); NaN
+stays NaN.
 """
 from __future__ import annotations
 
@@ -82,15 +83,19 @@ def _photometric(name: str, magnitude: float, image):
     return image
 
 
+def check_randaugment(num_ops: int, magnitude: int) -> None:
+    if num_ops < 0 or not 0 <= magnitude < BINS:
+        raise ValueError(f"RandAugment needs --randaugment-ops >= 0 and --randaugment-magnitude in 0..{BINS - 1}, "
+                         f"got {num_ops}, {magnitude}")
+
+
 @dataclass(frozen=True)
 class RandAugment:
     num_ops: int = 2
     magnitude: int = 20  # of 0..30
 
     def __post_init__(self):
-        if self.num_ops < 0 or not 0 <= self.magnitude < BINS:
-            raise ValueError(f"RandAugment needs num_ops >= 0 and magnitude in 0..{BINS - 1}, "
-                             f"got {self.num_ops}, {self.magnitude}")
+        check_randaugment(self.num_ops, self.magnitude)
 
     def draw(self, generator: torch.Generator) -> list[tuple[str, float]]:
         """The operations for one image: (name, signed magnitude) x num_ops, image-size free."""
@@ -105,7 +110,7 @@ class RandAugment:
         """One uint8 image (3, S, S) and its (K, 2) continuous keypoints through ``ops``."""
         size = image.shape[-1]
         image = tv_tensors.Image(image)
-        keypoints = None if points is None else tv_tensors.KeyPoints(points - 0.5, canvas_size=tuple(image.shape[-2:]))
+        keypoints = None if points is None else tv_tensors.KeyPoints(points, canvas_size=tuple(image.shape[-2:]))
         for name, sign in ops:
             scale, signed, geometric = OPERATIONS[name]
             magnitude = 0.0 if scale is None else float(scale(size)[self.magnitude]) * (sign if signed else 1.0)
@@ -114,7 +119,7 @@ class RandAugment:
                 keypoints = None if keypoints is None else _geometric(name, magnitude, keypoints)
             else:
                 image = _photometric(name, magnitude, image)
-        out_points = None if keypoints is None else keypoints.as_subclass(torch.Tensor) + 0.5
+        out_points = None if keypoints is None else keypoints.as_subclass(torch.Tensor)
         return image.as_subclass(torch.Tensor), out_points
 
     def __call__(self, images: torch.Tensor, points: torch.Tensor | None, generator: torch.Generator):

@@ -139,11 +139,12 @@ def prepare(cfg: RunConfig, data_root: Path | None = None, progress: bool = True
     data = load_dataset(card, dict(cfg.dataset_options), data_root)
     split = make_split(data.df, cfg.protocol, cfg.split_seed, dataset=data.split_key, folds=cfg.folds, fold=cfg.fold,
                        validate=cfg.validate)
-    kps = None
+    prepared = Prepared(cfg, method, data, split, None)
+    check_batch_size(prepared, len(split.train))  # before any keypoint work: a propagation can take hours
     source = method.keypoint_source(cfg.keypoints)
     if source is not None:
-        kps = resolve_keypoints(source, data, cfg, progress=progress)
-    return Prepared(cfg, method, data, split, kps)
+        prepared.keypoints = resolve_keypoints(source, data, cfg, progress=progress)
+    return prepared
 
 
 @dataclass
@@ -186,7 +187,6 @@ def decode_inputs(prepared: Prepared, progress: bool = True) -> Inputs:
     """Every image decoded once (cached), keypoints moved into model-input pixels; unreadable
     images dropped from the split (``--bad-images skip``) or a one-line error."""
     cfg, data = prepared.cfg, prepared.data
-    check_batch_size(prepared, len(prepared.split.train))  # before decoding (again after skipped images)
     images, sizes, bad = decode_images(data.root, list(data.df["path"]), cfg.image_size,
                                        bboxes=row_bboxes(data, range(len(data.df))), bad_images=cfg.bad_images,
                                        progress=progress)
@@ -196,7 +196,7 @@ def decode_inputs(prepared: Prepared, progress: bool = True) -> Inputs:
     points = input_points(prepared.keypoints, sizes, cfg.image_size) if prepared.keypoints is not None else None
     inputs = Inputs(images, points, data.df["identity"].astype(str).to_numpy(),
                     np.setdiff1d(prepared.split.train, bad), np.setdiff1d(prepared.split.test, bad), bad)
-    check_batch_size(prepared, len(inputs.train_rows))
+    check_batch_size(prepared, len(inputs.train_rows))  # again: skipped images may have shrunk it
     return inputs
 
 
@@ -309,7 +309,8 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
         device = distributed.setup(dist, pick_device(cfg.device))
         seed_everything(cfg.seed)
         backbone = make_backbone(cfg, METHODS.create(cfg.method))
-        prepared = prepare(cfg, data_root, progress=progress)
+        with torch.random.fork_rng(devices=[]):  # a reference source that builds a model (Grad-CAM,
+            prepared = prepare(cfg, data_root, progress=progress)  # DINOv2) must not move the heads' init
         model = build_model(prepared, backbone)
         inputs = decode_inputs(prepared, progress)
         checkpoint = Checkpoint(results_dir / ".checkpoints" / f"{out_path.stem}.pt", save=dist.is_main,

@@ -75,8 +75,10 @@ class Table:
         """The cell's value, or one per row of ``weights`` (B, identities): mean over seeds of the
         weighted pooled metric."""
         w = np.ones((1, len(self.identities))) if weights is None else np.atleast_2d(weights)
-        pooled = (w @ self.sums.T) / np.maximum(w @ self.counts.T, 1e-12)  # (B, seeds)
-        return pooled.mean(1)
+        counts = w @ self.counts.T  # (B, seeds); 0 where a replicate drew none of a seed's identities
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pooled = np.where(counts > 0, (w @ self.sums.T) / counts, np.nan)
+        return np.nanmean(pooled, axis=1)  # a seed without data in a replicate is left out, not scored 0
 
 
 def identity_table(runs: list[Outcomes], metric: str = "top1") -> Table:

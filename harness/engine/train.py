@@ -345,6 +345,9 @@ def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: N
     step_fn = compiled(objective, settings.compile_backend)
     opt = make_optimizer(objective, settings, device)
     n = len(data.labels)
+    if settings.batch_size < dist.world * settings.accumulate:
+        raise ValueError(f"--batch-size {settings.batch_size} gives fewer than one image per process and micro-batch "
+                         f"({dist.world} processes x --accumulate {settings.accumulate})")
     starts = batch_starts(n, settings.batch_size, dist.world * settings.accumulate)
     used = sum(min(settings.batch_size, n - s) for s in starts)  # images per epoch the losses average over
     steps_per_epoch = max(1, len(starts))

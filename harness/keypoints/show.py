@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..data.dataset import ReidData, open_row
+from ..data.dataset import ReidData, image_sizes, open_row
 from .sets import KeypointSet
 
 # distinct colours (Tableau 10) for categories; a white outline keeps them visible on any image
@@ -28,7 +28,11 @@ def pick_rows(n_images: int, n: int) -> list[int]:
     return sorted(set(np.linspace(0, n_images - 1, n).round().astype(int).tolist()))
 
 
-def draw_grid(data: ReidData, kps: KeypointSet, out: Path, n: int = 16, cell: int = 192, title: str = "") -> Path:
+def draw_grid(data: ReidData, kps: KeypointSet, out: Path, n: int = 16, cell: int = 192, title: str = "",
+              blank: bool = False) -> Path:
+    """A grid of ``n`` images spread over the dataset with their keypoints. ``blank`` draws the
+    points on grey instead of the images: a picture of the coordinates alone, for datasets whose
+    licence forbids redistributing their images."""
     if n < 1:
         raise ValueError(f"--n must be >= 1, got {n}")
     rows = pick_rows(len(data.df), n)
@@ -41,9 +45,14 @@ def draw_grid(data: ReidData, kps: KeypointSet, out: Path, n: int = 16, cell: in
     r = max(3, cell // 40)
     for i, row in enumerate(rows):
         x0, y0 = (i % cols) * cell, (i // cols) * (cell + line)
-        im = open_row(data, row)  # cropped like the keypoints when the dataset is
-        w, h = im.size
-        canvas.paste(im.resize((cell, cell), Image.BILINEAR), (x0, y0 + line))
+        if blank:
+            w, h = image_sizes(data, [row])[0]
+            draw.rectangle([x0, y0 + line, x0 + cell - 1, y0 + line + cell - 1], fill=(200, 200, 200),
+                           outline=(255, 255, 255))
+        else:
+            im = open_row(data, row)  # cropped like the keypoints when the dataset is
+            w, h = im.size
+            canvas.paste(im.resize((cell, cell), Image.BILINEAR), (x0, y0 + line))
         draw.text((x0 + 3, y0 + 2), f"{data.df['image_id'].iloc[row]} | {data.df['identity'].iloc[row]}", fill=(0, 0, 0))
         for k, (px, py) in enumerate(kps.points[row]):
             if not (np.isfinite(px) and np.isfinite(py)):

@@ -94,6 +94,9 @@ def collect(table: Table, by_key: dict[str, list]) -> TableResult:
                 else:
                     result.records.append((name, rec))
         _refuse_other_splits(out, setting.name)
+    # a record another cell of the table accepted (e.g. the closed-protocol row's) is no refusal
+    used = {(s, name) for (s, _, _), cell in out.cells.items() for name, _ in cell.records}
+    out.refused = [item for item in out.refused if (item[0], item[1]) not in used]
     return out
 
 

@@ -44,7 +44,7 @@ NOT_OFFLINE_GPT4 = "needs the OpenAI API (GPT-4 picks the keypoints); no offline
 
 # --- small: real MacaqueFaces, small random-init ViTs on a laptop CPU ----------------------------
 # The choice below was made on an inner validation split of training identities only (never a
-# test fold): `harness/tables/small_choice.py` and results/small-validation/ hold the candidates
+# test fold): `harness/tables/tuning.py` and results/small-validation/ hold the candidates
 # and their validation numbers. Keypoints: the expert reference propagated with the offline
 # featurizer that scored best there.
 SMALL_CHOICE = {

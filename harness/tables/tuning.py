@@ -25,16 +25,15 @@ from ..methods import METHODS
 from .declarations import SMALL_COMMON
 
 TUNING_METHODS = ("vit", "ckpe")
-# training settings (one axis at a time around a first guess: lr, epochs, ArcFace, augmentation)
+# training settings: a first guess, then one axis at a time around it (lr, epochs, ArcFace scale and
+# margin, augmentation); the single best candidate is chosen, no combination of axes
+_GUESS = {"lr": 0.002, "epochs": 15, "arcface_scale": 16.0, "arcface_margin": 0.2, "augment": "none", "hflip": 0.0}
 TRAINING_CANDIDATES: tuple[dict, ...] = (
-    {"lr": 0.002, "epochs": 15, "arcface_scale": 16.0, "arcface_margin": 0.2, "augment": "none"},
-    {"lr": 0.001, "epochs": 15, "arcface_scale": 16.0, "arcface_margin": 0.2, "augment": "none"},
-    {"lr": 0.004, "epochs": 15, "arcface_scale": 16.0, "arcface_margin": 0.2, "augment": "none"},
-    {"lr": 0.002, "epochs": 25, "arcface_scale": 16.0, "arcface_margin": 0.2, "augment": "none"},
-    {"lr": 0.002, "epochs": 15, "arcface_scale": 32.0, "arcface_margin": 0.3, "augment": "none"},
-    {"lr": 0.002, "epochs": 15, "arcface_scale": 64.0, "arcface_margin": 0.5, "augment": "none"},
-    {"lr": 0.002, "epochs": 15, "arcface_scale": 16.0, "arcface_margin": 0.2, "augment": "randaugment",
-     "randaugment_magnitude": 9},
+    _GUESS,
+    {**_GUESS, "lr": 0.001}, {**_GUESS, "lr": 0.004},
+    {**_GUESS, "epochs": 10}, {**_GUESS, "epochs": 25},
+    {**_GUESS, "arcface_scale": 32.0, "arcface_margin": 0.3}, {**_GUESS, "arcface_scale": 64.0, "arcface_margin": 0.5},
+    {**_GUESS, "hflip": 0.5}, {**_GUESS, "augment": "randaugment", "randaugment_magnitude": 9},
 )
 FEATURIZER_CANDIDATES = ("expert@sift", "expert@spin")
 TUNING_KEYPOINTS = FEATURIZER_CANDIDATES[0]  # the training candidates' CKPE keypoints (fixed, so no circle)

@@ -110,18 +110,18 @@ class SDFeaturizer(Featurizer):
         x = (images.to(self.device, self.dtype) * 2.0 - 1.0)
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         posterior = self.vae.encode(x).latent_dist
-        if self.latent == "sample":  # one seeded draw shared by every image, so batching changes nothing
-            eps = torch.randn((1, *posterior.mean.shape[1:]), generator=gen).to(posterior.mean)
-            latent = posterior.mean + posterior.std * eps
-        else:
-            latent = posterior.mean
-        latents = latent * self.vae.config.scaling_factor
+        latents = posterior.mean.repeat_interleave(e, 0)  # image-major: image 0's draws, image 1's, ...
+        if self.latent == "sample":  # as DIFT: every ensemble member its own latent draw; the same
+            # seeded draws for every image, so batching changes nothing
+            eps = torch.randn((e, *posterior.mean.shape[1:]), generator=gen).to(posterior.mean)
+            latents = latents + posterior.std.repeat_interleave(e, 0) * eps.repeat(b, 1, 1, 1)
+        latents = latents * self.vae.config.scaling_factor
         # the same ensemble of noise draws for every image, so features do not depend on batching
         noise = torch.randn((e, *latents.shape[1:]), generator=gen).to(self.device, self.dtype)
         t = torch.tensor([self.timestep], device=self.device, dtype=torch.long)
         # all images x noise draws as one batch of UNet samples, image-major, cut into passes of
         # at most ``unet_batch`` samples; each image's draws are averaged afterwards
-        noisy = self.scheduler.add_noise(latents.repeat_interleave(e, 0), noise.repeat(b, 1, 1, 1), t.expand(b * e))
+        noisy = self.scheduler.add_noise(latents, noise.repeat(b, 1, 1, 1), t.expand(b * e))
         parts = []
         for start in range(0, b * e, self.unet_batch):
             chunk = noisy[start : start + self.unet_batch]
