@@ -36,6 +36,14 @@ def test_a_run_prints_where_every_value_came_from_and_warns_on_pretrained_settin
     assert len(resolved.warnings) == 1 and "fine-tune a pretrained backbone" in resolved.warnings[0]
     assert not resolve_run(card, METHODS.create("vit"), given={"backbone": "micro", "lr": 0.001,
                                                                "optimizer": "adamw", "epochs": 20}).warnings
+    from wildlife_layouts import make_macaquefaces
+
+    make_macaquefaces(tmp_path / "data")
+    warned = cli("run", "--method", "vit", "--dataset", "macaquefaces", "--data-root", tmp_path / "data", "--backbone",
+                 "nano", "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--results-dir", tmp_path / "m",
+                 "--quiet")
+    assert warned.exit_code == 0, warned.output
+    assert "warning: optimizer sgd, lr 0.001 come from the card macaquefaces" in warned.output
     helped = cli("run", "--help")
     assert "unless the dataset card or method sets one" in helped.output and "dataset card's `defaults`" in helped.output
 

@@ -32,6 +32,8 @@ random ranking on this test set (mean over answerable queries of positives / gal
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -91,6 +93,58 @@ def _count_at_least(sim: torch.Tensor, pos_sorted: torch.Tensor, mask: torch.Ten
     return counts
 
 
+@dataclass
+class _Gallery:
+    """The gallery, prepared once: unit vectors transposed and padded to a multiple of 8 columns
+    (mask rows pack into int64 words; the pad scores -inf), and its items grouped by label:
+    positives of label l are ``by_label[start[l] : start[l] + count[l]]``."""
+
+    columns: torch.Tensor  # (D, width)
+    size: int
+    by_label: torch.Tensor
+    start: torch.Tensor
+    count: torch.Tensor
+
+
+def _rank_chunk(queries: torch.Tensor, labels: torch.Tensor, begin: int, gallery: _Gallery, exclude_self: bool,
+                sim_buf: torch.Tensor, mask_buf: torch.Tensor):
+    """Outcomes of one chunk of queries: (first rank (0 = unanswerable), AP, tied, positives)."""
+    c = len(labels)
+    rows = torch.arange(c)
+    pmax = int(gallery.count[labels].max())
+    empty = torch.zeros(c, dtype=torch.int64)
+    if pmax == 0:
+        return empty, empty.double(), empty.bool(), empty
+    slot = torch.arange(pmax)[None, :]
+    pos_idx = gallery.by_label[(gallery.start[labels][:, None] + slot).clamp(max=len(gallery.by_label) - 1)]
+    valid = slot < gallery.count[labels][:, None]
+    if exclude_self:
+        valid &= pos_idx != (rows + begin)[:, None]
+    positives = valid.sum(1)
+    ok = positives > 0
+    if not bool(ok.any()):
+        return empty, empty.double(), empty.bool(), positives
+    sim = torch.mm(queries, gallery.columns, out=sim_buf[:c])
+    sim[:, gallery.size :] = float("-inf")
+    if exclude_self:
+        sim[rows, rows + begin] = float("-inf")
+    # unanswerable rows stay in the block with only +inf thresholds: nothing counts for them
+    pos_sorted, _ = torch.where(valid, sim.gather(1, pos_idx), float("inf")).sort(dim=1)
+    at_least = _count_at_least(sim, pos_sorted, mask_buf[:c], FULL_PASSES)
+    valid_sorted = slot < positives[:, None]
+    # positives at or above each one (+inf padding counted out), then the negatives at or above it
+    neg_at_least = at_least - (positives[:, None] - torch.searchsorted(pos_sorted, pos_sorted))
+    top = (positives - 1).clamp(min=0)[:, None]
+    best = neg_at_least.gather(1, top).squeeze(1)  # negatives ranked above the best positive
+    k_rank = positives[:, None] - slot  # rank among positives, from the top
+    contrib = torch.where(valid_sorted, k_rank / (k_rank + neg_at_least).clamp(min=1).double(), 0.0)
+    # a tie that decided the first rank: some negative scores exactly like the best positive
+    sim[rows[:, None].expand_as(valid)[valid], pos_idx[valid]] = float("-inf")
+    tie = torch.eq(sim, pos_sorted.gather(1, top), out=mask_buf[:c]).any(1)
+    return (torch.where(ok, best + 1, 0), torch.where(ok, contrib.sum(1) / positives.clamp(min=1), 0.0),
+            ok & tie, positives)
+
+
 @torch.no_grad()
 def retrieval_metrics(
     query: torch.Tensor,
@@ -106,72 +160,27 @@ def retrieval_metrics(
     g = F.normalize(gallery.float(), dim=1)
     _, inverse = torch.unique(torch.cat([query_labels.long(), gallery_labels.long()]), return_inverse=True)
     ql, gl = inverse[: len(q)], inverse[len(q) :]
-    n_labels = int(inverse.max()) + 1 if len(inverse) else 1
-    # the gallery grouped by label: positives of label l are by_label[start[l] : start[l] + count[l]]
-    by_label = torch.argsort(gl, stable=True)
-    count = torch.bincount(gl, minlength=n_labels)
-    start = count.cumsum(0) - count
-    if chunk is None:
-        chunk = max(1, budget // max(1, g.shape[0]))
-    chunk = min(chunk, max(1, q.shape[0]))
-    # gallery columns padded to a multiple of 8 (mask rows pack into int64 words); the pad scores -inf
-    width = -(-g.shape[0] // 8) * 8
-    gt = torch.zeros(g.shape[1], width)
-    gt[:, : g.shape[0]] = g.T
-    sim_buf = torch.empty(chunk, width)  # reused by every chunk
-    mask_buf = torch.empty(chunk, width, dtype=torch.bool)
-    first_rank = torch.zeros(q.shape[0], dtype=torch.int64)  # 0: unanswerable
-    ap = torch.zeros(q.shape[0], dtype=torch.float64)
-    tied = torch.zeros(q.shape[0], dtype=torch.bool)
-    chance = torch.zeros(q.shape[0], dtype=torch.float64)
-    gallery_size = g.shape[0] - (1 if exclude_self else 0)
-    for begin in range(0, q.shape[0], chunk):
-        lc = ql[begin : begin + chunk]
-        c = len(lc)
-        rows = torch.arange(c)
-        pmax = int(count[lc].max())
-        if pmax == 0:
-            continue
-        slot = torch.arange(pmax)[None, :]
-        pos_idx = by_label[(start[lc][:, None] + slot).clamp(max=len(by_label) - 1)]
-        valid = slot < count[lc][:, None]
-        if exclude_self:
-            valid &= pos_idx != (rows + begin)[:, None]
-        positives = valid.sum(1)
-        ok = positives > 0
-        if not bool(ok.any()):
-            continue
-        sim = torch.mm(q[begin : begin + c], gt, out=sim_buf[:c])
-        sim[:, g.shape[0] :] = float("-inf")
-        if exclude_self:
-            sim[rows, rows + begin] = float("-inf")
-        # unanswerable rows stay in the block with only +inf thresholds: nothing counts for them
-        pos_sorted, _ = torch.where(valid, sim.gather(1, pos_idx), float("inf")).sort(dim=1)
-        at_least = _count_at_least(sim, pos_sorted, mask_buf[:c], FULL_PASSES)
-        valid_sorted = slot < positives[:, None]
-        # positives at or above each one (+inf padding counted out), then the negatives at or above it
-        pos_at_least = positives[:, None] - torch.searchsorted(pos_sorted, pos_sorted)
-        neg_at_least = at_least - pos_at_least
-        top = (positives - 1).clamp(min=0)[:, None]
-        best = neg_at_least.gather(1, top).squeeze(1)  # negatives ranked above the best positive
-        k_rank = positives[:, None] - slot  # rank among positives, from the top
-        contrib = torch.where(valid_sorted, k_rank / (k_rank + neg_at_least).clamp(min=1).double(), 0.0)
-        # a tie that decided the first rank: some negative scores exactly like the best positive
-        sim[rows[:, None].expand_as(valid)[valid], pos_idx[valid]] = float("-inf")
-        tie = torch.eq(sim, pos_sorted.gather(1, top), out=mask_buf[:c]).any(1)
-        span = slice(begin, begin + c)
-        first_rank[span] = torch.where(ok, best + 1, 0)
-        ap[span] = torch.where(ok, contrib.sum(1) / positives.clamp(min=1), 0.0)
-        tied[span] = ok & tie
-        chance[span] = torch.where(ok, positives.double() / max(gallery_size, 1), 0.0)
+    count = torch.bincount(gl, minlength=int(inverse.max()) + 1 if len(inverse) else 1)
+    columns = torch.zeros(g.shape[1], -(-g.shape[0] // 8) * 8)
+    columns[:, : g.shape[0]] = g.T
+    prepared = _Gallery(columns, g.shape[0], torch.argsort(gl, stable=True), count.cumsum(0) - count, count)
+    chunk = min(chunk or max(1, budget // max(1, g.shape[0])), max(1, q.shape[0]))
+    sim_buf = torch.empty(chunk, columns.shape[1])  # reused by every chunk
+    mask_buf = torch.empty(chunk, columns.shape[1], dtype=torch.bool)
+    if q.shape[0] == 0:
+        raise ValueError("retrieval metrics need at least one query")
+    parts = [_rank_chunk(q[b : b + chunk], ql[b : b + chunk], b, prepared, exclude_self, sim_buf, mask_buf)
+             for b in range(0, q.shape[0], chunk)]
+    first_rank, ap, tied, positives = (torch.cat(column) for column in zip(*parts))
     answered = first_rank > 0
     n = max(int(answered.sum()), 1)
+    gallery_size = max(g.shape[0] - (1 if exclude_self else 0), 1)
     out = {f"top{k}": 100.0 * int((answered & (first_rank <= k)).sum()) / n for k in ks}
     out["mAP"] = 100.0 * float(ap[answered].sum()) / n
     out["queries"] = int(answered.sum())
     out["unanswerable_queries"] = int(q.shape[0] - answered.sum())
     out["tied_queries"] = int(tied.sum())
-    out["chance_top1"] = 100.0 * float(chance[answered].sum()) / n
+    out["chance_top1"] = 100.0 * float((positives[answered].double() / gallery_size).sum()) / n
     out["per_query"] = {"first_rank": [int(r) if r > 0 else None for r in first_rank.tolist()],
                         "ap": [round(float(a), 6) if r > 0 else None for a, r in zip(ap.tolist(), first_rank.tolist())]}
     return out

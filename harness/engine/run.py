@@ -95,7 +95,7 @@ def plan_runs(given: dict, data_root: Path | None = None) -> list[Resolved]:
             problem = f"dataset {card.name}: {why}" if why else None
         if problem:
             problems.append(problem)
-        plans += [Resolved(run, resolved.origins) for run in fold_runs(cfg)]
+        plans += [Resolved(run, resolved.origins, resolved.warnings) for run in fold_runs(cfg)]
     if problems:
         head = f"{len(problems)} of {len(names)} datasets cannot run:\n" if len(names) > 1 else ""
         raise DataError(head + "\n".join(problems))

@@ -328,6 +328,51 @@ def batch_maker(model, data: TrainData, normalize: Normalizer, settings: TrainSe
     return make
 
 
+@dataclass
+class Loop:
+    """The moving parts of one training loop, built once by ``train`` and used by every epoch."""
+
+    objective: nn.Module  # model + losses (DDP-wrapped under torchrun)
+    step_fn: Callable  # the objective, compiled or not
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    make: Callable  # (key, order, flips) -> a micro-batch
+    starts: list[int]  # first index of every global batch
+    settings: TrainSettings
+    dist: DistInfo
+    bar: object  # the progress bar
+    progress: bool
+
+
+def run_epoch(loop: Loop, order: torch.Tensor, flips: torch.Tensor, sums: torch.Tensor) -> float:
+    """One epoch of optimizer steps; adds (loss terms..., loss) x images into ``sums`` on the device
+    (no GPU sync per step) and returns the seconds spent waiting for batches."""
+    settings, dist = loop.settings, loop.dist
+    keys = [(start, part) for start in loop.starts for part in range(settings.accumulate)]
+    prefetch = 2 if sums.device.type == "cuda" else 0  # on a CPU the worker would steal the model's cores
+    batches = prefetched(lambda key: loop.make(key, order, flips), keys, depth=prefetch)
+    shown = max(1, len(loop.starts) // 20)  # the loss on the bar is refreshed ~20 times an epoch
+    seen, data_time = 0, 0.0
+    for step in range(len(loop.starts)):
+        for part in range(settings.accumulate):
+            t0 = time.perf_counter()
+            idx, x, mask, labels, share = next(batches)
+            data_time += time.perf_counter() - t0
+            last = part == settings.accumulate - 1
+            with loop.objective.no_sync() if dist.world > 1 and not last else contextlib.nullcontext():
+                loss, parts = loop.step_fn(x, mask, labels)
+                (loss * share).backward()
+            sums += torch.stack([*parts.values(), loss]).detach().double() * len(idx)
+            seen += len(idx)
+        loop.optimizer.step()
+        loop.optimizer.zero_grad(set_to_none=True)
+        loop.scheduler.step()
+        loop.bar.update(1)
+        if loop.progress and step % shown == 0:
+            loop.bar.set_postfix(loss=f"{float(sums[-1]) / max(seen, 1):.3f}")
+    return data_time
+
+
 def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: Normalizer, settings: TrainSettings,
           *, device: torch.device, dist: DistInfo = DistInfo(), hooks: list[Hook] = (),
           progress: bool = True) -> list[dict]:
@@ -342,8 +387,6 @@ def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: N
     objective: nn.Module = Objective(model, losses)
     if dist.world > 1:
         objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
-    step_fn = compiled(objective, settings.compile_backend)
-    opt = make_optimizer(objective, settings, device)
     n = len(data.labels)
     if settings.batch_size < dist.world * settings.accumulate:
         raise ValueError(f"--batch-size {settings.batch_size} gives fewer than one image per process and micro-batch "
@@ -351,46 +394,26 @@ def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: N
     starts = batch_starts(n, settings.batch_size, dist.world * settings.accumulate)
     used = sum(min(settings.batch_size, n - s) for s in starts)  # images per epoch the losses average over
     steps_per_epoch = max(1, len(starts))
-    total = settings.epochs * steps_per_epoch
+    opt = make_optimizer(objective, settings, device)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(
-        total, int(settings.warmup_epochs * steps_per_epoch), settings.lr_min / settings.lr if settings.lr else 0.0))
+        settings.epochs * steps_per_epoch, int(settings.warmup_epochs * steps_per_epoch),
+        settings.lr_min / settings.lr if settings.lr else 0.0))
     gen = torch.Generator().manual_seed(settings.seed)
-    prefetch = 2 if device.type == "cuda" else 0  # on a CPU the worker would steal the model's cores
-    make = batch_maker(model, data, normalize, settings, device, dist, gen)
-    keys = [(start, part) for start in starts for part in range(settings.accumulate)]
     history: list = []
     state = TrainState(objective.module if dist.world > 1 else objective, opt, sched, gen, history)
     for hook in hooks:
         hook.on_start(state)
-    bar = tqdm(total=total, desc="training", disable=not progress or not dist.is_main, leave=False)
-    bar.update(state.epoch * steps_per_epoch)
-    shown = max(1, steps_per_epoch // 20)  # the loss on the bar is refreshed ~20 times an epoch
+    bar = tqdm(total=settings.epochs * steps_per_epoch, desc="training", disable=not progress or not dist.is_main,
+               leave=False, initial=state.epoch * steps_per_epoch)
+    loop = Loop(objective, compiled(objective, settings.compile_backend), opt, sched,
+                batch_maker(model, data, normalize, settings, device, dist, gen), starts, settings, dist, bar, progress)
     names = [t.name for t in losses] + ["loss"]
     for epoch in range(state.epoch, settings.epochs):
         order = torch.randperm(n, generator=gen)
         flips = torch.rand(n, generator=gen) < settings.hflip
-        sums = torch.zeros(len(losses) + 1, dtype=torch.float64, device=device)  # no GPU sync per step
-        seen, data_time = 0, 0.0
+        sums = torch.zeros(len(losses) + 1, dtype=torch.float64, device=device)
         t_epoch = time.perf_counter()
-        batches = prefetched(lambda key, order=order, flips=flips: make(key, order, flips), keys, depth=prefetch)
-        for step in range(len(starts)):
-            for part in range(settings.accumulate):
-                t0 = time.perf_counter()
-                idx, x, mask, labels, share = next(batches)
-                data_time += time.perf_counter() - t0
-                last = part == settings.accumulate - 1
-                sync = objective.no_sync() if dist.world > 1 and not last else contextlib.nullcontext()
-                with sync:
-                    loss, parts = step_fn(x, mask, labels)
-                    (loss * share).backward()
-                sums += torch.stack([*parts.values(), loss]).detach().double() * len(idx)
-                seen += len(idx)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            sched.step()
-            bar.update(1)
-            if progress and step % shown == 0:
-                bar.set_postfix(loss=f"{float(sums[-1]) / max(seen, 1):.3f}")
+        data_time = run_epoch(loop, order, flips, sums)
         if dist.world > 1:
             torch_dist.all_reduce(sums)
         wall = time.perf_counter() - t_epoch

@@ -22,6 +22,7 @@ from __future__ import annotations
 import glob
 import re
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -213,6 +214,81 @@ def featurizer_device(featurizer: Featurizer) -> torch.device:
     return device if isinstance(device, torch.device) else torch.device("cpu")
 
 
+@dataclass
+class _Work:
+    """One propagation in progress: what it is (matching, hash) and what is done (points per image,
+    the done mask, the reference view each image matched)."""
+
+    name: str
+    chash: str
+    folder: Path
+    mode: str
+    pixels: str
+    mirror: bool
+    points: np.ndarray
+    mask: np.ndarray
+    views: np.ndarray
+
+
+def _featurize_share(data: ReidData, ref: Reference, featurizer: Featurizer, work: _Work, mine: np.ndarray,
+                     info: DistInfo, batch_size: int, progress: bool) -> int:
+    """Featurize and match this process's images ``mine``, saving the partial file after every
+    batch; returns how many images it featurized."""
+    row = row_of_image(data, ref.image_id)
+    ref_img, ref_size = load_rows(data, [row], featurizer.size, desc="reference", resize=featurizer.resize)
+    offset = 0.5 if work.pixels == "centres" else 0.0  # x = 31 read as the centre of pixel 31
+    ref_pts = torch.from_numpy((ref.points + offset) * (featurizer.size / ref_size[0])[None, :]).float()
+    ref_vec = reference_views(featurizer, ref_img, ref_pts, work.mode, work.mirror)  # once
+    matcher = MATCHERS[work.mode][1]
+    n = len(data.df)
+    desc = f"propagating ({featurizer.name}, {work.mode})"
+    if info.world > 1:
+        bar = tqdm(total=len(mine), desc=f"{desc}, rank 0's share of {info.world}", unit="img",
+                   disable=not (progress and info.is_main))
+    else:
+        bar = tqdm(total=n, initial=n - len(mine), desc=desc, disable=not progress, unit="img")
+    own, featurized = _partial_path(work.folder, work.name, info), 0
+    for start in range(0, len(mine), batch_size):
+        rows = mine[start : start + batch_size]
+        imgs, sizes = load_rows(data, rows, featurizer.size, desc="targets", resize=featurizer.resize)
+        found, view = matcher(ref_vec, featurizer(to_input(imgs)), featurizer.stride)
+        work.points[rows] = found.cpu().numpy() * (sizes / featurizer.size)[:, None, :]
+        work.views[rows] = view.numpy()
+        work.mask[rows] = True
+        featurized += len(rows)
+        _save_partial(own, work.points, work.mask, work.views, work.chash, featurized)
+        bar.update(len(rows))
+    bar.close()
+    return featurized
+
+
+def _write_set(data: ReidData, ref: Reference, featurizer: Featurizer, work: _Work, reference_name: str,
+               info: DistInfo, report: Callable[[str], None] | None) -> None:
+    """Rank 0: merge the ranks' partial files (under torchrun), store the set, remove the partials."""
+    if info.world > 1:
+        files = [_partial_path(work.folder, work.name, DistInfo(r, info.world)) for r in range(info.world)]
+        work.points, work.mask, work.views, counts = _merge_partials(files, work.points.shape, work.chash)
+        if not work.mask.all():
+            raise DataError(f"{int((~work.mask).sum())} of {len(work.mask)} images are missing from the ranks' partial "
+                            f"files in {work.folder}; all ranks must share the keypoint cache (HARNESS_CACHE)")
+        if report is not None:
+            report(f"propagated on {info.world} processes; images featurized per rank: "
+                   + ", ".join(str(counts.get(f, 0)) for f in files))
+    provenance = {
+        "source": "propagated",
+        "reference": {"name": reference_name, "image_id": ref.image_id, **ref.provenance},
+        "featurizer": featurizer.config(),
+        "matching": work.mode,
+        "pixels": work.pixels,
+        "config_hash": work.chash,
+    }
+    if work.mirror:
+        provenance["mirror"] = {"images_matched_to_mirrored_reference": int(work.views.sum())}
+    save_keypoint_set(KeypointSet(ref.categories, ref.flip_pairs, work.points, provenance), data, work.name)
+    for f in partial_files(work.folder, work.name):
+        f.unlink(missing_ok=True)
+
+
 def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, reference_name: str, mode: str | None = None,
               name: str | None = None, batch_size: int | None = None, progress: bool = True,
               force: bool = False, dist: DistInfo | None = None, report: Callable[[str], None] | None = None,
@@ -239,7 +315,6 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
     check_mode(mode)
     if pixels not in PIXELS:
         raise ValueError(f"unknown pixel convention {pixels!r}; valid: {', '.join(PIXELS)}")
-    matcher = MATCHERS[mode][1]
     info = distributed.from_env() if dist is None else dist
     if info.world > 1:
         distributed.setup(info, featurizer_device(featurizer))  # no-op when the process group is already up
@@ -253,67 +328,19 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
             return kps, name, False
         raise DataError(f"keypoint set {name} already exists with another configuration; choose another --name or pass --force")
     folder.mkdir(parents=True, exist_ok=True)
-    n, k = len(data.df), len(ref.categories)
-    shape = (n, k, 2)
-    points, mask, views, _ = _merge_partials([] if force else partial_files(folder, name), shape, chash)
+    shape = (len(data.df), len(ref.categories), 2)
+    work = _Work(name, chash, folder, mode, pixels, mirror,
+                 *_merge_partials([] if force else partial_files(folder, name), shape, chash)[:3])
     distributed.barrier(info)  # every rank has read the old partial files before any rank writes its own
-    own = _partial_path(folder, name, info)
-    mine = np.array_split(np.flatnonzero(~mask), info.world)[info.rank]  # this rank's block of what is left
-    featurized = 0
-
-    bs = batch_size or featurizer.batch_size
-    if len(mine):
-        r = row_of_image(data, ref.image_id)
-        ref_img, ref_size = load_rows(data, [r], featurizer.size, desc="reference", resize=featurizer.resize)
-        scale = featurizer.size / ref_size[0]
-        offset = 0.5 if pixels == "centres" else 0.0  # x = 31 read as the centre of pixel 31
-        ref_pts = torch.from_numpy((ref.points + offset) * scale[None, :]).float()
-        ref_vec = reference_views(featurizer, ref_img, ref_pts, mode, mirror)  # once
-        desc = f"propagating ({featurizer.name}, {mode})"
-        if info.world > 1:
-            bar = tqdm(total=len(mine), desc=f"{desc}, rank 0's share of {info.world}", unit="img",
-                       disable=not (progress and info.is_main))
-        else:
-            bar = tqdm(total=n, initial=n - len(mine), desc=desc, disable=not progress, unit="img")
-        for start in range(0, len(mine), bs):
-            rows = mine[start : start + bs]
-            imgs, sizes = load_rows(data, rows, featurizer.size, desc="targets", resize=featurizer.resize)
-            feats = featurizer(to_input(imgs))
-            found, view = matcher(ref_vec, feats, featurizer.stride)
-            points[rows] = found.cpu().numpy() * (sizes / featurizer.size)[:, None, :]
-            views[rows] = view.numpy()
-            mask[rows] = True
-            featurized += len(rows)
-            _save_partial(own, points, mask, views, chash, featurized)
-            bar.update(len(rows))
-        bar.close()
+    mine = np.array_split(np.flatnonzero(~work.mask), info.world)[info.rank]  # this rank's block of what is left
+    featurized = _featurize_share(data, ref, featurizer, work, mine, info, batch_size or featurizer.batch_size,
+                                  progress) if len(mine) else 0
     if info.world > 1:
         if not featurized:  # an empty share: still say so, and replace a stale file of this rank
-            _save_partial(own, points, mask, views, chash, featurized)
+            _save_partial(_partial_path(folder, name, info), work.points, work.mask, work.views, chash, featurized)
         distributed.barrier(info)  # every rank's share is in its partial file
     if info.is_main:
-        if info.world > 1:
-            files = [_partial_path(folder, name, DistInfo(r, info.world)) for r in range(info.world)]
-            points, mask, views, counts = _merge_partials(files, shape, chash)
-            if not mask.all():
-                raise DataError(f"{int((~mask).sum())} of {n} images are missing from the ranks' partial files in "
-                                f"{folder}; all ranks must share the keypoint cache (HARNESS_CACHE)")
-            if report is not None:
-                report(f"propagated on {info.world} processes; images featurized per rank: "
-                       + ", ".join(str(counts.get(f, 0)) for f in files))
-        provenance = {
-            "source": "propagated",
-            "reference": {"name": reference_name, "image_id": ref.image_id, **ref.provenance},
-            "featurizer": featurizer.config(),
-            "matching": mode,
-            "pixels": pixels,
-            "config_hash": chash,
-        }
-        if mirror:
-            provenance["mirror"] = {"images_matched_to_mirrored_reference": int(views.sum())}
-        save_keypoint_set(KeypointSet(ref.categories, ref.flip_pairs, points, provenance), data, name)
-        for f in partial_files(folder, name):
-            f.unlink(missing_ok=True)
+        _write_set(data, ref, featurizer, work, reference_name, info, report)
     distributed.barrier(info)  # the other ranks read the set once rank 0 has written it
     kps = load_keypoint_set(final, data)[0]  # exactly what later runs will read
     return kps, name, True

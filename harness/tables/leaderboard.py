@@ -129,18 +129,15 @@ def _render_table(result: TableResult) -> list[str]:
     out += ["| row | column | published | ours | 95% CI | sd | runs (folds x seeds) | chance | setting | protocol | "
             "backbone | commit |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for cell in cells(t):
-        shown = False
         for setting in SETTINGS:
             result_cell = result.cells[(setting.name, cell.row, cell.col)]
             if result_cell.records:
                 out.append(_cell_line(cell, setting.name, result_cell))
-                shown = True
-        if not shown:
-            reasons = [f"{s.name}: {result.cells[(s.name, cell.row, cell.col)].cell.reason}" for s in SETTINGS
-                       if result.cells[(s.name, cell.row, cell.col)].cell.reason]
-            why = f" ({'; '.join(reasons)})" if reasons else ""
-            published = "–" if cell.paper is None else f"{cell.paper:g}"
-            out.append(f"| {cell.row} | {cell.col} | {published} | not run{why} | – | – | 0 | – | – | – | – | – |")
+            elif setting.name != "tiny":  # a smoke test that did not run needs no line
+                why = result_cell.cell.reason or setting.unrun
+                published = "–" if cell.paper is None else f"{cell.paper:g}"
+                out.append(f"| {cell.row} | {cell.col} | {published} | not run{f' ({why})' if why else ''} | – | – | 0 | "
+                           f"– | {setting.name} | – | – | – |")
     comparisons = _comparison_lines(result)
     if comparisons:
         out += ["", "Paired comparisons (A - B, top-1 points, 95% CI over identities):", "", *comparisons]
@@ -167,34 +164,40 @@ def render(results_dir: Path) -> tuple[str, list[TableResult]]:
 
 
 def plot(result: TableResult, path: Path) -> Path:
-    """Accuracy vs the column value: the paper's (dashed) and ours per plotted setting (solid, 95% CI
-    error bars), per row. Tiny numbers are never drawn here."""
+    """Accuracy along the table's ordered axis (``plot["axis"]``: its columns, e.g. the timestep, or
+    its rows, e.g. the ViT size), one line per entry of the other axis: the paper's (dashed) and ours
+    per plotted setting (solid, 95% CI error bars). Tiny numbers are never drawn here."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     t = result.table
-    xs = [float(c.label) for c in t.cols]
+    along_rows = t.plot.get("axis") == "rows"
+    steps, lines = (t.rows, t.cols) if along_rows else (t.cols, t.rows)
+    numeric = all(_is_number(a.label) for a in steps)
+    xs = [float(a.label) if numeric else float(i) for i, a in enumerate(steps)]
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=100)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (row, paper) in enumerate(zip(t.rows, t.paper)):
+    for i, line in enumerate(lines):
         colour = colours[i % len(colours)]
-        ax.plot(xs, paper, "--o", color=colour, label=f"paper {row.label}")
+        keys = [(a.label, line.label) if along_rows else (line.label, a.label) for a in steps]
+        paper = [t.paper[[r.label for r in t.rows].index(r)][[c.label for c in t.cols].index(c)] for r, c in keys]
+        ax.plot(xs, paper, "--o", color=colour, label=f"paper {line.label}")
         for setting, marker in zip(PLOTTED, ("s", "^")):
             points = []
-            for x, col in zip(xs, t.cols):
-                summary = result.cells[(setting, row.label, col.label)].summary()
+            for x, (row, col) in zip(xs, keys):
+                summary = result.cells[(setting, row, col)].summary()
                 if summary is not None:
                     low, high = summary.ci if summary.ci else (summary.mean, summary.mean)
                     points.append((x, summary.mean, summary.mean - low, high - summary.mean))
             if points:
                 ax.errorbar([p[0] for p in points], [p[1] for p in points],
                             yerr=[[p[2] for p in points], [p[3] for p in points]], fmt="-" + marker, color=colour,
-                            capsize=3, label=f"ours {row.label} ({setting}, 95% CI)")
+                            capsize=3, label=f"ours {line.label} ({setting}, 95% CI)")
     ax.set_xlabel(t.plot.get("xlabel", "")), ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(f"Table {t.id} (tiny smoke-test numbers are not drawn)", fontsize=10)
-    ax.set_xticks(xs)
+    ax.set_xticks(xs, [a.label for a in steps])
     ax.tick_params(axis="x", labelrotation=45)  # dense ticks (Table 3: 0, 50, 100, ...) stay readable
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -202,6 +205,14 @@ def plot(result: TableResult, path: Path) -> Path:
     replace_atomic(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
     plt.close(fig)
     return path
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def write(results_dir: Path, output: Path) -> list[Path]:

@@ -4,8 +4,9 @@ Every candidate trains on the inner training part of fold 0's training identitie
 on the held-out fifth of them (``validate=True``: the outer test identities are not touched). Each
 candidate runs with the plain ViT and with CKPE, so the choice favours neither; the score is the
 mean of their validation top-1. Candidates are the overrides below on top of the small setting;
-the featurizer step compares the offline featurizers by CKPE's validation top-1 with the chosen
-training settings. `harness tune` runs what is missing and prints the table the choice in
+the featurizer step scores the offline featurizers' keypoints by CKPE's validation top-1 with the
+chosen training settings (when that does not separate them, where the points land decides; the
+README says which). `harness tune` runs what is missing and prints the table the choice in
 ``declarations.SMALL_CHOICE`` / ``SMALL_KEYPOINTS`` was read from; the records stay in
 ``results/small-validation/``.
 
