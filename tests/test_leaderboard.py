@@ -77,7 +77,7 @@ def test_ablate_tiny_sweeps_folds_and_seeds_resumes_and_renders_intervals(cli, t
     text = md.read_text()
     expert = next(x for x in text.splitlines() if x.startswith("| CKPE | Expert |") and "smoke test" in x)
     real = next(x for x in text.splitlines() if x.startswith("| CKPE | Expert |") and "| real |" in x)
-    assert "not run (not run yet: it needs a GPU" in real
+    assert "not run (a GPU run, not done here)" in real
     cells = [c.strip() for c in expert.split("|")]
     assert cells[5].startswith("[") and cells[7] == "5 (5 x 1)" and "smoke test" in cells[9]
     assert float(cells[8]) > 0  # the chance level of those test sets

@@ -78,7 +78,7 @@ def test_small_and_tiny_settings_keep_the_tables_question():
     assert {cfg.folds for cfg in small.values()} == {5}
     reasons = {c.key: c.reason for c in tables.cells(tables.get_table("5"), "small") if c.reason}
     assert set(reasons) == {f"{s}|{k}" for s in ("base", "large", "huge") for k in (6, 10)}
-    assert "expert reference has 4 keypoints" in reasons["large|6"]
+    assert reasons["large|6"] == "the expert marked 4 points"
     assert all("MacaqueFaces only" in c.reason for c in tables.cells(tables.get_table("1"), "small")
                if c.col != "MacaqueFaces" and "oracle" not in c.row)
 

@@ -58,10 +58,10 @@ SMALL_COMMON = {"dataset": "macaquefaces", "backbone": "micro", "pretrained": Fa
                 **SMALL_CHOICE}
 SMALL_BACKBONES = {"base": "mini", "large": "micro", "huge": "midi"}
 SMALL_EXPERT_POINTS = 4  # right eye, left eye, nose, mouth centre
-NOT_SMALL_DATA = "small setting: MacaqueFaces only (its images are public and on this machine)"
-NOT_SMALL_BASELINE = "needs the pretrained MegaDescriptor-L-384 weights (Hugging Face hub)"
-NOT_SMALL_SOURCE = "needs {source} on the reference image (network or pretrained weights); small uses the expert"
-NOT_SMALL_SD = "a diffusion-timestep sweep needs Stable Diffusion weights (not offline)"
+NOT_SMALL_DATA = "MacaqueFaces only"
+NOT_SMALL_BASELINE = "needs MegaDescriptor weights"
+NOT_SMALL_SOURCE = "{source} needs the network or weights"
+NOT_SMALL_SD = "needs Stable Diffusion weights"
 
 
 def _replace_recipe(recipe: str, featurizer: str) -> str:
@@ -106,7 +106,7 @@ def small(overrides: dict) -> dict | str:
             else:
                 out["keypoints"] = SMALL_KEYPOINTS
         elif key == "num_keypoints" and value > SMALL_EXPERT_POINTS:
-            return f"K = {value}: the expert reference has {SMALL_EXPERT_POINTS} keypoints (more need GPT-4)"
+            return f"the expert marked {SMALL_EXPERT_POINTS} points"
         else:
             out[key] = value
     out.setdefault("keypoints", SMALL_KEYPOINTS)
@@ -126,11 +126,10 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("real", {"folds": 5}, lambda overrides: overrides, 1,
             "the paper's configuration on the real dataset (GPU, pretrained weights, DIFT)",
-            "not run yet: it needs a GPU, the dataset and the pretrained weights; `harness ablate TABLE` runs it"),
+            "a GPU run, not done here"),
     Setting("small", SMALL_COMMON, small, 2,
             "real MacaqueFaces images, random-init ViTs (mini / micro / midi) at 64 px, offline featurizer (CPU)",
-            "not run within the small sweep's 4 CPU-hour budget on 2 cores (the default size, micro, and the "
-            "other sizes' cells in table order came first); `harness ablate TABLE --small` runs it, resumably"),
+            "beyond the 4 CPU-hour budget"),
     Setting("tiny", TINY_COMMON, tiny, 2,
             "synthetic smoke test: random-init test-bed ViTs, 32 px; tests the pipeline, never the method"),
 )
@@ -184,7 +183,7 @@ T3_STEPS = (0, 50, 100, 150, 200, 250, 300, 500, 1000)
 T5_KS = (1, 3, 6, 10)
 VIT_ROWS = tuple(Axis(size, {"backbone": size}) for size in VIT_SIZES)  # Tables 4, 5, 6-7
 TEN_PARTS = {"dataset_options": {"parts": "10"}}  # tiny Tables 5 and 6-7: room for K up to 10
-NO_ANNOTATIONS = "the dataset has no per-image keypoint annotations"
+NO_ANNOTATIONS = "no per-image annotations"
 HUGE = {"backbone": "huge"}  # Table 1 ran ViT-huge: its KPE/CKPE numbers are Table 4's huge row
 
 
@@ -284,7 +283,7 @@ TABLES: tuple[Table, ...] = (
         rows=VIT_ROWS,
         cols=tuple(Axis(str(k), {"keypoints": "gpt4@dift", "num_keypoints": k},
                         small={"keypoints": SMALL_KEYPOINTS, "num_keypoints": k} if k <= SMALL_EXPERT_POINTS else
-                        f"K = {k}: the expert reference has {SMALL_EXPERT_POINTS} keypoints (more need GPT-4)")
+                        f"the expert marked {SMALL_EXPERT_POINTS} points")
                    for k in T5_KS),
         paper=((97.3, 97.3, 97.8, 96.9), (97.6, 99.2, 98.9, 97.3), (98.8, 99.6, 99.2, 98.3)),
         base={"method": "ckpe", "dataset": "macaquefaces"},
