@@ -156,29 +156,30 @@ def retrieval_metrics(
     ks: tuple[int, ...] = (1, 5),
     budget: int = DEFAULT_BUDGET,
 ) -> dict:
-    q = F.normalize(query.float(), dim=1)
-    g = F.normalize(gallery.float(), dim=1)
+    query_unit = F.normalize(query.float(), dim=1)
+    gallery_unit = F.normalize(gallery.float(), dim=1)
     _, inverse = torch.unique(torch.cat([query_labels.long(), gallery_labels.long()]), return_inverse=True)
-    ql, gl = inverse[: len(q)], inverse[len(q) :]
-    count = torch.bincount(gl, minlength=int(inverse.max()) + 1 if len(inverse) else 1)
-    columns = torch.zeros(g.shape[1], -(-g.shape[0] // 8) * 8)
-    columns[:, : g.shape[0]] = g.T
-    prepared = _Gallery(columns, g.shape[0], torch.argsort(gl, stable=True), count.cumsum(0) - count, count)
-    chunk = min(chunk or max(1, budget // max(1, g.shape[0])), max(1, q.shape[0]))
+    query_ids, gallery_ids = inverse[: len(query_unit)], inverse[len(query_unit) :]
+    count = torch.bincount(gallery_ids, minlength=int(inverse.max()) + 1 if len(inverse) else 1)
+    columns = torch.zeros(gallery_unit.shape[1], -(-gallery_unit.shape[0] // 8) * 8)
+    columns[:, : gallery_unit.shape[0]] = gallery_unit.T
+    prepared = _Gallery(columns, gallery_unit.shape[0], torch.argsort(gallery_ids, stable=True), count.cumsum(0) - count,
+                        count)
+    chunk = min(chunk or max(1, budget // max(1, gallery_unit.shape[0])), max(1, query_unit.shape[0]))
     sim_buf = torch.empty(chunk, columns.shape[1])  # reused by every chunk
     mask_buf = torch.empty(chunk, columns.shape[1], dtype=torch.bool)
-    if q.shape[0] == 0:
+    if query_unit.shape[0] == 0:
         raise ValueError("retrieval metrics need at least one query")
-    parts = [_rank_chunk(q[b : b + chunk], ql[b : b + chunk], b, prepared, exclude_self, sim_buf, mask_buf)
-             for b in range(0, q.shape[0], chunk)]
+    parts = [_rank_chunk(query_unit[b : b + chunk], query_ids[b : b + chunk], b, prepared, exclude_self, sim_buf,
+                         mask_buf) for b in range(0, query_unit.shape[0], chunk)]
     first_rank, ap, tied, positives = (torch.cat(column) for column in zip(*parts))
     answered = first_rank > 0
     n = max(int(answered.sum()), 1)
-    gallery_size = max(g.shape[0] - (1 if exclude_self else 0), 1)
+    gallery_size = max(gallery_unit.shape[0] - (1 if exclude_self else 0), 1)
     out = {f"top{k}": 100.0 * int((answered & (first_rank <= k)).sum()) / n for k in ks}
     out["mAP"] = 100.0 * float(ap[answered].sum()) / n
     out["queries"] = int(answered.sum())
-    out["unanswerable_queries"] = int(q.shape[0] - answered.sum())
+    out["unanswerable_queries"] = int(query_unit.shape[0] - answered.sum())
     out["tied_queries"] = int(tied.sum())
     out["chance_top1"] = 100.0 * float((positives[answered].double() / gallery_size).sum()) / n
     out["per_query"] = {"first_rank": [int(r) if r > 0 else None for r in first_rank.tolist()],
