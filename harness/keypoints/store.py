@@ -123,21 +123,20 @@ def load_keypoint_set(path: Path, data: ReidData) -> tuple[KeypointSet, dict]:
     pts = np.full((len(ids), len(cats), 2), np.nan)
     index = {c: k for k, c in enumerate(cats)}
     for image_id, per_cat in entries.items():
-        r = row_of[image_id]
+        row = row_of[image_id]
         if not isinstance(per_cat, dict):
             raise DataError(f"{where}: image {image_id}: expected {{category: [x, y]}}, got {type(per_cat).__name__}")
         for cat, value in per_cat.items():
             if cat not in index:
                 raise DataError(f"{where}: image {image_id}: category {cat!r} is not one of {list(cats)}")
-            p = _finite_point(value, f"{where}: image {image_id}, {cat}")
-            if p is None:
+            point = _finite_point(value, f"{where}: image {image_id}, {cat}")
+            if point is None:
                 continue
-            w, h = sizes[r]
-            if not (0 <= p[0] <= w and 0 <= p[1] <= h):
-                raise DataError(
-                    f"{where}: image {image_id}, {cat}: point ({p[0]:g}, {p[1]:g}) is outside the {w:g}x{h:g} image"
-                )
-            pts[r, index[cat]] = p
+            w, h = sizes[row]
+            if not (0 <= point[0] <= w and 0 <= point[1] <= h):
+                raise DataError(f"{where}: image {image_id}, {cat}: point ({point[0]:g}, {point[1]:g}) is outside "
+                                f"the {w:g}x{h:g} image")
+            pts[row, index[cat]] = point
     provenance = dict(raw.get("provenance") or {})
     provenance.setdefault("keypoint_set", raw.get("name") or Path(path).stem)
     return KeypointSet(cats, pairs, pts, provenance), raw
