@@ -113,8 +113,9 @@ def _show(value) -> str:
 def summary_line(record: dict, path: Path | None = None) -> str:
     m = record["metrics"]
     config = record["config"]
+    fold = f"fold {config['fold']} | " if config.get("fold") is not None else ""
     line = (
-        f"{config['method']} | {config['dataset']} | {record['protocol']} | seed {record['seed']} | "
+        f"{config['method']} | {config['dataset']} | {record['protocol']} | {fold}seed {record['seed']} | "
         f"top-1 {m['top1']:.1f} | top-5 {m['top5']:.1f} | mAP {m['mAP']:.1f} | {record['wall_time_s']:.1f} s"
     )
     return line + (f" | {path}" if path else "")
