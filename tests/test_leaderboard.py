@@ -99,6 +99,8 @@ def test_ablate_tiny_sweeps_folds_and_seeds_resumes_and_renders_intervals(cli, t
     assert two.exit_code == 0 and "A - B: +0.0 points, 95% CI [+0.0, +0.0]: no significant difference" in two.output
     mixed = cli("compare", str(res), str(folder))
     assert mixed.exit_code != 0 and "holds records of 2 experiments" in mixed.output
+    unknown = cli("compare", "2:CKPE|Nope@tiny", str(folder), "--results-dir", res)
+    assert unknown.exit_code != 0 and "table 2 has no cell 'CKPE|Nope' in setting tiny" in unknown.output
 
 
 def test_leaderboard_refuses_unpairable_and_renders_old_records_without_intervals(cli, tmp_path):

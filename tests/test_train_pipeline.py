@@ -70,3 +70,17 @@ def test_checkpoint_restores_the_torch_rng_and_discard_removes_killed_writes(tmp
     (tmp_path / ".other_s0-abc.pt").write_bytes(b"another run's")
     ckpt.discard()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other_s0-abc.pt"]
+
+
+def test_a_damaged_checkpoint_is_ignored_with_a_warning(tmp_path):
+    import torch
+
+    from harness.engine.train import Checkpoint, TrainState
+
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    state = TrainState(net, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), torch.Generator(), [])
+    (tmp_path / "run_s0.pt").write_bytes(b"not a torch file")
+    with pytest.warns(UserWarning, match="ignoring unreadable checkpoint"):
+        Checkpoint(tmp_path / "run_s0.pt").on_start(state)
+    assert state.epoch == 0 and state.history == []  # training starts afresh

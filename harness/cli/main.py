@@ -196,7 +196,8 @@ def list_cmd():
         for e in reg:
             click.echo(f"  {e.name:<22} {e.description}")
         if reg is FEATURIZERS:
-            click.echo(f"  {TEMPLATE:<22} no matching: the reference's points at the same place on every image (control)")
+            click.echo(f"  {TEMPLATE:<22} recipes only (SOURCE@template): the reference's points at the same place on "
+                       "every image, no matching (control)")
     click.echo("backbones (aliases, smallest first; any timm model name or hf-hub:<repo> also works):")
     for name in ALIASES:
         click.echo(f"  {name:<22} {describe(name)}")

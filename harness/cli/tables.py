@@ -53,7 +53,7 @@ def dry_run_lines(jobs) -> list[str]:
 @click.option("--tiny", "setting", flag_value="tiny",
               help="the synthetic stand-in of every cell (random-init test-bed ViTs; the CI smoke)")
 @click.option("--launcher", type=click.Choice(LAUNCHERS), default="local", show_default=True,
-              help="local: in this process; slurm: one submitit job per missing cell; submitit-local: submitit's "
+              help="local: in this process; slurm: one submitit job per missing run; submitit-local: submitit's "
                    "local executor (subprocesses)")
 @click.option("--partition", default=None, help="slurm partition")
 @click.option("--gpus", type=click.IntRange(0), default=1, show_default=True, help="GPUs per slurm job")

@@ -1,9 +1,9 @@
 """One registry type for methods, datasets, loaders, keypoint sources, reference sources and featurizers.
 
 A registry maps a name to a factory plus a one-line description. Registration is a decorator;
-unknown and duplicate names are errors that list what is valid. Third-party plugins register
-through the Python entry-point group ``harness.<kind>`` (e.g. ``harness.methods``); built-in
-methods are plain files in the repository's ``methods/`` folder, loaded by path.
+unknown and duplicate names are errors that list what is valid. Third-party methods register
+through the Python entry-point group ``harness.methods``; built-in methods are plain files in the
+repository's ``methods/`` folder, loaded by path.
 """
 from __future__ import annotations
 

@@ -168,7 +168,7 @@ def stored_path(name: str, data: ReidData) -> Path | None:
 
 def read_reference(path: Path, data: ReidData | None = None) -> Reference:
     """Read a reference annotation (format of datasets/<card reference>, e.g. the shared
-    MacaqueFaces.json) and, given ``data``, check its image id and that its points lie inside."""
+    datasets/macaquefaces-expert.json) and, given ``data``, check its image id and that its points lie inside."""
     where = f"reference annotation {path}"
     raw = read_json_object(path, "reference annotation")
     if raw.get("format") == SET_FORMAT:

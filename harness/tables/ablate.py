@@ -1,8 +1,8 @@
 """`harness ablate`: run a declared table's cells that have no result yet.
 
-The plan is the table's cells x seeds in declaration order; a cell whose result file exists is
-skipped (never recomputed), so an interrupted sweep resumes where it stopped. Launchers:
-`local` runs in this process; `slurm` submits one submitit job per missing cell; `submitit-local`
+The plan is the table's runs (cell x fold x seed) in declaration order; a run whose result file
+exists is skipped (never recomputed), so an interrupted sweep resumes where it stopped. Launchers:
+`local` runs in this process; `slurm` submits one submitit job per missing run; `submitit-local`
 is submitit's local executor (subprocesses; the test bed of the slurm path).
 """
 from __future__ import annotations

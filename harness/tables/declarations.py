@@ -246,7 +246,8 @@ TABLES: tuple[Table, ...] = (
                            ("CKPE|Expert", "CKPE|Grad-CAM (ViT)")),
         note="Every source annotates the same reference image (the card's reference_image, 20: the expert's) with "
              "K = 3, and DIFT propagates it. The paper's GPT-4 99.20 equals Table 3's best (99.2) and Table 5's "
-             "large K = 3. Small: not in the issue's scope (Grad-CAM and GPT-4 need weights or the network). Tiny: the "
+             "large K = 3. Small: only the Expert column runs (it is Table 1's CKPE cell); Grad-CAM and GPT-4 need "
+             "weights or the network. Tiny: the "
              "synthetic ground truth stands in for the expert; Grad-CAM runs on tiny random-init classifiers; a "
              "tiny random-init SD propagates (real pipelines, random weights).",
     ),

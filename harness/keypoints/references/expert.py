@@ -1,4 +1,4 @@
-"""The expert reference: a person's JSON annotation of one image (format of MacaqueFaces.json)."""
+"""The expert reference: a person's JSON annotation of one image (format of datasets/macaquefaces-expert.json)."""
 from __future__ import annotations
 
 import hashlib
