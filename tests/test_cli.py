@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.engine import records
 from harness.engine.records import REQUIRED_KEYS
 
 
@@ -171,3 +172,21 @@ def test_broken_plugin_names_its_file(tmp_path, tiny_args):
     assert out.returncode != 0
     assert "broken.py failed to import: boom" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_git_state_is_read_once_per_process(monkeypatch):
+    """A commit made while a long sweep runs must not be credited to the sweep's later records:
+    the state is read once, when the process's first run starts."""
+    calls = []
+    real_run = subprocess.run
+
+    def counting_run(args, **kw):
+        calls.append(args)
+        return real_run(args, **kw)
+
+    records.git_state.cache_clear()
+    monkeypatch.setattr(records.subprocess, "run", counting_run)
+    first = records.git_state()
+    later = records.git_state()
+    assert later == first and len(calls) == 2  # rev-parse and status, once
+    records.git_state.cache_clear()

@@ -78,6 +78,11 @@ def test_ablate_tiny_sweeps_folds_and_seeds_resumes_and_renders_intervals(cli, t
     expert = next(x for x in text.splitlines() if x.startswith("| CKPE | Expert |") and "smoke test" in x)
     real = next(x for x in text.splitlines() if x.startswith("| CKPE | Expert |") and "| real |" in x)
     assert "not run (a GPU run, not done here)" in real
+    small = {line.split("|")[1].strip() + "/" + line.split("|")[2].strip(): line
+             for line in text.splitlines() if "| small |" in line}
+    assert "queued within the 4 CPU-hour budget" in small["CKPE/Expert"]  # default size (micro): in the budget
+    assert "beyond the 4 CPU-hour budget" in small["base/CKPE"]  # Table 4's mini row: beyond it
+    assert "needs the network or weights" in small["CKPE/GPT-4"]
     cells = [c.strip() for c in expert.split("|")]
     assert cells[5].startswith("[") and cells[7] == "5 (5 x 1)" and "smoke test" in cells[9]
     assert float(cells[8]) > 0  # the chance level of those test sets

@@ -11,6 +11,7 @@ from harness.engine.run import resolve_run
 from harness.keypoints.sources import resolve_keypoints
 from harness.keypoints.store import store_dir
 from harness.methods import METHODS
+from wildlife_layouts import make_macaquefaces
 
 SYN = ("--dataset-option", "identities=6", "--dataset-option", "images_per_identity=4", "--dataset-option",
        "image_size=32")
@@ -36,8 +37,6 @@ def test_a_run_prints_where_every_value_came_from_and_warns_on_pretrained_settin
     assert len(resolved.warnings) == 1 and "fine-tune a pretrained backbone" in resolved.warnings[0]
     assert not resolve_run(card, METHODS.create("vit"), given={"backbone": "micro", "lr": 0.001,
                                                                "optimizer": "adamw", "epochs": 20}).warnings
-    from wildlife_layouts import make_macaquefaces
-
     make_macaquefaces(tmp_path / "data")
     warned = cli("run", "--method", "vit", "--dataset", "macaquefaces", "--data-root", tmp_path / "data", "--backbone",
                  "nano", "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--results-dir", tmp_path / "m",
@@ -46,6 +45,21 @@ def test_a_run_prints_where_every_value_came_from_and_warns_on_pretrained_settin
     assert "warning: optimizer sgd, lr 0.001 come from the card macaquefaces" in warned.output
     helped = cli("run", "--help")
     assert "unless the dataset card or method sets one" in helped.output and "dataset card's `defaults`" in helped.output
+
+
+def test_dry_run_prints_the_resolved_configuration_and_trains_nothing(cli, tmp_path):
+    make_macaquefaces(tmp_path / "data")
+    out = cli("run", "--method", "vit", "--dataset", "macaquefaces", "--data-root", tmp_path / "data", "--backbone",
+              "micro", "--image-size", "64", "--folds", "5", "--fold", "0", "--results-dir", tmp_path / "r", "--dry-run")
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0] == "configuration (by where each value came from):"
+    assert any(x.startswith("  card macaquefaces: ") and "lr=0.001" in x and "optimizer=sgd" in x for x in lines)
+    assert any(x.startswith("warning: optimizer sgd, lr 0.001, epochs 100 come from the card macaquefaces") for x in lines)
+    assert lines[-1].startswith(f"result: {tmp_path / 'r'}/vit_macaquefaces_") and lines[-1].endswith("_f0_s0.json")
+    assert not (tmp_path / "r").exists()  # nothing trained, nothing written
+    missing = cli("run", "--method", "vit", "--dataset", "macaquefaces", "--data-root", tmp_path / "none", "--dry-run")
+    assert missing.exit_code != 0 and "MacaqueFaces" in missing.output  # the data are checked all the same
 
 
 def test_list_shows_reference_sources_featurizers_and_backbone_sizes(cli):
@@ -62,8 +76,6 @@ def test_list_shows_reference_sources_featurizers_and_backbone_sizes(cli):
 
 
 def test_keypoints_list_with_nothing_stored_names_the_reference_and_the_command(cli, tmp_path):
-    from wildlife_layouts import make_macaquefaces
-
     root = tmp_path / "data"
     make_macaquefaces(root)
     out = cli("keypoints", "list", "--dataset", "macaquefaces", "--data-root", root)

@@ -132,9 +132,10 @@ def main():
 @results_dir_option
 @data_root_option
 @click.option("--force", is_flag=True, help="recompute and replace an existing result")
+@click.option("--dry-run", is_flag=True, help="print each run's resolved configuration and result file; train nothing")
 @quiet_option
 @user_errors
-def run_cmd(results_dir, data_root, force, quiet, **given):
+def run_cmd(results_dir, data_root, force, dry_run, quiet, **given):
     """Train and evaluate one method on one dataset; write results/<name>.json.
 
     Every value not given here comes from the dataset card's `defaults` (datasets/<name>.json,
@@ -142,6 +143,13 @@ def run_cmd(results_dir, data_root, force, quiet, **given):
     each run prints its resolved configuration with the origin of every value."""
     given["dataset_options"] = parse_kv(given.get("dataset_options") or ())
     plans = plan_runs(given, data_root)  # every dataset checked before any training starts
+    if dry_run:
+        for resolved in plans:
+            existing = result_path(results_dir, resolved.config)
+            for line in describe_config(resolved) + [f"warning: {w}" for w in resolved.warnings]:
+                click.echo(line)
+            click.echo(f"result: {existing}{' (already done)' if existing.exists() else ''}")
+        return
     if len(plans) > 1:
         check_writable(results_dir)
     records = []

@@ -1,6 +1,7 @@
 """Run records: one JSON file per run, written atomically, never silently overwritten."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -139,8 +140,11 @@ def package_versions() -> dict:
     return out
 
 
-def git_state(exclude: tuple[str, ...] = ()) -> dict:
-    """HEAD's commit and whether tracked files differ from it (paths in ``exclude`` not counted)."""
+@functools.cache
+def git_state() -> dict:
+    """HEAD's commit and whether tracked files differ from it, read once per process: the code a
+    process runs is what it imported at start, so a commit made while a long sweep runs must not
+    be credited to the sweep's later records (`execute` asks before its first run)."""
 
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
@@ -149,7 +153,7 @@ def git_state(exclude: tuple[str, ...] = ()) -> dict:
         head = git("rev-parse", "HEAD")
         if head.returncode != 0:
             return {"commit": None, "dirty": None}
-        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":!{p}" for p in exclude))
+        dirty = git("status", "--porcelain", "--untracked-files=no")
         return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}

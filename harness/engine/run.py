@@ -289,7 +289,7 @@ def build_record(prepared: Prepared, model: Model, inputs: Inputs, metrics: dict
         "device": {"type": device.type, "name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                    "threads": torch.get_num_threads(), "processes": dist.world},
         "versions": records.package_versions(),
-        "git": records.git_state(),
+        "git": dict(records.git_state()),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -300,6 +300,7 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
     ranks return (None, path). A run killed part-way resumes from its last finished epoch when
     started again with the same config and seed."""
     t0 = time.perf_counter()
+    records.git_state()  # the commit of the code this process imported, before a long sweep outlives it
     results_dir = records.check_writable(results_dir)
     out_path = records.result_path(results_dir, cfg)
     if out_path.exists() and not force:
