@@ -119,18 +119,37 @@ def decode_images(root: Path, paths: list[str], size: int, *, desc: str = "image
     key = _cache_key(root, paths, boxes, size) + ("" if resize == "bilinear" else f"-{resize}")
     folder = cache_dir() / "images" / key if cache else None
     if folder is not None and all((folder / f).exists() for f in IMAGE_CACHE_FILES):
-        bad = np.load(folder / "bad.npy").tolist()
-        if bad and bad_images == "fail":
-            raise DataError(f"cannot read image {Path(root) / paths[bad[0]]} ({len(bad)} unreadable in all); "
-                            "fix or remove it, or pass --bad-images skip")
-        return torch.from_numpy(np.load(folder / "pixels.npy", mmap_mode="c")), np.load(folder / "sizes.npy"), bad
-    tmp = None
-    if folder is not None:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
-        pixels = np.lib.format.open_memmap(tmp / "pixels.npy", mode="w+", dtype=np.uint8, shape=(len(paths), 3, size, size))
-    else:
+        return _read_cache(folder, root, paths, bad_images)
+    if folder is None:
         pixels = np.zeros((len(paths), 3, size, size), dtype=np.uint8)
+        sizes, bad = _decode_into(pixels, root, paths, boxes, resize, bad_images, desc, progress)
+        return torch.from_numpy(pixels), sizes, bad
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+    try:
+        pixels = np.lib.format.open_memmap(tmp / "pixels.npy", mode="w+", dtype=np.uint8, shape=(len(paths), 3, size, size))
+        sizes, bad = _decode_into(pixels, root, paths, boxes, resize, bad_images, desc, progress)
+        pixels.flush()
+        del pixels
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _publish_cache(tmp, folder, sizes, bad)
+    return torch.from_numpy(np.load(folder / "pixels.npy", mmap_mode="c")), np.load(folder / "sizes.npy"), bad
+
+
+def _read_cache(folder: Path, root: Path, paths: list[str], bad_images: str):
+    bad = np.load(folder / "bad.npy").tolist()
+    if bad and bad_images == "fail":
+        raise DataError(f"cannot read image {Path(root) / paths[bad[0]]} ({len(bad)} unreadable in all); "
+                        "fix or remove it, or pass --bad-images skip")
+    return torch.from_numpy(np.load(folder / "pixels.npy", mmap_mode="c")), np.load(folder / "sizes.npy"), bad
+
+
+def _decode_into(pixels: np.ndarray, root: Path, paths: list[str], boxes: list, resize: str, bad_images: str,
+                 desc: str, progress: bool) -> tuple[np.ndarray, list[int]]:
+    """Decode every image into ``pixels`` (N x 3 x S x S) in parallel threads; -> (sizes, bad rows)."""
+    size = pixels.shape[-1]
     sizes = np.zeros((len(paths), 2), dtype=np.float64)
     bad: list[int] = []
 
@@ -142,26 +161,22 @@ def decode_images(root: Path, paths: list[str], size: int, *, desc: str = "image
                 raise DataError(f"{exc}; fix or remove it, or pass --bad-images skip") from exc
             return exc
 
-    try:
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            jobs = pool.map(one, range(len(paths)))
-            for i, got in enumerate(tqdm(jobs, total=len(paths), desc=f"decoding {desc}", leave=False,
-                                         disable=not progress, unit="img")):
-                if isinstance(got, DataError):
-                    bad.append(i)
-                    sizes[i] = (size, size)
-                    continue
-                arr, used = got
-                pixels[i] = arr.transpose(2, 0, 1)
-                sizes[i] = used
-    except BaseException:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if tmp is None:
-        return torch.from_numpy(pixels), sizes, bad
-    pixels.flush()
-    del pixels
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        jobs = pool.map(one, range(len(paths)))
+        for i, got in enumerate(tqdm(jobs, total=len(paths), desc=f"decoding {desc}", leave=False,
+                                     disable=not progress, unit="img")):
+            if isinstance(got, DataError):
+                bad.append(i)
+                sizes[i] = (size, size)
+                continue
+            arr, used = got
+            pixels[i] = arr.transpose(2, 0, 1)
+            sizes[i] = used
+    return sizes, bad
+
+
+def _publish_cache(tmp: Path, folder: Path, sizes: np.ndarray, bad: list[int]) -> None:
+    """Move a finished cache folder into place (atomically: a rename)."""
     np.save(tmp / "sizes.npy", sizes)
     np.save(tmp / "bad.npy", np.asarray(bad, dtype=np.int64))
     if folder.exists() and not all((folder / f).exists() for f in IMAGE_CACHE_FILES):
@@ -170,7 +185,6 @@ def decode_images(root: Path, paths: list[str], size: int, *, desc: str = "image
         tmp.rename(folder)
     except OSError:  # another process cached the same images first: use theirs
         shutil.rmtree(tmp, ignore_errors=True)
-    return torch.from_numpy(np.load(folder / "pixels.npy", mmap_mode="c")), np.load(folder / "sizes.npy"), bad
 
 
 # ---------------------------------------------------------------- built-in loaders

@@ -203,46 +203,18 @@ def load_wildlife(card: Card, options: dict, data_root: Path) -> ReidData:
         raise DataError(problem)
     folder = dataset_folder(card, data_root)
     cls = wildlife_class(card.wildlife_class)
-    printed = io.StringIO()
-    marker = folder / "changes.csv"  # IPanda50 renames non-ASCII files on its first load ...
-    renamed_before = marker.exists()
-    try:
-        with contextlib.redirect_stdout(printed):
-            try:
-                ds = cls(root=str(folder))
-            except Exception:
-                # ... and then fails its own file check on that load (1.0.8 renames the files but not
-                # its DataFrame); the second load reads the renamed files. Retry exactly that case.
-                if cls.__name__ != "IPanda50" or renamed_before or not marker.exists():
-                    raise
-                ds = cls(root=str(folder))
-    except Exception as exc:  # the class's own checks (missing files, bad names, bad columns)
-        said = " | ".join(printed.getvalue().strip().splitlines()[-3:])
-        raise DataError(
-            f"dataset {card.name}: wildlife-datasets {cls.__name__} cannot read {folder}: {exc}"
-            + (f" ({said})" if said else "")
-        ) from exc
-    df = ds.df.copy()
+    df = _read_class(card, cls, folder)
     if cls.__name__ in POSTPROCESS:
         df = POSTPROCESS[cls.__name__](df, folder)
     df["identity"] = df["identity"].astype(str)
 
     points = flat_points(df["keypoints"]) if "keypoints" in df else None
     categories, keypoints = card_keypoints(card, points) if points is not None else (card.categories, None)
-
     crop = opts["crop"]
     if crop == "auto":
         crop = "bbox" if "bbox" in df else "full"
     if crop == "bbox":
-        if "bbox" not in df:
-            raise DataError(f"dataset {card.name}: crop=bbox, but {cls.__name__}'s metadata has no bbox; use crop=full")
-        boxes = [parse_bbox(b) for b in df["bbox"]]
-        df["bbox"] = [list(b) if b is not None else np.nan for b in boxes]
-        if keypoints is not None:
-            for i, box in enumerate(boxes):
-                if box is not None:
-                    left, top, _, _ = crop_box(box)
-                    keypoints[i] -= (left, top)
+        _crop_to_boxes(card, cls, df, keypoints)
     columns = ["image_id", "identity", "path"] + (["bbox"] if crop == "bbox" else [])
 
     unknown = df["identity"] == str(cls.unknown_name)
@@ -263,6 +235,43 @@ def load_wildlife(card: Card, options: dict, data_root: Path) -> ReidData:
         info={"loader": "wildlife", "class": cls.__name__, "folder": str(folder), "crop": crop,
               "unknown_identity": str(cls.unknown_name), "unknown_images": n_unknown, "unknown": opts["unknown"]},
     )
+
+
+def _read_class(card: Card, cls, folder: Path) -> pd.DataFrame:
+    """The wildlife-datasets class's own DataFrame (a copy); its failures become one DataError."""
+    printed = io.StringIO()
+    marker = folder / "changes.csv"  # IPanda50 renames non-ASCII files on its first load ...
+    renamed_before = marker.exists()
+    try:
+        with contextlib.redirect_stdout(printed):
+            try:
+                ds = cls(root=str(folder))
+            except Exception:
+                # ... and then fails its own file check on that load (1.0.8 renames the files but not
+                # its DataFrame); the second load reads the renamed files. Retry exactly that case.
+                if cls.__name__ != "IPanda50" or renamed_before or not marker.exists():
+                    raise
+                ds = cls(root=str(folder))
+    except Exception as exc:  # the class's own checks (missing files, bad names, bad columns)
+        said = " | ".join(printed.getvalue().strip().splitlines()[-3:])
+        raise DataError(
+            f"dataset {card.name}: wildlife-datasets {cls.__name__} cannot read {folder}: {exc}"
+            + (f" ({said})" if said else "")
+        ) from exc
+    return ds.df.copy()
+
+
+def _crop_to_boxes(card: Card, cls, df: pd.DataFrame, keypoints: np.ndarray | None) -> None:
+    """crop=bbox: parse the boxes into df["bbox"] and move keypoints into crop pixels (in place)."""
+    if "bbox" not in df:
+        raise DataError(f"dataset {card.name}: crop=bbox, but {cls.__name__}'s metadata has no bbox; use crop=full")
+    boxes = [parse_bbox(b) for b in df["bbox"]]
+    df["bbox"] = [list(b) if b is not None else np.nan for b in boxes]
+    if keypoints is not None:
+        for i, box in enumerate(boxes):
+            if box is not None:
+                left, top, _, _ = crop_box(box)
+                keypoints[i] -= (left, top)
 
 
 class WildlifeLoader(Loader):
