@@ -90,7 +90,7 @@ def config_options(fn):
 
 def describe_config(resolved: Resolved) -> list[str]:
     """The resolved configuration in a few lines, one per origin: what came from the command line,
-    the dataset card, the method, a table cell, the defaults, and what does not apply."""
+    the dataset card, the method, a table cell, the defaults, and what does not apply; then its warnings."""
     cfg = resolved.config.to_dict()
     lines = ["configuration (by where each value came from):"]
     cards = sorted({o for o in resolved.origins.values() if o.startswith("card")})
@@ -101,7 +101,7 @@ def describe_config(resolved: Resolved) -> list[str]:
             continue
         shown = ", ".join(n if origin == "not applied" else f"{n}={_show(cfg[n])}" for n in names)
         lines.append(f"  {origin}: {shown}")
-    return lines
+    return lines + [f"warning: {w}" for w in resolved.warnings]
 
 
 def _show(value) -> str:
@@ -146,8 +146,7 @@ def run_cmd(results_dir, data_root, force, dry_run, quiet, **given):
     if dry_run:
         for resolved in plans:
             existing = result_path(results_dir, resolved.config)
-            for line in describe_config(resolved) + [f"warning: {w}" for w in resolved.warnings]:
-                click.echo(line)
+            click.echo("\n".join(describe_config(resolved)))
             click.echo(f"result: {existing}{' (already done)' if existing.exists() else ''}")
         return
     if len(plans) > 1:
@@ -162,8 +161,7 @@ def run_cmd(results_dir, data_root, force, dry_run, quiet, **given):
                 record, path = read_result(existing), existing
             else:
                 if distributed.from_env().is_main:
-                    for line in describe_config(resolved) + [f"warning: {w}" for w in resolved.warnings]:
-                        click.echo(line, err=True)
+                    click.echo("\n".join(describe_config(resolved)), err=True)
                 record, path = execute(cfg, results_dir, data_root=data_root, force=force, progress=not quiet,
                                        origins=resolved.origins)
             if record is None:  # under torchrun only rank 0 evaluates and reports
