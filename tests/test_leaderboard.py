@@ -119,6 +119,9 @@ def test_leaderboard_refuses_unpairable_and_renders_old_records_without_interval
     text = md.read_text()
     assert "keypoint (1) vs small / random (1)" not in text
     assert text.count("not paired (their folds or seeds differ (1 run(s) on one side only))") == 1
+    partial = next(x for x in text.splitlines() if x.startswith("| large | keypoint (1) |") and "tiny" in x)
+    whole = next(x for x in text.splitlines() if x.startswith("| large | random (1) |") and "tiny" in x)
+    assert partial.split("|")[7].strip() == "4 of 5 (5 x 1)" and whole.split("|")[7].strip() == "5 (5 x 1)"
 
     old = json.loads(next(res.glob("random_*_f0_s0.json")).read_text())
     del old["queries"]  # a record written before per-query outcomes were kept
