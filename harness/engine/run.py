@@ -244,17 +244,35 @@ def query_outcomes(prepared: Prepared, inputs: Inputs, per_query: dict) -> dict:
             "identity": inputs.identities[test].tolist(), **per_query}
 
 
-def build_record(prepared: Prepared, model: Model, inputs: Inputs, metrics: dict, history: list[dict],
-                 timing: list[dict], device, dist: DistInfo, wall_time: float, origins: dict | None = None) -> dict:
+@dataclass
+class Outcome:
+    """What training and evaluation produced."""
+    metrics: dict
+    history: list[dict]
+    timing: list[dict]  # per epoch: seconds and the share spent waiting for data
+    wall_time: float
+
+
+@dataclass
+class Provenance:
+    """Where and from what code a run ran."""
+    device: torch.device
+    dist: DistInfo
+    git: dict  # the commit this process started from (`records.git_state`)
+    origins: dict  # config field -> where its value came from
+
+
+def build_record(prepared: Prepared, model: Model, inputs: Inputs, outcome: Outcome, prov: Provenance) -> dict:
     cfg, data, ids = prepared.cfg, prepared.data, inputs.identities
     kps = prepared.keypoints
-    metrics = dict(metrics)
+    device, dist = prov.device, prov.dist
+    metrics = dict(outcome.metrics)
     per_query = metrics.pop("per_query")
     return {
         "schema": records.SCHEMA_VERSION,
         "name": records.result_name(cfg),
         "config": cfg.to_dict(),
-        "config_origins": origins or {},
+        "config_origins": prov.origins,
         "experiment": cfg.experiment_hash(),
         "seed": cfg.seed,
         "protocol": cfg.protocol,
@@ -283,13 +301,13 @@ def build_record(prepared: Prepared, model: Model, inputs: Inputs, metrics: dict
         },
         "metrics": metrics,
         "queries": query_outcomes(prepared, inputs, per_query),
-        "history": history,
-        "timing": {"epochs": timing, "processes": dist.world},
-        "wall_time_s": round(wall_time, 3),
+        "history": outcome.history,
+        "timing": {"epochs": outcome.timing, "processes": dist.world},
+        "wall_time_s": round(outcome.wall_time, 3),
         "device": {"type": device.type, "name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                    "threads": torch.get_num_threads(), "processes": dist.world},
         "versions": records.package_versions(),
-        "git": dict(records.git_state()),
+        "git": dict(prov.git),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -300,7 +318,7 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
     ranks return (None, path). A run killed part-way resumes from its last finished epoch when
     started again with the same config and seed."""
     t0 = time.perf_counter()
-    records.git_state()  # the commit of the code this process imported, before a long sweep outlives it
+    started_from = records.git_state()  # read before the long part: a commit made meanwhile is not this code
     results_dir = records.check_writable(results_dir)
     out_path = records.result_path(results_dir, cfg)
     if out_path.exists() and not force:
@@ -326,8 +344,8 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
             distributed.barrier(dist)
             return None, out_path
         metrics = evaluate(prepared, model, inputs, device)
-        record = build_record(prepared, model, inputs, metrics, history, timing, device, dist,
-                              time.perf_counter() - t0, origins)
+        outcome = Outcome(metrics, history, timing, time.perf_counter() - t0)
+        record = build_record(prepared, model, inputs, outcome, Provenance(device, dist, started_from, origins or {}))
         path = records.write_record(out_path, record, overwrite=force)
         checkpoint.discard()
         distributed.barrier(dist)
