@@ -118,7 +118,7 @@ def decode_images(root: Path, paths: list[str], size: int, *, desc: str = "image
         raise DataError(f"unknown resize {resize!r}; valid: {', '.join(RESAMPLING)}")
     key = _cache_key(root, paths, boxes, size) + ("" if resize == "bilinear" else f"-{resize}")
     folder = cache_dir() / "images" / key if cache else None
-    if folder is not None and all((folder / f).exists() for f in IMAGE_CACHE_FILES):
+    if folder is not None and _cache_complete(folder):
         return _read_cache(folder, root, paths, bad_images)
     if folder is None:
         pixels = np.zeros((len(paths), 3, size, size), dtype=np.uint8)
@@ -135,7 +135,11 @@ def decode_images(root: Path, paths: list[str], size: int, *, desc: str = "image
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _publish_cache(tmp, folder, sizes, bad)
-    return torch.from_numpy(np.load(folder / "pixels.npy", mmap_mode="c")), np.load(folder / "sizes.npy"), bad
+    return _read_cache(folder, root, paths, bad_images)  # the published copy: another process's if it won
+
+
+def _cache_complete(folder: Path) -> bool:
+    return all((folder / f).exists() for f in IMAGE_CACHE_FILES)
 
 
 def _read_cache(folder: Path, root: Path, paths: list[str], bad_images: str):
@@ -179,7 +183,7 @@ def _publish_cache(tmp: Path, folder: Path, sizes: np.ndarray, bad: list[int]) -
     """Move a finished cache folder into place (atomically: a rename)."""
     np.save(tmp / "sizes.npy", sizes)
     np.save(tmp / "bad.npy", np.asarray(bad, dtype=np.int64))
-    if folder.exists() and not all((folder / f).exists() for f in IMAGE_CACHE_FILES):
+    if folder.exists() and not _cache_complete(folder):
         shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder (older layout): replace it
     try:
         tmp.rename(folder)
