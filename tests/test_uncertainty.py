@@ -8,7 +8,7 @@ import torch
 
 from harness.config import RunConfig
 from harness.data.splits import identity_folds, make_split
-from harness.engine import statistics
+from harness.evaluation import statistics
 from harness.engine.evaluate import retrieval_metrics
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from ..engine import statistics
+from ..evaluation import statistics
 from ..engine.records import check_writable
 from ..tables.collect import records_of
 from ..engine.run import execute

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..core.errors import ResultsError
-from ..engine import statistics
+from ..evaluation import statistics
 from ..engine.records import load_records, read_result
 from ..methods import METHODS
 from .declarations import SETTINGS, Cell, Table, cells, get_table, resolve_cell

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.io import replace_atomic
-from ..engine import statistics
+from ..evaluation import statistics
 from ..engine.records import load_records
 from .collect import CellResult, TableResult, collect, index_records, paired_comparisons
 from .declarations import SETTINGS, TABLES, Table, cells
