@@ -38,7 +38,7 @@ class RunConfig:
     image_size: int = 64
     epochs: int | None = 12
     batch_size: int | None = 64  # images per optimizer step (the effective batch)
-    accumulate: int | None = 1  # micro-batches per optimizer step (gradient accumulation)
+    accumulate: int | str | None = 1  # micro-batches per optimizer step (gradient accumulation); "auto": the fewest that fit
     optimizer: str | None = "adamw"
     lr: float | None = 1e-3
     lr_min: float | None = 0.0  # cosine decay ends here
@@ -64,7 +64,8 @@ class RunConfig:
             (self.image_size >= 1, f"image_size must be >= 1, got {self.image_size}"),
             (self.epochs is None or self.epochs >= 0, f"--epochs must be >= 0 (0: evaluate the untrained model), got {self.epochs}"),
             (self.batch_size is None or self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.accumulate is None or self.accumulate >= 1, f"--accumulate must be >= 1, got {self.accumulate}"),
+            (self.accumulate in (None, "auto") or (isinstance(self.accumulate, int) and self.accumulate >= 1),
+             f"--accumulate must be >= 1 or auto, got {self.accumulate}"),
             (self.hflip is None or 0.0 <= self.hflip <= 1.0, f"hflip is a probability in [0, 1], got {self.hflip}"),
             (self.bad_images in ("fail", "skip"), f"--bad-images must be fail or skip, got {self.bad_images!r}"),
             (self.ce_weight is None or self.ce_weight >= 0, f"ce_weight must be >= 0, got {self.ce_weight}"),
@@ -80,7 +81,7 @@ class RunConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        if self.batch_size is not None and self.accumulate and self.batch_size % self.accumulate:
+        if self.batch_size is not None and isinstance(self.accumulate, int) and self.batch_size % self.accumulate:
             raise ValueError(f"--batch-size {self.batch_size} must be a multiple of --accumulate {self.accumulate}")
         if self.augment == "randaugment":
             if not (0 <= (self.randaugment_ops or 0) and 0 <= (self.randaugment_magnitude or 0) <= 30):

@@ -45,7 +45,8 @@ HELP = {
                 "identities: for choosing hyperparameters without looking at test folds",
     "epochs": "training epochs (0: evaluate the untrained model)",
     "batch_size": "images per optimizer step (the effective batch)",
-    "accumulate": "micro-batches per optimizer step (gradient accumulation; the batch size stays the effective one)",
+    "accumulate": "micro-batches per optimizer step (gradient accumulation; the batch size stays the effective one); "
+                  "auto: the fewest whose micro-batch fits in GPU memory (same losses; the record's history says which)",
     "optimizer": "adamw or sgd",
     "lr": "peak learning rate (warm-up, then cosine decay to --lr-min)",
     "lr_min": "learning rate at the end of the cosine decay",
@@ -65,6 +66,23 @@ HELP = {
 }
 
 
+class _Accumulate(click.ParamType):
+    """--accumulate: a whole number or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value == "auto":
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a whole number nor auto", param, ctx)
+
+
+ACCUMULATE = _Accumulate()
+
+
 def _option_for(f) -> typing.Callable:
     flag = "--" + f.name.replace("_", "-")
     kind = typing.get_type_hints(RunConfig)[f.name]
@@ -76,6 +94,8 @@ def _option_for(f) -> typing.Callable:
     default = f"[default: {f.default}, unless the dataset card or method sets one]"
     if f.name == "protocol":
         return click.option(flag, type=click.Choice(PROTOCOLS), default=None, help=f"{HELP[f.name]} {default}")
+    if f.name == "accumulate":
+        return click.option(flag, type=ACCUMULATE, default=None, help=f"{HELP[f.name]} {default}")
     if kind is bool:
         return click.option(f"{flag}/--no-{flag[2:]}", default=None, help=f"{HELP[f.name]} {default}")
     return click.option(flag, type=kind, default=None, help=f"{HELP[f.name]} {default}")

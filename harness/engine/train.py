@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -244,7 +244,7 @@ class TrainSettings:
     optimizer: str = "adamw"
     momentum: float = 0.9  # sgd
     lr_min: float = 0.0  # the cosine decay ends here
-    accumulate: int = 1  # micro-batches per optimizer step
+    accumulate: int | str = 1  # micro-batches per optimizer step; "auto": the fewest that fit (``auto_accumulate``)
     augment: RandAugment | None = None
     compile_backend: str = "none"  # torch.compile backend; none = eager
 
@@ -373,6 +373,107 @@ def run_epoch(loop: Loop, order: torch.Tensor, flips: torch.Tensor, sums: torch.
     return data_time
 
 
+class OutOfMemory(ValueError):
+    """Training ran out of accelerator memory. A ValueError on purpose: the CLI reports it in one line
+    and `harness ablate` records the cell and goes on (``core.errors.EXPECTED_ERRORS``)."""
+
+
+def _micro_batch(settings: TrainSettings, dist: DistInfo, accumulate: int) -> int:
+    """The largest micro-batch one rank runs (``tensor_split`` makes the first pieces the larger)."""
+    return math.ceil(math.ceil(settings.batch_size / dist.world) / accumulate)
+
+
+def _accumulations(settings: TrainSettings, dist: DistInfo) -> list[int]:
+    """Valid --accumulate values, fewest first: divisors of the batch size leaving every rank's
+    micro-batch at least one image."""
+    b = settings.batch_size
+    return [d for d in range(1, b + 1) if b % d == 0 and b >= dist.world * d]
+
+
+def oom_message(settings: TrainSettings, dist: DistInfo, accumulate: int) -> str:
+    """One line: where memory ran out and the --accumulate to try (half the micro-batch or less)."""
+    over = f" over {dist.world} processes" if dist.world > 1 else ""
+    where = (f"out of GPU memory training micro-batches of {_micro_batch(settings, dist, accumulate)} image(s) "
+             f"(--batch-size {settings.batch_size}{over}, --accumulate {accumulate})")
+    now = _micro_batch(settings, dist, accumulate)
+    more = [a for a in _accumulations(settings, dist) if 2 * _micro_batch(settings, dist, a) <= now]
+    if not more:
+        return f"{where}; not even one image per micro-batch fits: use a smaller --backbone or --image-size"
+    return (f"{where}; try --accumulate {more[0]} (half the micro-batch, same effective batch and results), "
+            "or --accumulate auto to find the fewest micro-batches that fit")
+
+
+def _fits(objective: nn.Module, model: nn.Module, data: TrainData, normalize: Normalizer, device, micro: int) -> bool:
+    """Whether one forward and backward pass over ``micro`` training images fits in memory. Run on
+    the unwrapped objective: DDP's gradient hooks stay idle without a DDP forward."""
+    rows = data.rows[:micro]
+    try:
+        points = data.points[rows] if data.points is not None else None
+        loss, _ = objective(normalize(data.images[rows].to(device)), batch_masks(model, points, device),
+                            data.labels[:micro].to(device))
+        loss.backward()
+        return True
+    except torch.OutOfMemoryError:
+        return False
+    finally:
+        objective.zero_grad(set_to_none=True)
+
+
+def _optimizer_reserve(objective: nn.Module, settings: TrainSettings, device) -> torch.Tensor | None:
+    """On a GPU, the memory the optimizer's state takes from its first step on (AdamW: two fp32
+    copies of the trainable parameters, SGD: one), held while probing, so the micro-batch chosen
+    still fits once that state exists."""
+    if device.type != "cuda":
+        return None
+    copies = 2 if settings.optimizer == "adamw" else 1
+    size = copies * sum(4 * p.numel() for p in objective.parameters() if p.requires_grad)
+    return torch.empty(size, dtype=torch.uint8, device=device)
+
+
+def auto_accumulate(objective: nn.Module, model: nn.Module, data: TrainData, normalize: Normalizer,
+                    settings: TrainSettings, device, dist: DistInfo) -> int:
+    """``--accumulate auto``: the fewest micro-batches per step whose micro-batch survives one
+    forward and backward pass. The probe leaves no trace (gradients cleared, buffers and the global
+    RNG restored, the sampling generator untouched), so training then is exactly the run with a
+    fixed ``--accumulate`` of that value: the same effective batch and the same losses."""
+    candidates = _accumulations(settings, dist)
+    buffers = [b.detach().clone() for b in objective.buffers()]
+    chosen = len(candidates)  # none fits
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            reserve = _optimizer_reserve(objective, settings, device)
+        except torch.OutOfMemoryError:
+            raise OutOfMemory(f"out of GPU memory before training: the {settings.optimizer} state alone does not "
+                              "fit; use a smaller --backbone") from None
+        for i, a in enumerate(candidates):
+            if _fits(objective, model, data, normalize, device, _micro_batch(settings, dist, a)):
+                chosen = i
+                break
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        del reserve
+    with torch.no_grad():
+        for b, saved in zip(objective.buffers(), buffers):
+            b.copy_(saved)
+    if dist.world > 1:  # every rank must step alike: the most micro-batches any rank needs
+        agreed = torch.tensor([chosen], device=device)
+        torch_dist.all_reduce(agreed, op=torch_dist.ReduceOp.MAX)
+        chosen = int(agreed)
+    if chosen == len(candidates):
+        raise OutOfMemory(oom_message(settings, dist, candidates[-1]))
+    return candidates[chosen]
+
+
+def _epoch_or_none(loop: Loop, order: torch.Tensor, flips: torch.Tensor, sums: torch.Tensor) -> float | None:
+    """``run_epoch``, or None when it ran out of GPU memory."""
+    try:
+        return run_epoch(loop, order, flips, sums)
+    except torch.OutOfMemoryError:
+        loop.optimizer.zero_grad(set_to_none=True)
+        return None
+
+
 def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: Normalizer, settings: TrainSettings,
           *, device: torch.device, dist: DistInfo = DistInfo(), hooks: list[Hook] = (),
           progress: bool = True) -> list[dict]:
@@ -384,10 +485,14 @@ def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: N
     model.to(device).train()
     losses.to(device).train()
     normalize.to(device)
-    objective: nn.Module = Objective(model, losses)
+    inner = Objective(model, losses)
+    objective: nn.Module = inner
     if dist.world > 1:
-        objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
+        objective = DistributedDataParallel(inner, device_ids=[device.index] if device.type == "cuda" else None)
     n = len(data.labels)
+    auto = settings.accumulate == "auto"
+    if auto:  # the history records the value found
+        settings = replace(settings, accumulate=auto_accumulate(inner, model, data, normalize, settings, device, dist))
     if settings.batch_size < dist.world * settings.accumulate:
         raise ValueError(f"--batch-size {settings.batch_size} gives fewer than one image per process and micro-batch "
                          f"({dist.world} processes x --accumulate {settings.accumulate})")
@@ -400,7 +505,7 @@ def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: N
         settings.lr_min / settings.lr if settings.lr else 0.0))
     gen = torch.Generator().manual_seed(settings.seed)
     history: list = []
-    state = TrainState(objective.module if dist.world > 1 else objective, opt, sched, gen, history)
+    state = TrainState(inner, opt, sched, gen, history)
     for hook in hooks:
         hook.on_start(state)
     bar = tqdm(total=settings.epochs * steps_per_epoch, desc="training", disable=not progress or not dist.is_main,
@@ -413,13 +518,17 @@ def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: N
         flips = torch.rand(n, generator=gen) < settings.hflip
         sums = torch.zeros(len(losses) + 1, dtype=torch.float64, device=device)
         t_epoch = time.perf_counter()
-        data_time = run_epoch(loop, order, flips, sums)
+        data_time = _epoch_or_none(loop, order, flips, sums)
+        if data_time is None:  # raised here, outside the handler: the failed step's tensors are freed first
+            bar.close()
+            raise OutOfMemory(oom_message(settings, dist, settings.accumulate))
         if dist.world > 1:
             torch_dist.all_reduce(sums)
         wall = time.perf_counter() - t_epoch
         stats = {"epoch": epoch + 1, **{k: float(v) / used for k, v in zip(names, sums.cpu())},
                  "lr": sched.get_last_lr()[0], "seconds": round(wall, 3),
-                 "data_share": round(data_time / max(wall, 1e-9), 4)}
+                 "data_share": round(data_time / max(wall, 1e-9), 4),
+                 **({"accumulate": settings.accumulate} if auto else {})}
         if not math.isfinite(stats["loss"]):
             bar.close()
             raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {stats['loss']}); lower --lr")
@@ -437,11 +546,21 @@ def embed(model, images: torch.Tensor, points, normalize, device, batch_size: in
     """[CLS] embeddings of ``images[rows]`` (all images when ``rows`` is None), read batch by batch."""
     model.to(device).eval()
     rows = torch.arange(len(images)) if rows is None else torch.as_tensor(rows, dtype=torch.long)
-    out = []
-    for start in range(0, len(rows), batch_size):
+    out, start = [], 0
+    while start < len(rows):
         batch = rows[start : start + batch_size]
-        x = normalize(images[batch].to(device))
-        pts = points[batch] if points is not None else None
-        # fp32 even on a GPU: bf16 rounding would decide near-ties between gallery images
-        out.append(model(x, batch_masks(model, pts, device)).float().cpu())
+        try:
+            x = normalize(images[batch].to(device))
+            pts = points[batch] if points is not None else None
+            # fp32 even on a GPU: bf16 rounding would decide near-ties between gallery images
+            out.append(model(x, batch_masks(model, pts, device)).float().cpu())
+        except torch.OutOfMemoryError:  # each image's embedding is its own: smaller batches, same result
+            if batch_size == 1:
+                raise OutOfMemory("out of GPU memory embedding one image at a time: use a smaller --backbone "
+                                  "or --image-size") from None
+            batch_size = max(1, batch_size // 2)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
+        start += len(batch)
     return torch.cat(out) if out else torch.empty(0)

@@ -7,17 +7,28 @@ is submitit's local executor (subprocesses; the test bed of the slurm path).
 """
 from __future__ import annotations
 
+import gc
+import json
+import sys
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from ..config import RunConfig
 from ..core.errors import EXPECTED_ERRORS
+from ..core.io import replace_atomic
 from ..engine.records import result_path
 from ..engine.run import execute
 from .declarations import TINY_DATASETS, Cell, cells, get_setting, get_table, resolve_cell, table_ids
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
+# what one cell may fail with without stopping the sweep: the user's mistakes, and running out of
+# GPU memory outside training (a featurizer, say; inside training it is already an OutOfMemory)
+CELL_ERRORS = (*EXPECTED_ERRORS, torch.OutOfMemoryError)
+FAILED_FOLDER = ".failed"  # under the results folder: one JSON file per failed run, removed once it succeeds
 
 
 class LauncherError(ValueError):
@@ -73,11 +84,46 @@ def _on_dataset(cfg: RunConfig, dataset: str, setting: str) -> bool:
     return seed == str(TINY_DATASETS.get(dataset.lower(), -1))
 
 
+def failure_path(results_dir: Path, job: Job) -> Path:
+    return Path(results_dir) / FAILED_FOLDER / f"{job.path.stem}.json"
+
+
+def record_failure(results_dir: Path, job: Job, exc: Exception) -> Path:
+    """Keep why a run failed (cell, config, the one-line error) next to the results, so a sweep
+    that scrolled away still says which cells are missing and why."""
+    path = failure_path(results_dir, job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"table": job.cell.table, "row": job.cell.row, "col": job.cell.col, "seed": job.cfg.seed,
+             "fold": job.cfg.fold, "result": job.path.name, "error": " ".join(str(exc).split()),
+             "kind": type(exc).__name__, "config": job.cfg.to_dict(),
+             "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    replace_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(entry, indent=1)))
+    return path
+
+
+def failure_lines(results_dir: Path, failed: list[Job]) -> list[str]:
+    """The end-of-sweep list: one line per failed run, with its recorded error."""
+    lines = [f"{len(failed)} run(s) failed, recorded in {Path(results_dir) / FAILED_FOLDER}:"]
+    for job in failed:
+        error = json.loads(failure_path(results_dir, job).read_text())["error"]
+        lines.append(f"  table {job.cell.table} [{job.cell.row} | {job.cell.col}] seed {job.cfg.seed}"
+                     f"{'' if job.cfg.fold is None else f' fold {job.cfg.fold}'}: {error}")
+    return lines
+
+
+def release_gpu_memory() -> None:
+    """After a failed run, give its cached GPU blocks back before the next cell builds its model."""
+    if torch.cuda.is_available():
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
 def sweep_local(todo: list[Job], results_dir: Path, data_root: Path | None, report: Callable[[Job], None],
                 fail: Callable[[Job, Exception], None]) -> list[Job]:
     """Run the jobs in this process, in order; returns those that failed. A job finished meanwhile
     (another sweep on the same folder) is skipped; one that cannot run (no data, no API key,
-    diverged, ...) is handed to ``fail`` and does not stop the others."""
+    diverged, out of GPU memory, ...) is recorded under ``.failed/``, handed to ``fail`` and does
+    not stop the others; the failures are listed again on stderr at the end."""
     failed = []
     for job in todo:
         report(job)
@@ -85,9 +131,15 @@ def sweep_local(todo: list[Job], results_dir: Path, data_root: Path | None, repo
             continue
         try:
             execute(job.cfg, results_dir, data_root=data_root, progress=False)
-        except EXPECTED_ERRORS as exc:
+        except CELL_ERRORS as exc:
             failed.append(job)
+            record_failure(results_dir, job, exc)
             fail(job, exc)
+            release_gpu_memory()
+            continue
+        failure_path(results_dir, job).unlink(missing_ok=True)  # an earlier failure is history now
+    if failed:
+        print("\n".join(failure_lines(results_dir, failed)), file=sys.stderr)
     return failed
 
 
