@@ -12,7 +12,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 
-PROTOCOLS = ("disjoint", "closed")
+PROTOCOLS = ("disjoint", "closed", "open")
+EXCLUDES = ("same-day",)  # gallery rules besides the whole gallery (None)
 OPTIMIZERS = ("adamw", "sgd")
 AUGMENTATIONS = ("none", "randaugment")
 # fields that tell runs of one cell apart, or say how a run was computed, without changing the
@@ -24,12 +25,13 @@ RUN_FIELDS = ("seed", "device", "fold", "accumulate", "compile")
 class RunConfig:
     method: str = "ckpe"
     dataset: str = "synthetic"
-    protocol: str = "disjoint"  # disjoint: 80/20 by individuals (paper); closed: ClosedSetSplit(0.8)
+    protocol: str = "disjoint"  # disjoint: 80/20 by individuals (paper); closed: ClosedSetSplit(0.8); open: new individuals
     seed: int = 0  # training seed (init, batch order, augmentation)
     split_seed: int = 666  # WildlifeDatasets' split seed
     folds: int | None = None  # identity k-fold cross-validation (None: one wildlife-datasets split)
     fold: int | None = None  # which fold is the test set (0..folds-1)
     validate: bool = False  # test on an inner split of the training identities (tuning), never the test ones
+    exclude: str | None = None  # gallery rule: None = whole gallery; same-day = no same-identity image of the query's day
     keypoints: str | None = "ground-truth"  # keypoint source for methods that use keypoints
     num_keypoints: int | None = None  # K: keep the first K categories / ask the reference source for K (None: all)
     backbone: str = "micro"
@@ -76,7 +78,10 @@ class RunConfig:
             (self.folds is None or self.folds >= 2, f"--folds must be >= 2, got {self.folds}"),
             (self.fold is None or (self.folds is not None and 0 <= self.fold < self.folds),
              f"--fold {self.fold} needs --folds K with 0 <= fold < K"),
-            (self.folds is None or self.protocol == "disjoint", "--folds splits identities: it needs --protocol disjoint"),
+            (self.folds is None or self.protocol in ("disjoint", "open"),
+             "--folds splits identities: it needs --protocol disjoint or open"),
+            (self.exclude is None or self.exclude in EXCLUDES,
+             f"unknown --exclude {self.exclude!r}; valid: {', '.join(EXCLUDES)} (or leave it out: the whole gallery)"),
         )
         for ok, message in checks:
             if not ok:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import click
 
-from ..config import PROTOCOLS, Resolved, RunConfig
+from ..config import EXCLUDES, PROTOCOLS, Resolved, RunConfig
 from ..core import distributed
 from ..data.cards import DATASETS
 from ..engine.records import check_writable, load_records, read_result, result_path, summary_table
 from ..engine.run import execute, plan_runs
+from ..evaluation.metrics import METRICS, applicable
 from ..keypoints.featurizers import FEATURIZERS
 from ..keypoints.references import REFERENCE_SOURCES
 from ..keypoints.sources import KEYPOINT_SOURCES
@@ -22,13 +23,17 @@ from ..model.backbones import ALIASES, describe
 from .common import data_root_option, dataset_options_option, parse_kv, quiet_option, results_dir_option, user_errors
 from .data import data_group
 from .keypoints import keypoints_group
-from .tables import ablate_cmd, compare_cmd, leaderboard_cmd, tune_cmd
+from .tables import ablate_cmd, calibrate_cmd, compare_cmd, leaderboard_cmd, tune_cmd
 
 HELP = {
     "method": "method plugin (see `harness list`)",
     "dataset": "dataset card name (see `harness list`), `all` (the paper's four, in sequence), "
                "any wildlife-datasets class name, or folder:PATH (PATH/<identity>/<image>)",
-    "protocol": "disjoint = 80/20 by individuals (paper); closed = WildlifeDatasets' ClosedSetSplit(0.8)",
+    "protocol": "disjoint = 80/20 by individuals (paper); closed = WildlifeDatasets' ClosedSetSplit(0.8); open = "
+                "identity folds with new individuals (no gallery image), answered by a threshold chosen on training "
+                "identities (BAKS, BAUS)",
+    "exclude": "same-day: remove from each query's gallery the images of its identity taken on its own day "
+               "(cross-day re-identification; needs capture dates) [default: the whole gallery]",
     "seed": "training seed (init, batch order, augmentation, random points)",
     "split_seed": "seed of the train/test split (WildlifeDatasets uses 666)",
     "keypoints": "keypoint source for keypoint methods (see `harness list`)",
@@ -94,6 +99,8 @@ def _option_for(f) -> typing.Callable:
     default = f"[default: {f.default}, unless the dataset card or method sets one]"
     if f.name == "protocol":
         return click.option(flag, type=click.Choice(PROTOCOLS), default=None, help=f"{HELP[f.name]} {default}")
+    if f.name == "exclude":
+        return click.option(flag, type=click.Choice(EXCLUDES), default=None, help=HELP[f.name])
     if f.name == "accumulate":
         return click.option(flag, type=ACCUMULATE, default=None, help=f"{HELP[f.name]} {default}")
     if kind is bool:
@@ -134,11 +141,15 @@ def summary_line(record: dict, path: Path | None = None) -> str:
     m = record["metrics"]
     config = record["config"]
     fold = f"fold {config['fold']} | " if config.get("fold") is not None else ""
-    line = (
-        f"{config['method']} | {config['dataset']} | {record['protocol']} | {fold}seed {record['seed']} | "
-        f"top-1 {m['top1']:.1f} | top-5 {m['top5']:.1f} | mAP {m['mAP']:.1f} | {record['wall_time_s']:.1f} s"
-    )
+    rule = f"exclude {config['exclude']} | " if config.get("exclude") else ""
+    values = " | ".join(f"{METRICS.get(name).factory.label} {_number(m[name])}" for name in applicable(record))
+    line = (f"{config['method']} | {config['dataset']} | {record['protocol']} | {rule}{fold}seed {record['seed']} | "
+            f"{values} | {record['wall_time_s']:.1f} s")
     return line + (f" | {path}" if path else "")
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -217,7 +228,8 @@ def list_cmd():
                         REFERENCE_SOURCES),
                        ("featurizers (the FEATURIZER of a recipe; `harness keypoints propagate --featurizer`)",
                         FEATURIZERS),
-                       ("datasets", DATASETS)):
+                       ("datasets", DATASETS),
+                       ("metrics (every record holds each one its per-query outcomes allow)", METRICS)):
         click.echo(f"{title}:")
         for e in reg:
             click.echo(f"  {e.name:<22} {e.description}")
@@ -229,7 +241,7 @@ def list_cmd():
         click.echo(f"  {name:<22} {describe(name)}")
 
 
-for _command in (data_group, keypoints_group, ablate_cmd, leaderboard_cmd, compare_cmd, tune_cmd):
+for _command in (data_group, keypoints_group, ablate_cmd, leaderboard_cmd, compare_cmd, calibrate_cmd, tune_cmd):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -85,6 +85,18 @@ def content_fingerprint(df: pd.DataFrame, *extra: str) -> str:
     return hashlib.sha256("\n".join([*rows, *extra]).encode()).hexdigest()[:16]
 
 
+def capture_days(df: pd.DataFrame) -> np.ndarray | None:
+    """Each row's capture day, 'YYYY-MM-DD' (None where unknown), from wildlife-datasets' ``date``
+    column; None when the dataset has no dates at all. The day is what cross-day evaluation keys
+    on: frames of one recording session are near-duplicates."""
+    if "date" not in df:
+        return None
+    parsed = pd.to_datetime(df["date"], errors="coerce", utc=True, format="mixed")
+    if parsed.isna().all():
+        return None
+    return np.array([None if pd.isna(t) else t.strftime("%Y-%m-%d") for t in parsed], dtype=object)
+
+
 def row_bboxes(data: ReidData, rows) -> list | None:
     """The crop box of each row (None for an uncropped dataset): images and keypoints of a
     dataset with a ``bbox`` column are always used in crop pixels."""

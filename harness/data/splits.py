@@ -3,9 +3,15 @@
 disjoint: the paper's protocol, 80/20 by individuals (DisjointSetSplit with 20% of the identities
           held out); evaluation: every test image queries all other test images.
 closed:   WildlifeDatasets' ClosedSetSplit(0.8); evaluation: test images query training images.
-folds:    (disjoint only) the identities are partitioned into K groups by scikit-learn's
+folds:    (disjoint and open) the identities are partitioned into K groups by scikit-learn's
           GroupKFold (shuffled, seeded by the split seed); fold i tests group i and trains on the
           rest, so K = 5 is an 80/20 split by individuals with every identity tested exactly once.
+open:     identity folds (fold 0 of 5 without --folds); half of the test identities are new (no
+          gallery image: every image of theirs is a query), the others known: each one's images,
+          ordered by capture day when the dataset has dates (else by a seeded shuffle), the first
+          half in the gallery, the rest queries. The threshold that answers "new" is chosen on an
+          open set built the same way from a validation split of the TRAINING identities (the
+          inner split of --validate), held out from training: ``calibration``.
 The fingerprint is a hash of the dataset's fingerprint and the sorted train and test image ids:
 equal for every method given the same dataset, protocol, split seed and fold, different between
 datasets even when their image ids coincide.
@@ -23,11 +29,23 @@ from ..core.errors import DataError
 
 
 @dataclass(frozen=True)
+class OpenSet:
+    """An open-set problem over some identities: gallery rows (known identities only), query rows
+    (the known identities' other images and every image of the new ones)."""
+
+    gallery: np.ndarray
+    queries: np.ndarray
+    new_identities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Split:
     protocol: str
     train: np.ndarray  # row positions into the dataset DataFrame
-    test: np.ndarray
+    test: np.ndarray  # the query rows (open: ``open.queries``)
     fingerprint: str
+    open: OpenSet | None = None  # open protocol: the test side (gallery, queries, new identities)
+    calibration: OpenSet | None = None  # open protocol: from held-out training identities, for the threshold
 
 
 def fingerprint(df: pd.DataFrame, train: np.ndarray, test: np.ndarray, dataset: str = "") -> str:
@@ -63,19 +81,68 @@ def inner_validation(df: pd.DataFrame, train: np.ndarray, seed: int) -> tuple[np
     return np.sort(train[fit]), np.sort(train[held])
 
 
+OPEN_NEW_SHARE = 0.5  # of an open set's identities, the share that is new (no gallery image)
+OPEN_FOLDS = 5  # identity folds of the open protocol without --folds (fold 0: 80/20 by individuals)
+
+
+def open_set(df: pd.DataFrame, rows: np.ndarray, seed: int, days: np.ndarray | None = None) -> OpenSet:
+    """The open-set problem over the identities of ``rows``: a seeded share of them new, the others
+    known, each known identity's images ordered by capture day (``days``, one per DataFrame row;
+    missing: after the dated ones) or by a seeded shuffle, its first half (rounded up) the gallery."""
+    identity = df["identity"].astype(str).to_numpy()
+    names = np.array(sorted(set(identity[rows])))
+    if len(names) < 2:
+        raise DataError(f"an open set needs at least 2 identities (known and new), these rows have {len(names)}")
+    rng = np.random.default_rng(seed)
+    n_new = int(min(max(1, round(OPEN_NEW_SHARE * len(names))), len(names) - 1))
+    new = set(rng.permutation(names)[:n_new].tolist())
+    gallery, queries = [], []
+    for name in names:
+        own = rows[identity[rows] == name]
+        if name in new:
+            queries.append(own)
+            continue
+        if days is None:
+            order = own[rng.permutation(len(own))]
+        else:  # earlier days first (stable: by position within a day); undated images last
+            day = np.array(["~" if d is None else str(d) for d in days[own]])
+            order = own[np.argsort(day, kind="stable")]
+        cut = -(-len(order) // 2)
+        gallery.append(order[:cut])
+        queries.append(order[cut:])
+    return OpenSet(np.sort(np.concatenate(gallery)), np.sort(np.concatenate(queries)), tuple(sorted(new)))
+
+
+def _open_split(df: pd.DataFrame, outer: Split, seed: int, dataset: str, days: np.ndarray | None) -> Split:
+    """The open protocol over an identity split: its test identities become the open set, a
+    validation split of its training identities (held out from training) the calibration set."""
+    fit, held = inner_validation(df, outer.train, seed)
+    test_side = open_set(df, outer.test, seed, days)
+    calibration = open_set(df, held, seed + 2, days)
+    gallery_ids = ",".join(sorted(df["image_id"].astype(str).to_numpy()[test_side.gallery]))
+    key = f"{dataset}|open|gallery:{hashlib.sha256(gallery_ids.encode()).hexdigest()[:16]}"
+    checked = _checked(df, "open", fit, test_side.queries, key)
+    return Split("open", checked.train, checked.test, checked.fingerprint, test_side, calibration)
+
+
 def make_split(df: pd.DataFrame, protocol: str, seed: int = 666, test_fraction: float = 0.2, *,
                dataset: str = "", folds: int | None = None, fold: int | None = None,
-               validate: bool = False) -> Split:
+               validate: bool = False, days: np.ndarray | None = None) -> Split:
     """The split of one run; ``dataset`` (the dataset's fingerprint) enters the split fingerprint.
     With ``validate`` the outer training identities are split again and the run is evaluated on the
-    held-out part (hyperparameter tuning), never on the outer test identities."""
-    outer = _outer_split(df.reset_index(drop=True), protocol, seed, test_fraction, dataset, folds, fold)
-    if not validate:
-        return outer
-    if protocol != "disjoint":
-        raise DataError("a validation split holds out identities: it needs the disjoint protocol")
-    train, held = inner_validation(df.reset_index(drop=True), outer.train, seed)
-    return _checked(df.reset_index(drop=True), protocol, train, held, f"{dataset}|validation of {outer.fingerprint}")
+    held-out part (hyperparameter tuning), never on the outer test identities. ``days``: each
+    row's capture day (None: no dates), which orders the open protocol's gallery before its queries."""
+    df = df.reset_index(drop=True)
+    by_identity = "disjoint" if protocol == "open" else protocol
+    if protocol == "open" and folds is None:
+        folds, fold = OPEN_FOLDS, 0
+    outer = _outer_split(df, by_identity, seed, test_fraction, dataset, folds, fold)
+    if validate:
+        if by_identity != "disjoint":
+            raise DataError("a validation split holds out identities: it needs the disjoint or open protocol")
+        train, held = inner_validation(df, outer.train, seed)
+        outer = _checked(df, by_identity, train, held, f"{dataset}|validation of {outer.fingerprint}")
+    return _open_split(df, outer, seed, dataset, days) if protocol == "open" else outer
 
 
 def _outer_split(df: pd.DataFrame, protocol: str, seed: int, test_fraction: float, dataset: str,
@@ -112,6 +179,8 @@ def _checked(df: pd.DataFrame, protocol: str, train: np.ndarray, test: np.ndarra
         lonely = counts[counts < 2]
         if len(lonely) == len(counts):
             raise DataError("disjoint split: no test identity has 2 or more images, nothing can be queried")
+    if protocol == "open" and len(set(df["identity"].iloc[train]) & set(df["identity"].iloc[test])):
+        raise DataError("open split shares identities between train and test")
     if len(train) == 0 or len(test) == 0:
         raise DataError(f"{protocol} split produced an empty train or test set ({len(train)}/{len(test)} images)")
     return Split(protocol, train, test, fingerprint(df, train, test, dataset))

@@ -15,6 +15,7 @@ import json
 import math
 import shutil
 from dataclasses import asdict, dataclass, fields
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,11 @@ class SyntheticSpec:
     # on the part category) around its identity-coloured disc: parts become findable by local
     # appearance (as real eyes or noses are), while identity stays in the colour code alone.
     part_markers: bool = False
+    # Capture days per identity (0: no dates). Image j of an identity is taken on day
+    # j * sessions // images_per_identity, and the frames of one day share their lighting and
+    # background level, as frames of one recording session do: same-day images are near-duplicates
+    # in a way other-day ones are not (what `--exclude same-day` removes from the gallery).
+    sessions: int = 0
 
     def __post_init__(self):
         if not 1 <= self.parts <= len(PARTS):
@@ -87,6 +93,9 @@ class SyntheticSpec:
             raise ValueError("synthetic needs at least 2 identities and 2 images per identity")
         if self.image_size < 16:
             raise ValueError("synthetic image_size must be >= 16")
+        if not 0 <= self.sessions <= self.images_per_identity:
+            raise ValueError(f"synthetic sessions must be in 0..images_per_identity ({self.images_per_identity}), "
+                             f"got {self.sessions}")
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -103,8 +112,9 @@ class SyntheticSpec:
 
     def fingerprint(self) -> str:
         d = asdict(self)
-        if not self.part_markers:  # datasets made before the option existed keep their fingerprint
-            d.pop("part_markers")
+        for name in ("part_markers", "sessions"):  # datasets made before an option existed keep their fingerprint
+            if not d[name]:
+                d.pop(name)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -120,11 +130,14 @@ def identity_codes(spec: SyntheticSpec, rng: np.random.Generator) -> np.ndarray:
     return digits
 
 
-def render(spec: SyntheticSpec, code: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, np.ndarray]:
-    """One image of an identity with the given colour code; returns the image and (parts, 2) keypoints."""
+def render(spec: SyntheticSpec, code: np.ndarray, rng: np.random.Generator,
+           light: np.ndarray | None = None) -> tuple[Image.Image, np.ndarray]:
+    """One image of an identity with the given colour code; returns the image and (parts, 2) keypoints.
+    ``light``: the background's RGB level (one per capture day), else drawn for this image."""
     size = spec.image_size
-    base = rng.uniform(70, 150)
-    arr = np.full((size, size, 3), base, dtype=np.float64) + rng.normal(0, 12, size=3)
+    if light is None:
+        light = rng.uniform(70, 150) + rng.normal(0, 12, size=3)
+    arr = np.full((size, size, 3), 1.0, dtype=np.float64) * light
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(img)
 
@@ -206,11 +219,16 @@ def generate(spec: SyntheticSpec, cache_dir: Path) -> Path:
     for i, code in enumerate(codes):
         identity = f"id_{i:03d}"
         (tmp / "images" / identity).mkdir(parents=True, exist_ok=True)
+        lights = [rng.uniform(70, 150) + rng.normal(0, 12, size=3) for _ in range(spec.sessions)]
         for j in range(spec.images_per_identity):
-            img, pts = render(spec, code, rng)
+            day = j * spec.sessions // spec.images_per_identity
+            img, pts = render(spec, code, rng, lights[day] if spec.sessions else None)
             rel = f"images/{identity}/{j:03d}.png"
             img.save(tmp / rel)
-            rows.append({"image_id": image_id, "identity": identity, "path": rel, "keypoints": json.dumps(pts.round(2).tolist())})
+            row = {"image_id": image_id, "identity": identity, "path": rel, "keypoints": json.dumps(pts.round(2).tolist())}
+            if spec.sessions:
+                row["date"] = (date(2024, 1, 1) + timedelta(days=day)).isoformat()
+            rows.append(row)
             image_id += 1
     pd.DataFrame(rows).to_csv(tmp / "metadata.csv", index=False)
     (tmp / "spec.json").write_text(json.dumps({**asdict(spec), "categories": spec.categories}, indent=1))

@@ -215,7 +215,7 @@ def load_wildlife(card: Card, options: dict, data_root: Path) -> ReidData:
         crop = "bbox" if "bbox" in df else "full"
     if crop == "bbox":
         _crop_to_boxes(card, cls, df, keypoints)
-    columns = ["image_id", "identity", "path"] + (["bbox"] if crop == "bbox" else [])
+    columns = ["image_id", "identity", "path"] + (["bbox"] if crop == "bbox" else []) + (["date"] if "date" in df else [])
 
     unknown = df["identity"] == str(cls.unknown_name)
     n_unknown = int(unknown.sum())

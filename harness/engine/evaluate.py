@@ -21,14 +21,19 @@ and no query x gallery label-match matrix is built:
 Ties: a negative scoring exactly like a positive ranks ABOVE it (pessimistic: a tie is never
 resolved in the query's favour); the queries whose best positive ties with some negative (their
 first rank would be better if ties were resolved the other way) are counted (``tied_queries``).
-With ``exclude_self`` (the disjoint protocol: query set == gallery set) the query's own image is
-removed from its gallery. Queries whose identity has no image in their gallery cannot be answered;
-they are counted and left out of every metric.
+Exclusion: with ``query_keys`` / ``gallery_keys`` (one integer key per image) the gallery items of
+the query's own identity whose key equals the query's are removed from that query's gallery: they
+score -inf, so they are neither positives nor negatives. ``exclude_self`` (the disjoint protocol:
+query set == gallery set) is the case of one key per image, the query's own; cross-day evaluation
+keys images by capture day. Queries whose identity has no image left in their gallery cannot be
+answered; they are counted and left out of every metric.
 
 Besides the metrics, every query's outcome is returned (``per_query``: the rank of its first
-correct match and its average precision; None for unanswerable queries), so intervals and paired
-tests can be computed later without the embeddings, and ``chance_top1``: the expected top-1 of a
-random ranking on this test set (mean over answerable queries of positives / gallery size).
+correct match and its average precision, None for unanswerable queries; the best-scoring gallery
+item's similarity and position), so intervals, paired tests and open-set answers can be computed
+later without the embeddings; ``outcomes`` holds the same unrounded, as arrays, for the metrics
+registry. ``chance_top1``: the expected top-1 of a random ranking on this test set (mean over
+answerable queries of positives / that query's own gallery size).
 """
 from __future__ import annotations
 
@@ -97,37 +102,60 @@ def _count_at_least(sim: torch.Tensor, pos_sorted: torch.Tensor, mask: torch.Ten
 class _Gallery:
     """The gallery, prepared once: unit vectors transposed and padded to a multiple of 8 columns
     (mask rows pack into int64 words; the pad scores -inf), and its items grouped by label:
-    positives of label l are ``by_label[start[l] : start[l] + count[l]]``."""
+    positives of label l are ``by_label[start[l] : start[l] + count[l]]``; ``keys``: each item's
+    exclusion key (None: nothing excluded)."""
 
     columns: torch.Tensor  # (D, width)
     size: int
     by_label: torch.Tensor
     start: torch.Tensor
     count: torch.Tensor
+    keys: torch.Tensor | None = None
 
 
-def _rank_chunk(queries: torch.Tensor, labels: torch.Tensor, begin: int, gallery: _Gallery, exclude_self: bool,
-                sim_buf: torch.Tensor, mask_buf: torch.Tensor):
-    """Outcomes of one chunk of queries: (first rank (0 = unanswerable), AP, tied, positives)."""
+@dataclass
+class _Chunk:
+    """Per-query outcomes of one chunk (first rank 0 = unanswerable)."""
+
+    first_rank: torch.Tensor
+    ap: torch.Tensor
+    tied: torch.Tensor
+    positives: torch.Tensor
+    best_score: torch.Tensor  # -inf: nothing left in the gallery
+    best_index: torch.Tensor
+    gallery_size: torch.Tensor  # the query's own gallery: all items minus the excluded ones
+
+
+def _positives(labels: torch.Tensor, keys: torch.Tensor | None, gallery: _Gallery, sim: torch.Tensor):
+    """(gallery positions of each query's positives (c, P), valid mask (c, P), excluded count (c,)):
+    excluded positives (same identity, same key) are set to -inf in ``sim`` and marked invalid."""
+    pmax = int(gallery.count[labels].max())
+    slot = torch.arange(pmax)[None, :]
+    pos_idx = gallery.by_label[(gallery.start[labels][:, None] + slot).clamp(min=0, max=max(len(gallery.by_label) - 1, 0))]
+    valid = slot < gallery.count[labels][:, None]
+    excluded = torch.zeros(len(labels), dtype=torch.int64)
+    if keys is not None and pmax:
+        same = valid & (gallery.keys[pos_idx] == keys[:, None])
+        sim[torch.arange(len(labels))[:, None].expand_as(same)[same], pos_idx[same]] = float("-inf")
+        valid &= ~same
+        excluded = same.sum(1)
+    return pos_idx, valid, excluded
+
+
+def _rank_chunk(queries: torch.Tensor, labels: torch.Tensor, keys: torch.Tensor | None, gallery: _Gallery,
+                sim_buf: torch.Tensor, mask_buf: torch.Tensor) -> _Chunk:
     c = len(labels)
     rows = torch.arange(c)
-    pmax = int(gallery.count[labels].max())
-    empty = torch.zeros(c, dtype=torch.int64)
-    if pmax == 0:
-        return empty, empty.double(), empty.bool(), empty
-    slot = torch.arange(pmax)[None, :]
-    pos_idx = gallery.by_label[(gallery.start[labels][:, None] + slot).clamp(max=len(gallery.by_label) - 1)]
-    valid = slot < gallery.count[labels][:, None]
-    if exclude_self:
-        valid &= pos_idx != (rows + begin)[:, None]
-    positives = valid.sum(1)
-    ok = positives > 0
-    if not bool(ok.any()):
-        return empty, empty.double(), empty.bool(), positives
     sim = torch.mm(queries, gallery.columns, out=sim_buf[:c])
     sim[:, gallery.size :] = float("-inf")
-    if exclude_self:
-        sim[rows, rows + begin] = float("-inf")
+    pos_idx, valid, excluded = _positives(labels, keys, gallery, sim)
+    best_score, best_index = sim.max(1)  # after exclusion: the best item the query may match
+    positives = valid.sum(1)
+    ok = positives > 0
+    empty = torch.zeros(c, dtype=torch.int64)
+    if not bool(ok.any()):
+        return _Chunk(empty, empty.double(), empty.bool(), positives, best_score, best_index, gallery.size - excluded)
+    slot = torch.arange(pos_idx.shape[1])[None, :]
     # unanswerable rows stay in the block with only +inf thresholds: nothing counts for them
     pos_sorted, _ = torch.where(valid, sim.gather(1, pos_idx), float("inf")).sort(dim=1)
     at_least = _count_at_least(sim, pos_sorted, mask_buf[:c], FULL_PASSES)
@@ -141,8 +169,30 @@ def _rank_chunk(queries: torch.Tensor, labels: torch.Tensor, begin: int, gallery
     # a tie that decided the first rank: some negative scores exactly like the best positive
     sim[rows[:, None].expand_as(valid)[valid], pos_idx[valid]] = float("-inf")
     tie = torch.eq(sim, pos_sorted.gather(1, top), out=mask_buf[:c]).any(1)
-    return (torch.where(ok, best + 1, 0), torch.where(ok, contrib.sum(1) / positives.clamp(min=1), 0.0),
-            ok & tie, positives)
+    return _Chunk(torch.where(ok, best + 1, 0), torch.where(ok, contrib.sum(1) / positives.clamp(min=1), 0.0),
+                  ok & tie, positives, best_score, best_index, gallery.size - excluded)
+
+
+def _prepare_gallery(gallery_unit: torch.Tensor, gallery_ids: torch.Tensor, n_labels: int,
+                     keys: torch.Tensor | None) -> _Gallery:
+    count = torch.bincount(gallery_ids, minlength=n_labels)
+    columns = torch.zeros(gallery_unit.shape[1], -(-gallery_unit.shape[0] // 8) * 8)
+    columns[:, : gallery_unit.shape[0]] = gallery_unit.T
+    return _Gallery(columns, gallery_unit.shape[0], torch.argsort(gallery_ids, stable=True), count.cumsum(0) - count,
+                    count, keys)
+
+
+def _exclusion_keys(n_query: int, n_gallery: int, exclude_self: bool, query_keys, gallery_keys):
+    """(query keys, gallery keys) or (None, None): self-exclusion is one key per image."""
+    if exclude_self:
+        if n_query != n_gallery or query_keys is not None:
+            raise ValueError("exclude_self needs query set == gallery set and no other keys")
+        return torch.arange(n_query), torch.arange(n_gallery)
+    if (query_keys is None) != (gallery_keys is None):
+        raise ValueError("exclusion keys are needed for both queries and gallery")
+    if query_keys is None:
+        return None, None
+    return torch.as_tensor(query_keys).long(), torch.as_tensor(gallery_keys).long()
 
 
 @torch.no_grad()
@@ -155,33 +205,46 @@ def retrieval_metrics(
     chunk: int | None = None,
     ks: tuple[int, ...] = (1, 5),
     budget: int = DEFAULT_BUDGET,
+    query_keys: torch.Tensor | None = None,
+    gallery_keys: torch.Tensor | None = None,
 ) -> dict:
+    if query.shape[0] == 0 or gallery.shape[0] == 0:
+        raise ValueError("retrieval metrics need at least one query and one gallery image")
     query_unit = F.normalize(query.float(), dim=1)
     gallery_unit = F.normalize(gallery.float(), dim=1)
     _, inverse = torch.unique(torch.cat([query_labels.long(), gallery_labels.long()]), return_inverse=True)
     query_ids, gallery_ids = inverse[: len(query_unit)], inverse[len(query_unit) :]
-    count = torch.bincount(gallery_ids, minlength=int(inverse.max()) + 1 if len(inverse) else 1)
-    columns = torch.zeros(gallery_unit.shape[1], -(-gallery_unit.shape[0] // 8) * 8)
-    columns[:, : gallery_unit.shape[0]] = gallery_unit.T
-    prepared = _Gallery(columns, gallery_unit.shape[0], torch.argsort(gallery_ids, stable=True), count.cumsum(0) - count,
-                        count)
-    chunk = min(chunk or max(1, budget // max(1, gallery_unit.shape[0])), max(1, query_unit.shape[0]))
-    sim_buf = torch.empty(chunk, columns.shape[1])  # reused by every chunk
-    mask_buf = torch.empty(chunk, columns.shape[1], dtype=torch.bool)
-    if query_unit.shape[0] == 0:
-        raise ValueError("retrieval metrics need at least one query")
-    parts = [_rank_chunk(query_unit[b : b + chunk], query_ids[b : b + chunk], b, prepared, exclude_self, sim_buf,
-                         mask_buf) for b in range(0, query_unit.shape[0], chunk)]
-    first_rank, ap, tied, positives = (torch.cat(column) for column in zip(*parts))
+    q_keys, g_keys = _exclusion_keys(len(query_unit), len(gallery_unit), exclude_self, query_keys, gallery_keys)
+    prepared = _prepare_gallery(gallery_unit, gallery_ids, int(inverse.max()) + 1, g_keys)
+    chunk = min(chunk or max(1, budget // max(1, gallery_unit.shape[0])), query_unit.shape[0])
+    sim_buf = torch.empty(chunk, prepared.columns.shape[1])  # reused by every chunk
+    mask_buf = torch.empty(chunk, prepared.columns.shape[1], dtype=torch.bool)
+    parts = [_rank_chunk(query_unit[b : b + chunk], query_ids[b : b + chunk],
+                         None if q_keys is None else q_keys[b : b + chunk], prepared, sim_buf, mask_buf)
+             for b in range(0, query_unit.shape[0], chunk)]
+    res = _Chunk(*(torch.cat([getattr(p, f) for p in parts]) for f in _Chunk.__dataclass_fields__))
+    return _summary(res, ks)
+
+
+def _summary(res: _Chunk, ks: tuple[int, ...]) -> dict:
+    first_rank, ap = res.first_rank, res.ap
     answered = first_rank > 0
     n = max(int(answered.sum()), 1)
-    gallery_size = max(gallery_unit.shape[0] - (1 if exclude_self else 0), 1)
     out = {f"top{k}": 100.0 * int((answered & (first_rank <= k)).sum()) / n for k in ks}
     out["mAP"] = 100.0 * float(ap[answered].sum()) / n
     out["queries"] = int(answered.sum())
-    out["unanswerable_queries"] = int(query_unit.shape[0] - answered.sum())
-    out["tied_queries"] = int(tied.sum())
-    out["chance_top1"] = 100.0 * float((positives[answered].double() / gallery_size).sum()) / n
+    out["unanswerable_queries"] = int(len(first_rank) - answered.sum())
+    out["tied_queries"] = int(res.tied.sum())
+    own = res.gallery_size.clamp(min=1).double()
+    out["chance_top1"] = 100.0 * float((res.positives[answered].double() / own[answered]).sum()) / n
+    has_best = torch.isfinite(res.best_score)
     out["per_query"] = {"first_rank": [int(r) if r > 0 else None for r in first_rank.tolist()],
-                        "ap": [round(float(a), 6) if r > 0 else None for a, r in zip(ap.tolist(), first_rank.tolist())]}
+                        "ap": [round(float(a), 6) if r > 0 else None for a, r in zip(ap.tolist(), first_rank.tolist())],
+                        "best_score": [round(float(s), 6) if f else None
+                                       for s, f in zip(res.best_score.tolist(), has_best.tolist())],
+                        "best_index": [int(i) if f else None for i, f in zip(res.best_index.tolist(), has_best.tolist())]}
+    # unrounded, for the metrics registry (record values equal to the ones above, not to rounded ones)
+    out["outcomes"] = {"first_rank": torch.where(answered, first_rank.double(), float("nan")).numpy(),
+                       "ap": torch.where(answered, ap, float("nan")).numpy(),
+                       "best_score": torch.where(has_best, res.best_score.double(), float("nan")).numpy()}
     return out

@@ -22,7 +22,7 @@ from ..core import distributed
 from ..core.distributed import DistInfo, pick_device
 from ..core.errors import DataError, ResultsError
 from ..data.cards import Card, dataset_names
-from ..data.dataset import ReidData, row_bboxes
+from ..data.dataset import ReidData, capture_days, row_bboxes
 from ..data.images import decode_images
 from ..data.loaders import data_problem, get_card, load_dataset
 from ..data.splits import Split, make_split
@@ -33,7 +33,7 @@ from ..methods import METHODS, Method
 from ..model.backbones import create_backbone
 from ..model.tokens import flip_permutation
 from . import records
-from .evaluate import retrieval_metrics
+from .scoring import Scored, gallery_rules, needed_rows, score, table_lookup
 from .train import Checkpoint, Normalizer, TrainData, TrainSettings, embed, reid_loss, train
 
 
@@ -131,15 +131,25 @@ class Prepared:
     data: ReidData
     split: Split
     keypoints: KeypointSet | None
+    days: np.ndarray | None = None  # each row's capture day (None: the dataset has no dates)
+
+
+def check_dates(cfg: RunConfig, data: ReidData, days: np.ndarray | None) -> None:
+    if cfg.exclude == "same-day" and days is None:
+        hint = " (the synthetic dataset has them with --dataset-option sessions=4)" if data.name == "synthetic" else ""
+        raise DataError(f"--exclude same-day needs capture dates, and dataset {data.name} has none (no `date` "
+                        f"column){hint}; run without --exclude")
 
 
 def prepare(cfg: RunConfig, data_root: Path | None = None, progress: bool = True) -> Prepared:
     method = METHODS.create(cfg.method)
     card = get_card(cfg.dataset)
     data = load_dataset(card, dict(cfg.dataset_options), data_root)
+    days = capture_days(data.df)
+    check_dates(cfg, data, days)
     split = make_split(data.df, cfg.protocol, cfg.split_seed, dataset=data.split_key, folds=cfg.folds, fold=cfg.fold,
-                       validate=cfg.validate)
-    prepared = Prepared(cfg, method, data, split, None)
+                       validate=cfg.validate, days=days)
+    prepared = Prepared(cfg, method, data, split, None, days)
     check_batch_size(prepared, len(split.train))  # before any keypoint work: a propagation can take hours
     source = method.keypoint_source(cfg.keypoints)
     if source is not None:
@@ -218,22 +228,18 @@ def train_model(prepared: Prepared, model: Model, inputs: Inputs, checkpoint: Ch
                  dist=dist, hooks=[checkpoint], progress=progress)
 
 
-def evaluate(prepared: Prepared, model: Model, inputs: Inputs, device) -> dict:
-    """Retrieval metrics of the test images: against each other (disjoint) or the training images (closed)."""
-    all_ids = {name: i for i, name in enumerate(sorted(set(inputs.identities)))}
-    labels = torch.tensor([all_ids[x] for x in inputs.identities])
-    test = inputs.test_rows
-    queries = embed(model.network, inputs.images, inputs.points, model.normalize, device, rows=test)
-    if prepared.cfg.protocol == "disjoint":
-        metrics = retrieval_metrics(queries, labels[test], queries, labels[test], exclude_self=True)
-    else:
-        gallery = embed(model.network, inputs.images, inputs.points, model.normalize, device, rows=inputs.train_rows)
-        metrics = retrieval_metrics(queries, labels[test], gallery, labels[inputs.train_rows])
-    if metrics["unanswerable_queries"]:
-        print(f"warning: {metrics['unanswerable_queries']} test image(s) have no other image of their identity in "
-              "the gallery (identities with a single image); they are left out of the metrics and counted in "
-              "metrics.unanswerable_queries", file=sys.stderr)
-    return metrics
+def embeddings(prepared: Prepared, model: Model, inputs: Inputs, device) -> tuple[dict, object]:
+    """(the rows evaluation reads, ``take(rows)``): every needed image embedded once, whichever
+    gallery rules the run is scored under."""
+    rows = needed_rows(prepared.split, inputs.train_rows, inputs.test_rows, np.asarray(inputs.skipped, dtype=np.int64))
+    vectors = embed(model.network, inputs.images, inputs.points, model.normalize, device, rows=rows["all"])
+    return rows, table_lookup(rows["all"], vectors)
+
+
+def evaluate(prepared: Prepared, model: Model, inputs: Inputs, device, rule: str | None = None) -> Scored:
+    """The test images' metrics under the protocol and one gallery rule (see ``scoring``)."""
+    rows, take = embeddings(prepared, model, inputs, device)
+    return score(take, inputs.identities, prepared.split, rows, prepared.days, rule)
 
 
 def query_outcomes(prepared: Prepared, inputs: Inputs, per_query: dict) -> dict:
@@ -247,7 +253,7 @@ def query_outcomes(prepared: Prepared, inputs: Inputs, per_query: dict) -> dict:
 @dataclass
 class Outcome:
     """What training and evaluation produced."""
-    metrics: dict
+    scored: Scored
     history: list[dict]
     timing: list[dict]  # per epoch: seconds and the share spent waiting for data
     wall_time: float
@@ -266,9 +272,9 @@ def build_record(prepared: Prepared, model: Model, inputs: Inputs, outcome: Outc
     cfg, data, ids = prepared.cfg, prepared.data, inputs.identities
     kps = prepared.keypoints
     device, dist = prov.device, prov.dist
-    metrics = dict(outcome.metrics)
-    per_query = metrics.pop("per_query")
-    return {
+    metrics, per_query = dict(outcome.scored.metrics), outcome.scored.per_query
+    extra = {} if outcome.scored.open_set is None else {"open_set": outcome.scored.open_set}
+    return {**extra,
         "schema": records.SCHEMA_VERSION,
         "name": records.result_name(cfg),
         "config": cfg.to_dict(),
@@ -312,6 +318,36 @@ def build_record(prepared: Prepared, model: Model, inputs: Inputs, outcome: Outc
     }
 
 
+def score_and_write(prepared: Prepared, model: Model, inputs: Inputs, trained: Outcome, prov: Provenance,
+                    results_dir: Path, force: bool) -> tuple[dict, Path]:
+    """Score the trained model and write the run's record; on a dataset with capture days also its
+    twin under the other gallery rule (``exclude`` flipped between None and same-day), from the same
+    training: the rule changes evaluation only. A twin whose record exists is never replaced.
+    ``trained.wall_time`` holds the run's start time here. Returns the run's own (record, path)."""
+    cfg, own = prepared.cfg, None
+    rows, take = embeddings(prepared, model, inputs, prov.device)
+    for rule in gallery_rules(cfg.exclude, prepared.days):
+        run = replace(prepared, cfg=replace(cfg, exclude=rule))
+        path = records.result_path(results_dir, run.cfg)
+        twin = rule != cfg.exclude
+        if twin and path.exists():
+            continue
+        scored = score(take, inputs.identities, prepared.split, rows, prepared.days, rule)
+        outcome = replace(trained, scored=scored, wall_time=time.perf_counter() - trained.wall_time)
+        origins = {**prov.origins, "exclude": f"the training of {records.result_name(cfg)}"} if twin else prov.origins
+        record = build_record(run, model, inputs, outcome, replace(prov, origins=origins))
+        if not twin:
+            own = (record, records.write_record(path, record, overwrite=force))
+            continue
+        record["training_shared_with"] = records.result_name(cfg)
+        try:
+            written = records.write_record(path, record)
+        except ResultsError:  # another process wrote it meanwhile: theirs stays
+            continue
+        print(f"also wrote {written}: the same training scored with exclude={rule}", file=sys.stderr)
+    return own
+
+
 def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None, force: bool = False,
             progress: bool = True, origins: dict | None = None) -> tuple[dict | None, Path]:
     """Run one experiment and write its record; returns (record, path); under torchrun the other
@@ -343,10 +379,9 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
         if not dist.is_main:  # rank 0 alone evaluates and writes
             distributed.barrier(dist)
             return None, out_path
-        metrics = evaluate(prepared, model, inputs, device)
-        outcome = Outcome(metrics, history, timing, time.perf_counter() - t0)
-        record = build_record(prepared, model, inputs, outcome, Provenance(device, dist, started_from, origins or {}))
-        path = records.write_record(out_path, record, overwrite=force)
+        trained = Outcome(None, history, timing, t0)
+        record, path = score_and_write(prepared, model, inputs, trained,
+                                       Provenance(device, dist, started_from, origins or {}), results_dir, force)
         checkpoint.discard()
         distributed.barrier(dist)
         return record, path
