@@ -7,9 +7,9 @@ folds:    (disjoint and open) the identities are partitioned into K groups by sc
           GroupKFold (shuffled, seeded by the split seed); fold i tests group i and trains on the
           rest, so K = 5 is an 80/20 split by individuals with every identity tested exactly once.
 open:     identity folds (fold 0 of 5 without --folds); half of the test identities are new (no
-          gallery image: every image of theirs is a query), the others known: each one's images,
-          ordered by capture day when the dataset has dates (else by a seeded shuffle), the first
-          half in the gallery, the rest queries. The threshold that answers "new" is chosen on an
+          gallery image: every image of theirs is a query), the others known: the earlier half of
+          each one's capture days in the gallery, the later days queries (no day on both sides),
+          or, without two dates, half its images by a seeded shuffle. The threshold that answers "new" is chosen on an
           open set built the same way from a validation split of the TRAINING identities (the
           inner split of --validate), held out from training: ``calibration``.
 The fingerprint is a hash of the dataset's fingerprint and the sorted train and test image ids:
@@ -87,8 +87,8 @@ OPEN_FOLDS = 5  # identity folds of the open protocol without --folds (fold 0: 8
 
 def open_set(df: pd.DataFrame, rows: np.ndarray, seed: int, days: np.ndarray | None = None) -> OpenSet:
     """The open-set problem over the identities of ``rows``: a seeded share of them new, the others
-    known, each known identity's images ordered by capture day (``days``, one per DataFrame row;
-    missing: after the dated ones) or by a seeded shuffle, its first half (rounded up) the gallery."""
+    known, each one's images split into gallery and queries by ``_known_halves`` (``days``: one
+    capture day per DataFrame row, None where unknown)."""
     identity = df["identity"].astype(str).to_numpy()
     names = np.array(sorted(set(identity[rows])))
     if len(names) < 2:
@@ -102,15 +102,26 @@ def open_set(df: pd.DataFrame, rows: np.ndarray, seed: int, days: np.ndarray | N
         if name in new:
             queries.append(own)
             continue
-        if days is None:
-            order = own[rng.permutation(len(own))]
-        else:  # earlier days first (stable: by position within a day); undated images last
-            day = np.array(["~" if d is None else str(d) for d in days[own]])
-            order = own[np.argsort(day, kind="stable")]
-        cut = -(-len(order) // 2)
-        gallery.append(order[:cut])
-        queries.append(order[cut:])
+        seen, asked = _known_halves(own, days, rng)
+        gallery.append(seen)
+        queries.append(asked)
     return OpenSet(np.sort(np.concatenate(gallery)), np.sort(np.concatenate(queries)), tuple(sorted(new)))
+
+
+def _known_halves(own: np.ndarray, days: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(gallery, queries) of one known identity: with two or more capture days, its earlier days
+    (half of them, rounded up; undated images count as one last day) in the gallery, so that no
+    day is on both sides (frames of one day are near-duplicates); else half its images (rounded
+    up), in a seeded shuffle."""
+    if days is not None:
+        day = np.array(["~" if d is None else str(d) for d in days[own]])
+        names = np.unique(day)
+        if len(names) >= 2:
+            early = np.isin(day, names[: -(-len(names) // 2)])
+            return own[early], own[~early]
+    order = own[rng.permutation(len(own))]
+    cut = -(-len(order) // 2)
+    return order[:cut], order[cut:]
 
 
 def _open_split(df: pd.DataFrame, outer: Split, seed: int, dataset: str, days: np.ndarray | None) -> Split:
