@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.data.splits import make_split
+from harness.core.errors import DataError
+from harness.data.splits import make_split, open_set
 from harness.engine.scoring import needed_rows, score, table_lookup
 from harness.evaluation.open_set import answer, choose_threshold
 
@@ -113,3 +114,11 @@ def test_acceptance_open_protocol_run_records_baks_and_baus(cli, tmp_path):
     t = record["open_set"]["threshold"]
     assert said_new == [s is None or s < t for s in q["best_score"]]  # the recorded threshold decided every answer
     assert "no test image" in record["open_set"]["chosen_on"]
+
+
+def test_too_few_identities_for_an_open_set():
+    df, days = _frame(n_ids=4)
+    with pytest.raises(DataError, match="at least 2 identities"):
+        open_set(df, np.flatnonzero(df["identity"] == "id00"), 0, days)
+    small = open_set(df, np.arange(len(df)), 0, days)  # 4 identities: 2 new, 2 known
+    assert len(small.new_identities) == 2 and len(_ids(df, small.gallery)) == 2
