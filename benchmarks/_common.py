@@ -26,12 +26,17 @@ def machine() -> str:
 
 def commit() -> str:
     """Short commit of the measured code; +dirty when tracked files (this log aside) differ from it."""
-    from harness.engine.records import git_state
+    root = Path(__file__).resolve().parent.parent
 
-    state = git_state(exclude=("benchmarks/RESULTS.md",))
-    if not state["commit"]:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        return done.stdout if done.returncode == 0 else ""
+
+    head = git("rev-parse", "HEAD").strip()
+    if not head:
         return "?"
-    return state["commit"][:7] + ("+dirty" if state["dirty"] else "")
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return head[:7] + ("+dirty" if [p for p in changed if p != "benchmarks/RESULTS.md"] else "")
 
 
 def run_harness(*args: str, fresh_cache: bool = True) -> tuple[dict, float]:
