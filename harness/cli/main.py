@@ -229,7 +229,7 @@ def list_cmd():
                        ("featurizers (the FEATURIZER of a recipe; `harness keypoints propagate --featurizer`)",
                         FEATURIZERS),
                        ("datasets", DATASETS),
-                       ("metrics (every record holds each one its per-query outcomes allow)", METRICS)):
+                       ("metrics (a record holds every one whose per-query fields it has)", METRICS)):
         click.echo(f"{title}:")
         for e in reg:
             click.echo(f"  {e.name:<22} {e.description}")

@@ -144,6 +144,7 @@ def _positives(labels: torch.Tensor, keys: torch.Tensor | None, gallery: _Galler
 
 def _rank_chunk(queries: torch.Tensor, labels: torch.Tensor, keys: torch.Tensor | None, gallery: _Gallery,
                 sim_buf: torch.Tensor, mask_buf: torch.Tensor) -> _Chunk:
+    """Outcomes of one chunk of queries (``keys``: their exclusion keys, or None)."""
     c = len(labels)
     rows = torch.arange(c)
     sim = torch.mm(queries, gallery.columns, out=sim_buf[:c])

@@ -236,12 +236,6 @@ def embeddings(prepared: Prepared, model: Model, inputs: Inputs, device) -> tupl
     return rows, table_lookup(rows["all"], vectors)
 
 
-def evaluate(prepared: Prepared, model: Model, inputs: Inputs, device, rule: str | None = None) -> Scored:
-    """The test images' metrics under the protocol and one gallery rule (see ``scoring``)."""
-    rows, take = embeddings(prepared, model, inputs, device)
-    return score(take, inputs.identities, prepared.split, rows, prepared.days, rule)
-
-
 def query_outcomes(prepared: Prepared, inputs: Inputs, per_query: dict) -> dict:
     """Every test query's outcome, columnwise: image id, identity, rank of the first correct match
     and average precision (None when the query cannot be answered)."""
