@@ -10,6 +10,7 @@ Weights come from one of three places:
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -101,6 +102,44 @@ def _resolve(name: str, pretrained: bool, weights: str | None) -> tuple[str, dic
     return arch, overrides
 
 
+def native_size(name: str) -> int | None:
+    """The input size a timm model's weights were trained at (its pretrained cfg), None if unknown;
+    read offline from timm's tables, nothing is downloaded."""
+    import timm
+
+    if name in RANDOM_INIT or ALIASES.get(name, (name, {}))[1].get("patch_size"):
+        return None  # reshaped test beds: the weights' size does not apply
+    arch = HUB_ARCHITECTURES.get(name) or ALIASES.get(name, (name, {}))[0]
+    if arch.startswith("hf-hub:"):
+        arch = HUB_ARCHITECTURES.get(arch, "")
+    try:
+        cfg = timm.models.get_pretrained_cfg(arch)
+    except (RuntimeError, ValueError):
+        return None
+    size = getattr(cfg, "input_size", None) if cfg is not None else None
+    return int(size[-1]) if size else None
+
+
+def size_problem(name: str, image_size: int, patch: int) -> str | None:
+    """Why ``image_size`` cannot be used with a patch-``patch`` backbone, with the size to use."""
+    if image_size % patch == 0:
+        return None
+    native = native_size(name)
+    fit = native if native and native % patch == 0 else max(1, round(image_size / patch)) * patch
+    what = "its native size" if fit == native else f"the nearest multiple of {patch}"
+    return (f"image size {image_size} is not divisible by the patch size {patch} of {name!r}: pass --image-size "
+            f"{fit} ({what})")
+
+
+def _named_patch(create_name: str, overrides: dict) -> int | None:
+    """The patch size timm's name states (``..._patch14_...``): checked before anything is built or
+    downloaded; the built model's own patch embedding is checked again afterwards."""
+    if "patch_size" in overrides:
+        return int(overrides["patch_size"])
+    found = re.search(r"patch(\d+)", create_name.split(".")[0].split("/")[-1])
+    return int(found.group(1)) if found else None
+
+
 def create_backbone(name: str, image_size: int, pretrained: bool = False, weights: str | None = None,
                     require_patch_grid: bool = True) -> nn.Module:
     """Build the backbone (no classifier: ``num_classes=0``) at ``image_size``.
@@ -114,6 +153,9 @@ def create_backbone(name: str, image_size: int, pretrained: bool = False, weight
         pretrained = False
     create_name, overrides = _resolve(name, pretrained, weights)
     use_hub = pretrained and not weights
+    named = _named_patch(create_name, overrides)
+    if named and size_problem(name, image_size, named):
+        raise BackboneError(size_problem(name, image_size, named))
     kwargs = dict(num_classes=0, **overrides)
     try:
         try:
@@ -141,8 +183,9 @@ def create_backbone(name: str, image_size: int, pretrained: bool = False, weight
             raise BackboneError(f"backbone {name!r} is not a ViT (no patch_embed); keypoint methods need one")
         return model
     ps = pe.patch_size if isinstance(pe.patch_size, (tuple, list)) else (pe.patch_size,) * 2
-    if image_size % ps[0] or image_size % ps[1]:  # ps already reflects a patch_size override
-        raise BackboneError(f"image size {image_size} is not divisible by the patch size {ps[0]} of {name!r}")
+    for patch in dict.fromkeys(ps):  # ps already reflects a patch_size override
+        if size_problem(name, image_size, patch):
+            raise BackboneError(size_problem(name, image_size, patch))
     return model
 
 
