@@ -45,6 +45,12 @@ def test_open_set_metrics_by_hand():
     assert got["top1"] == pytest.approx(200 / 3)  # known queries only: new ones have no match
 
 
+def test_no_answerable_query_scores_zero_as_the_retrieval_code_does():
+    m = retrieval_metrics(torch.tensor([[1.0, 0.0]]), torch.tensor([7]), torch.tensor([[1.0, 0.0]]), torch.tensor([0]))
+    assert m["top1"] == m["mAP"] == 0.0 and m["queries"] == 0
+    assert compute(m["outcomes"]) == {"top1": 0.0, "top5": 0.0, "mAP": 0.0}
+
+
 def test_auroc_edge_cases():
     assert auroc(np.array([1.0]), np.array([0.0])) == 1.0
     assert auroc(np.array([0.0]), np.array([1.0])) == 0.0
