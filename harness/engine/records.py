@@ -15,7 +15,7 @@ from ..core.errors import ResultsError
 from ..core.io import visible_json, write_json_atomic
 from ..core.paths import REPO_ROOT
 
-SCHEMA_VERSION = 2  # 2: per-query outcomes ("queries"), folds, config origins
+SCHEMA_VERSION = 3  # 2: per-query outcomes ("queries"), folds, config origins; 3: best match per query, open set, exclude
 REQUIRED_KEYS = (
     "schema", "name", "config", "seed", "protocol", "split", "keypoints", "metrics", "history",
     "wall_time_s", "device", "versions", "git", "created",
