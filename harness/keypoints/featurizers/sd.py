@@ -12,6 +12,9 @@ annotations read as pixel centres. Both record every one of these choices.
 """
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import torch
 
 from ...core.distributed import pick_device
@@ -40,7 +43,8 @@ class SDFeaturizer(Featurizer):
 
     def __init__(self, model: str = DEFAULT_SD_MODEL, timestep: int = 261, block: int = 1, ensemble: int = 8,
                  size: int = 768, seed: int = 0, prompt: str = "", device: str = "auto", batch_size: int = 4,
-                 unet_batch: int = 16, latent: str = "mean", dtype: str = "auto", resize: str = "bilinear"):
+                 unet_batch: int = 16, latent: str = "mean", dtype: str = "auto", resize: str = "bilinear",
+                 tf32: int = 0):
         if not 0 <= timestep <= 999:
             raise ValueError(f"--timestep must be in 0..999, got {timestep}")
         if ensemble < 1 or batch_size < 1 or unet_batch < 1:
@@ -48,6 +52,9 @@ class SDFeaturizer(Featurizer):
         for value, valid, what in ((latent, LATENTS, "latent"), (dtype, DTYPES, "dtype"), (resize, RESIZES, "resize")):
             if value not in valid:
                 raise ValueError(f"{self.name} featurizer: {what} must be one of {', '.join(valid)}, got {value!r}")
+        if tf32 not in (0, 1):  # 0/1 (also False/True): a recipe's values are numbers
+            raise ValueError(f"{self.name} featurizer: tf32 must be 0 or 1, got {tf32!r}")
+        self.tf32 = bool(tf32)
         self.latent, self.precision, self.resize = latent, dtype, resize
         self.unet_batch = int(unet_batch)  # UNet samples (images x noise draws) per pass
         self.model, self.timestep, self.block, self.ensemble = str(model), int(timestep), int(block), int(ensemble)
@@ -61,7 +68,8 @@ class SDFeaturizer(Featurizer):
     def config(self) -> dict:
         return {"featurizer": self.name, "model": self.model, "timestep": self.timestep, "block": self.block,
                 "ensemble": self.ensemble, "size": self.size, "seed": self.seed, "prompt": self.prompt,
-                "latent": self.latent, "dtype": self.precision, "resize": self.resize}
+                "latent": self.latent, "dtype": self.precision, "resize": self.resize,
+                **({"tf32": True} if self.tf32 else {})}  # only when on: sets computed before the switch keep their names
 
     def load(self) -> None:
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -100,12 +108,28 @@ class SDFeaturizer(Featurizer):
         self.stride = vae_factor * 2 ** max(n_down - 2 - self.block, 0)
         unet.up_blocks[self.block].register_forward_hook(self._stop_here)
         self.dtype = dtype
+        if self.device.type == "cuda" and dtype == torch.float32 and not self.tf32:
+            print(f"note: {self.name} runs in fp32 with full-precision (non-TF32) matmuls, as DIFT does: about 3x "
+                  f"slower than TF32 on recent GPUs; the recipe key tf32=1 (e.g. expert@{self.name}:tf32=1) allows "
+                  "TF32 and is recorded in the keypoint set's featurizer config", file=sys.stderr)
+
+    def _precision(self):
+        """fp32 matmuls on CUDA in full precision (torch's default, as DIFT ran) or, with ``tf32``,
+        in TF32; restored afterwards, so training elsewhere in the process is untouched. cuDNN
+        convolutions keep torch's own setting either way."""
+        if self.device.type != "cuda":
+            return contextlib.nullcontext()
+        return _matmul_precision("high" if self.tf32 else "highest")
 
     @staticmethod
     def _stop_here(module, inputs, output):
         raise _Stop(output[0] if isinstance(output, tuple) else output)
 
     def _features(self, images: torch.Tensor) -> torch.Tensor:
+        with self._precision():
+            return self._ensemble_features(images)
+
+    def _ensemble_features(self, images: torch.Tensor) -> torch.Tensor:
         b, e = images.shape[0], self.ensemble
         x = (images.to(self.device, self.dtype) * 2.0 - 1.0)
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
@@ -137,6 +161,16 @@ class SDFeaturizer(Featurizer):
         return feats.view(b, e, *feats.shape[1:]).mean(1)
 
 
+@contextlib.contextmanager
+def _matmul_precision(level: str):
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(level)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 class DiftFeaturizer(SDFeaturizer):
     """DIFT's settings exactly: the VAE latent sampled, fp32 features, bicubic image resize, exact
     matching with integer annotations read as pixel centres."""
@@ -146,7 +180,8 @@ class DiftFeaturizer(SDFeaturizer):
 
     def __init__(self, model: str = DEFAULT_SD_MODEL, timestep: int = 261, block: int = 1, ensemble: int = 8,
                  size: int = 768, seed: int = 0, prompt: str = "", device: str = "auto", batch_size: int = 4,
-                 unet_batch: int = 16, latent: str = "sample", dtype: str = "fp32", resize: str = "bicubic"):
+                 unet_batch: int = 16, latent: str = "sample", dtype: str = "fp32", resize: str = "bicubic",
+                 tf32: int = 0):
         super().__init__(model=model, timestep=timestep, block=block, ensemble=ensemble, size=size, seed=seed,
                          prompt=prompt, device=device, batch_size=batch_size, unet_batch=unet_batch, latent=latent,
-                         dtype=dtype, resize=resize)
+                         dtype=dtype, resize=resize, tf32=tf32)

@@ -122,6 +122,9 @@ class Gpt4Reference(ReferenceSource):
                                  "json_schema": {"name": "keypoints", "strict": True, "schema": keypoint_schema(k)}},
             )
         except openai.APIStatusError as exc:
+            unusable = _model_problem(exc, model)
+            if unusable:
+                raise DataError(unusable) from None
             raise DataError(f"OpenAI API error {exc.status_code} after {opts.max_retries} retries: {_short(exc)}") from None
         except openai.APITimeoutError:
             raise DataError(f"OpenAI API timed out ({opts.timeout:g} s per request, {opts.max_retries} retries)") from None
@@ -137,6 +140,25 @@ class Gpt4Reference(ReferenceSource):
                       "response_id": getattr(resp, "id", None),
                       "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest()[:16]}
         return Reference(str(data.df["image_id"].iloc[row]), names, infer_flip_pairs(names), pts, provenance)
+
+
+MODEL_WORDS = ("does not exist", "deprecated", "retired", "decommissioned", "not found", "unknown model",
+               "not supported", "does not support")
+
+
+def _model_problem(exc, model: str) -> str | None:
+    """The one line for a model the API will not run (unknown, retired, misspelt, not enabled for
+    this key, or without image input / structured output), or None for any other API error. OpenAI
+    answers 404 ``model_not_found``; compatible servers often a 400 naming the model."""
+    code = str(getattr(exc, "code", None) or "")
+    param = str(getattr(exc, "param", None) or "")
+    text = _short(exc).lower()
+    about_model = param == "model" or "model" in code or ("model" in text and any(w in text for w in MODEL_WORDS))
+    if not about_model:  # a 404 without the model in it is a wrong --base-url, not a wrong model
+        return None
+    return (f"the OpenAI API cannot run model {model!r} ({_short(exc)}): it may be retired, misspelt, not enabled "
+            f"for this key or lack image input; pass another vision model with --model (recipes: ref_model=NAME; "
+            f"the default is {DEFAULT_GPT_MODEL})")
 
 
 def _short(exc: Exception) -> str:
