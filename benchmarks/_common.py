@@ -54,12 +54,14 @@ def run_harness(*args: str, fresh_cache: bool = True) -> tuple[dict, float]:
         return json.loads(next((Path(tmp) / "results").glob("*.json")).read_text()), wall
 
 
-def record(benchmark: str, figures: str, target: str) -> None:
-    """Print the row and append it to benchmarks/RESULTS.md."""
+def record(benchmark: str, figures: str, target: str, results: Path | None = None, quiet: bool = False) -> None:
+    """Print the row and append it to benchmarks/RESULTS.md (or ``results``, e.g. a test's file)."""
+    results = Path(results or RESULTS)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
     row = f"| {when} | {benchmark} | {figures} | {target} | {machine()} | {commit()} |\n"
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nAppended by the scripts in this folder; never edited by hand.\n\n" + HEADER)
-    with RESULTS.open("a") as fh:
+    if not results.exists():
+        results.write_text("# Benchmark results\n\nAppended by the scripts in this folder; never edited by hand.\n\n" + HEADER)
+    with results.open("a") as fh:
         fh.write(row)
-    print(row.strip())
+    if not quiet:
+        print(row.strip())

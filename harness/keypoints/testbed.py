@@ -20,6 +20,45 @@ from ..core.paths import cache_dir
 TINY_SD = "tiny-random-sd"
 
 
+# diffusers config dicts: the tiny test bed, and the shape of stabilityai/stable-diffusion-2-1 (its
+# vae/ and unet/ config.json) for random-init benchmarks that download nothing
+TINY_SD_CONFIG = {
+    "vae": dict(down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                block_out_channels=(8, 16), latent_channels=4, layers_per_block=1, norm_num_groups=4, sample_size=32),
+    "unet": dict(sample_size=16, layers_per_block=1, block_out_channels=(8, 16, 16), norm_num_groups=4,
+                 cross_attention_dim=16, attention_head_dim=2,
+                 down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D")),
+    "text_dim": 16,
+}
+SD21_CONFIG = {
+    "vae": dict(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                block_out_channels=(128, 256, 512, 512), latent_channels=4, layers_per_block=2, norm_num_groups=32,
+                sample_size=768, scaling_factor=0.18215),
+    "unet": dict(sample_size=96, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280), norm_num_groups=32,
+                 cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
+                 down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                 up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3),
+    "text_dim": 1024,  # OpenCLIP ViT-H's text width; its 77 tokens are the empty prompt's embedding
+}
+# SD 2.1's scheduler/scheduler_config.json (the noise schedule add_noise uses)
+SD21_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                      clip_sample=False, prediction_type="v_prediction")
+
+
+def random_sd(config: dict, scheduler: dict | None = None):
+    """(vae, unet, scheduler, prompt embeddings) of random-init models built from ``config`` (one
+    of the dicts above) in memory, on torch's current default device: what ``SDFeaturizer.install``
+    takes. The text encoder is replaced by random embeddings of its width: it runs once per
+    featurizer, for the empty prompt, and is no part of the per-image cost."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+    vae, unet = AutoencoderKL(**config["vae"]), UNet2DConditionModel(**config["unet"])
+    embeds = torch.randn(1, 77, config["text_dim"])
+    return vae, unet, DDPMScheduler(**(scheduler or {"num_train_timesteps": 1000})), embeds
+
+
 def make_tiny_sd(root: Path) -> Path:
     """Write a tiny random diffusers SD model (vae, unet, scheduler, text encoder, tokenizer) to root."""
     import torch
@@ -30,14 +69,8 @@ def make_tiny_sd(root: Path) -> Path:
     state = torch.random.get_rng_state()
     torch.manual_seed(0)
     try:
-        AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                      block_out_channels=(8, 16), latent_channels=4, layers_per_block=1, norm_num_groups=4,
-                      sample_size=32).save_pretrained(root / "vae")
-        UNet2DConditionModel(sample_size=16, layers_per_block=1, block_out_channels=(8, 16, 16), norm_num_groups=4,
-                             cross_attention_dim=16, attention_head_dim=2,
-                             down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-                             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-                             ).save_pretrained(root / "unet")
+        AutoencoderKL(**TINY_SD_CONFIG["vae"]).save_pretrained(root / "vae")
+        UNet2DConditionModel(**TINY_SD_CONFIG["unet"]).save_pretrained(root / "unet")
         DDPMScheduler(num_train_timesteps=1000).save_pretrained(root / "scheduler")
         CLIPTextModel(CLIPTextConfig(vocab_size=10, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                      num_attention_heads=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,

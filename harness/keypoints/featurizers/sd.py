@@ -75,18 +75,32 @@ class SDFeaturizer(Featurizer):
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
-        half = self.precision == "fp16" or (self.precision == "auto" and self.device.type == "cuda")
-        dtype = torch.float16 if half else torch.float32
+        dtype = self._dtype()
         where = local_model(self.model)  # a test-bed name (tiny-random-sd) -> its folder, built once
         try:
             vae = AutoencoderKL.from_pretrained(where, subfolder="vae", torch_dtype=dtype)
             unet = UNet2DConditionModel.from_pretrained(where, subfolder="unet", torch_dtype=dtype)
-            self.scheduler = DDPMScheduler.from_pretrained(where, subfolder="scheduler")
+            scheduler = DDPMScheduler.from_pretrained(where, subfolder="scheduler")
             tokenizer = CLIPTokenizer.from_pretrained(where, subfolder="tokenizer")
             text_encoder = CLIPTextModel.from_pretrained(where, subfolder="text_encoder", torch_dtype=dtype)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(f"cannot load Stable Diffusion model {self.model!r} (hub id or local diffusers folder): {first}") from exc
+        length = min(int(tokenizer.model_max_length), int(text_encoder.config.max_position_embeddings))
+        tokens = tokenizer([self.prompt], padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        with torch.no_grad():
+            prompt_embeds = text_encoder.to(self.device)(tokens.input_ids.to(self.device))[0]
+        del text_encoder
+        self.install(vae, unet, scheduler, prompt_embeds)
+
+    def _dtype(self) -> torch.dtype:
+        half = self.precision == "fp16" or (self.precision == "auto" and self.device.type == "cuda")
+        return torch.float16 if half else torch.float32
+
+    def install(self, vae, unet, scheduler, prompt_embeds: torch.Tensor) -> None:
+        """Use these diffusers models (and the prompt's text embeddings) instead of loading a folder:
+        ``load`` ends here, and a benchmark builds random-init models of SD's shape from config
+        dicts (nothing downloaded) and hands them in."""
         n_up = len(unet.up_blocks)
         if not 0 <= self.block < n_up:
             raise ValueError(f"--block {self.block} is out of range: this UNet has up-blocks 0..{n_up - 1}")
@@ -96,18 +110,19 @@ class SDFeaturizer(Featurizer):
         for model in (vae, unet):
             if model.attn_processors:
                 model.set_attn_processor(AttnProcessor2_0())
-        self.vae, self.unet = vae.to(self.device).eval(), unet.to(self.device).eval()
-        length = min(int(tokenizer.model_max_length), int(text_encoder.config.max_position_embeddings))
-        tokens = tokenizer([self.prompt], padding="max_length", max_length=length, truncation=True, return_tensors="pt")
-        with torch.no_grad():
-            self.prompt_embeds = text_encoder.to(self.device)(tokens.input_ids.to(self.device))[0]
-        del text_encoder
+        dtype = self._dtype()
+        # cast only when needed: diffusers warns on every dtype cast, and a loaded model already has it
+        vae, unet = (m.to(self.device) if m.dtype == dtype else m.to(self.device, dtype) for m in (vae, unet))
+        self.vae, self.unet = vae.eval(), unet.eval()
+        self.scheduler = scheduler
+        self.prompt_embeds = prompt_embeds.to(self.device, dtype)
         vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         # up-block i ends with an upsampler except the last; its input is at latent / 2^(n_down - 1)
         n_down = len(unet.down_blocks)
         self.stride = vae_factor * 2 ** max(n_down - 2 - self.block, 0)
         unet.up_blocks[self.block].register_forward_hook(self._stop_here)
         self.dtype = dtype
+        self._loaded = True
         if self.device.type == "cuda" and dtype == torch.float32 and not self.tf32:
             print(f"note: {self.name} runs in fp32 with full-precision (non-TF32) matmuls, as DIFT does: about 3x "
                   f"slower than TF32 on recent GPUs; the recipe key tf32=1 (e.g. expert@{self.name}:tf32=1) allows "
