@@ -7,8 +7,9 @@ ranges are torchvision's (``torchvision.transforms.v2.RandAugment``); they are a
 ``torchvision.transforms.v2.functional`` to the image AND its ``tv_tensors.KeyPoints``, so geometric
 operations move the keypoints and photometric ones leave them. torchvision's own RandAugment
 class is not used because it refuses KeyPoints inputs (torchvision 0.29: "Inputs of type
-KeyPoints are not supported by RandAugment()"). Randomness comes from the training generator, so a
-run is reproducible and resumes exactly from a checkpoint.
+KeyPoints are not supported by RandAugment()"). In training each image's operations come from its
+own seed (``image_seed``: seed, epoch, place in the epoch's order), so a run is reproducible,
+resumes exactly from a checkpoint, and augments alike on any number of torchrun processes.
 
 Keypoints here are continuous pixel coordinates (pixel i spans [i, i + 1)), the frame torchvision's
 affine and rotate kernels use for images and keypoints alike (checked: a blob and its keypoint
@@ -17,6 +18,7 @@ stays NaN.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -83,6 +85,17 @@ def _photometric(name: str, magnitude: float, image):
     return image
 
 
+def image_seed(seed: int, epoch: int, position: int) -> int:
+    """The seed of the operations for the image at ``position`` of epoch ``epoch``'s order. Training
+    draws them per image from (seed, epoch, position), not from the generator that orders the
+    epochs: the same image at the same place gets the same operations whatever the number of
+    processes or micro-batches, two images of one batch never share them, and drawing them moves no
+    generator, so torchrun ranks that slice a batch unevenly keep identical orders (and one
+    checkpoint serves every rank)."""
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{position}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1  # 63 bits: torch.Generator seeds are signed
+
+
 def check_randaugment(num_ops: int, magnitude: int) -> None:
     if num_ops < 0 or not 0 <= magnitude < BINS:
         raise ValueError(f"RandAugment needs --randaugment-ops >= 0 and --randaugment-magnitude in 0..{BINS - 1}, "
@@ -123,10 +136,20 @@ class RandAugment:
         return image.as_subclass(torch.Tensor), out_points
 
     def __call__(self, images: torch.Tensor, points: torch.Tensor | None, generator: torch.Generator):
-        """A batch (B, 3, S, S) uint8 and (B, K, 2) keypoints (or None), each image augmented alone."""
+        """A batch (B, 3, S, S) uint8 and (B, K, 2) keypoints (or None), each image augmented alone,
+        its operations drawn in turn from ``generator``."""
+        ops = [self.draw(generator) for _ in range(images.shape[0])]
+        return self._apply_all(images, points, ops)
+
+    def seeded(self, images: torch.Tensor, points: torch.Tensor | None, seeds: list[int]):
+        """As ``__call__``, image i's operations drawn from its own ``seeds[i]`` (``image_seed``)."""
+        ops = [self.draw(torch.Generator().manual_seed(int(seed))) for seed in seeds]
+        return self._apply_all(images, points, ops)
+
+    def _apply_all(self, images, points, ops):
         out_images, out_points = [], []
-        for i in range(images.shape[0]):
-            image, pts = self.apply(images[i], None if points is None else points[i], self.draw(generator))
+        for i, image_ops in enumerate(ops):
+            image, pts = self.apply(images[i], None if points is None else points[i], image_ops)
             out_images.append(image)
             out_points.append(pts)
         return torch.stack(out_images), (None if points is None else torch.stack(out_points))

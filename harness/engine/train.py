@@ -28,7 +28,7 @@ from tqdm import tqdm
 from ..core.distributed import DistInfo
 from ..core.io import leftover_temps, replace_atomic
 from ..model.tokens import hflip, token_mask
-from .augment import RandAugment
+from .augment import RandAugment, image_seed
 
 
 @dataclass
@@ -358,28 +358,34 @@ def warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.0) -> Ca
     return factor
 
 
-def batch_maker(model, data: TrainData, normalize: Normalizer, settings: TrainSettings, device, dist: DistInfo,
-                generator: torch.Generator):
-    """-> make((start, part), order, flips): micro-batch ``part`` (of ``accumulate``) of this rank's
-    slice of the global batch starting at ``start``: (row indices, normalized images, token masks,
-    labels, share of the rank's batch)."""
+def batch_maker(model, data: TrainData, normalize: Normalizer, settings: TrainSettings, device, dist: DistInfo):
+    """-> make((start, part), order, flips, epoch): micro-batch ``part`` (of ``accumulate``) of this
+    rank's slice of the global batch starting at ``start``: (row indices, normalized images, token
+    masks, labels, loss weight). Augmentation draws per image from (seed, epoch,
+    place in the order), never from the generator that orders the epochs, which every rank advances
+    alike."""
     pin = device.type == "cuda"
 
-    def make(key, order, flips):
+    def make(key, order, flips, epoch=0):
         start, part = key
-        mine = order[start : start + settings.batch_size][dist.rank :: dist.world]
-        idx = mine.tensor_split(settings.accumulate)[part]
+        mine = torch.arange(start, min(start + settings.batch_size, len(order)))[dist.rank :: dist.world]
+        places = mine.tensor_split(settings.accumulate)[part]  # places in the epoch's order
+        idx = order[places]
         rows = data.rows[idx]
         images = data.images[rows]
         points = data.points[rows] if data.points is not None else None
         images, points = hflip(images, points, flips[idx], data.flip_perm)
         if settings.augment is not None:
-            images, points = settings.augment(images, points, generator)
+            seeds = [image_seed(settings.seed, epoch, int(p)) for p in places]
+            images, points = settings.augment.seeded(images, points, seeds)
         if pin:
             images = images.pin_memory()
         labels = data.labels[idx].to(device, non_blocking=True)
         x = normalize(images.to(device, non_blocking=True))
-        return idx, x, batch_masks(model, points, device), labels, len(idx) / max(1, len(mine))
+        # the loss weight: this micro-batch's share of the GLOBAL batch, times world because DDP
+        # averages the ranks' gradients; so slices of 6 and 5 images still give the 11-image mean
+        share = len(idx) * dist.world / max(1, min(settings.batch_size, len(order) - start))
+        return idx, x, batch_masks(model, points, device), labels, share
 
     return make
 
@@ -400,13 +406,13 @@ class Loop:
     progress: bool
 
 
-def run_epoch(loop: Loop, order: torch.Tensor, flips: torch.Tensor, sums: torch.Tensor) -> float:
+def run_epoch(loop: Loop, order: torch.Tensor, flips: torch.Tensor, sums: torch.Tensor, epoch: int = 0) -> float:
     """One epoch of optimizer steps; adds (loss terms..., loss) x images into ``sums`` on the device
     (no GPU sync per step) and returns the seconds spent waiting for batches."""
     settings, dist = loop.settings, loop.dist
     keys = [(start, part) for start in loop.starts for part in range(settings.accumulate)]
     prefetch = 2 if sums.device.type == "cuda" else 0  # on a CPU the worker would steal the model's cores
-    batches = prefetched(lambda key: loop.make(key, order, flips), keys, depth=prefetch)
+    batches = prefetched(lambda key: loop.make(key, order, flips, epoch), keys, depth=prefetch)
     shown = max(1, len(loop.starts) // 20)  # the loss on the bar is refreshed ~20 times an epoch
     seen, data_time = 0, 0.0
     for step in range(len(loop.starts)):
@@ -521,10 +527,11 @@ def auto_accumulate(objective: nn.Module, model: nn.Module, data: TrainData, nor
     return candidates[chosen]
 
 
-def _epoch_or_none(loop: Loop, order: torch.Tensor, flips: torch.Tensor, sums: torch.Tensor) -> float | None:
+def _epoch_or_none(loop: Loop, order: torch.Tensor, flips: torch.Tensor, sums: torch.Tensor,
+                   epoch: int) -> float | None:
     """``run_epoch``, or None when it ran out of GPU memory."""
     try:
-        return run_epoch(loop, order, flips, sums)
+        return run_epoch(loop, order, flips, sums, epoch)
     except torch.OutOfMemoryError:
         loop.optimizer.zero_grad(set_to_none=True)
         return None
@@ -567,14 +574,14 @@ def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: N
     bar = tqdm(total=settings.epochs * steps_per_epoch, desc="training", disable=not progress or not dist.is_main,
                leave=False, initial=state.epoch * steps_per_epoch)
     loop = Loop(objective, compiled(objective, settings.compile_backend), opt, sched,
-                batch_maker(model, data, normalize, settings, device, dist, gen), starts, settings, dist, bar, progress)
+                batch_maker(model, data, normalize, settings, device, dist), starts, settings, dist, bar, progress)
     names = [t.name for t in losses] + ["loss"]
     for epoch in range(state.epoch, settings.epochs):
         order = torch.randperm(n, generator=gen)
         flips = torch.rand(n, generator=gen) < settings.hflip
         sums = torch.zeros(len(losses) + 1, dtype=torch.float64, device=device)
         t_epoch = time.perf_counter()
-        data_time = _epoch_or_none(loop, order, flips, sums)
+        data_time = _epoch_or_none(loop, order, flips, sums, epoch)
         if data_time is None:  # raised here, outside the handler: the failed step's tensors are freed first
             bar.close()
             raise OutOfMemory(oom_message(settings, dist, settings.accumulate))
