@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torchvision import tv_tensors
@@ -96,6 +99,29 @@ def image_seed(seed: int, epoch: int, position: int) -> int:
     return int.from_bytes(digest, "little") >> 1  # 63 bits: torch.Generator seeds are signed
 
 
+WORKERS_ENV = "HARNESS_AUGMENT_WORKERS"
+
+
+def default_workers(device_type: str) -> int:
+    """Threads that augment a batch: on a GPU box all but one core (the main thread feeds the GPU),
+    at most 8; on a CPU 1, since the model's own threads need those cores. ``HARNESS_AUGMENT_WORKERS``
+    overrides either."""
+    raw = os.environ.get(WORKERS_ENV)
+    if raw is not None:
+        if not raw.strip().isdigit() or int(raw) < 1:
+            raise ValueError(f"{WORKERS_ENV}={raw!r}: give a whole number of threads >= 1")
+        return int(raw)
+    if device_type != "cuda":
+        return 1
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+@lru_cache(maxsize=4)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """One pool per size for the process: torch's kernels release the GIL, so images augment in parallel."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="augment")
+
+
 def check_randaugment(num_ops: int, magnitude: int) -> None:
     if num_ops < 0 or not 0 <= magnitude < BINS:
         raise ValueError(f"RandAugment needs --randaugment-ops >= 0 and --randaugment-magnitude in 0..{BINS - 1}, "
@@ -141,15 +167,18 @@ class RandAugment:
         ops = [self.draw(generator) for _ in range(images.shape[0])]
         return self._apply_all(images, points, ops)
 
-    def seeded(self, images: torch.Tensor, points: torch.Tensor | None, seeds: list[int]):
-        """As ``__call__``, image i's operations drawn from its own ``seeds[i]`` (``image_seed``)."""
+    def seeded(self, images: torch.Tensor, points: torch.Tensor | None, seeds: list[int], workers: int = 1):
+        """As ``__call__``, image i's operations drawn from its own ``seeds[i]`` (``image_seed``);
+        with ``workers`` > 1 the images are augmented by that many threads, with the same result
+        (each image's operations are fixed before any runs)."""
         ops = [self.draw(torch.Generator().manual_seed(int(seed))) for seed in seeds]
-        return self._apply_all(images, points, ops)
+        return self._apply_all(images, points, ops, workers)
 
-    def _apply_all(self, images, points, ops):
-        out_images, out_points = [], []
-        for i, image_ops in enumerate(ops):
-            image, pts = self.apply(images[i], None if points is None else points[i], image_ops)
-            out_images.append(image)
-            out_points.append(pts)
-        return torch.stack(out_images), (None if points is None else torch.stack(out_points))
+    def _apply_all(self, images, points, ops, workers: int = 1):
+        def one(i):
+            return self.apply(images[i], None if points is None else points[i], ops[i])
+
+        done = list(_pool(workers).map(one, range(len(ops)))) if workers > 1 and len(ops) > 1 else \
+            [one(i) for i in range(len(ops))]
+        out_images = torch.stack([image for image, _ in done])
+        return out_images, (None if points is None else torch.stack([pts for _, pts in done]))

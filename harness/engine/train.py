@@ -28,7 +28,7 @@ from tqdm import tqdm
 from ..core.distributed import DistInfo
 from ..core.io import leftover_temps, replace_atomic
 from ..model.tokens import hflip, token_mask
-from .augment import RandAugment, image_seed
+from .augment import RandAugment, default_workers, image_seed
 
 
 @dataclass
@@ -365,6 +365,7 @@ def batch_maker(model, data: TrainData, normalize: Normalizer, settings: TrainSe
     place in the order), never from the generator that orders the epochs, which every rank advances
     alike."""
     pin = device.type == "cuda"
+    workers = default_workers(device.type) if settings.augment is not None else 1
 
     def make(key, order, flips, epoch=0):
         start, part = key
@@ -377,7 +378,7 @@ def batch_maker(model, data: TrainData, normalize: Normalizer, settings: TrainSe
         images, points = hflip(images, points, flips[idx], data.flip_perm)
         if settings.augment is not None:
             seeds = [image_seed(settings.seed, epoch, int(p)) for p in places]
-            images, points = settings.augment.seeded(images, points, seeds)
+            images, points = settings.augment.seeded(images, points, seeds, workers)
         if pin:
             images = images.pin_memory()
         labels = data.labels[idx].to(device, non_blocking=True)
