@@ -48,7 +48,7 @@ def test_ablate_dry_run_prints_resolved_configs_and_runs_nothing(cli, tmp_path):
     assert real.exit_code == 0, real.output
     assert "(real), 0 already done" in real.output and "--dataset giraffes" in real.output
     # baseline, KPE, CKPE, template, random, ViT x 5 folds; the anchor row 1 run; no oracle on Giraffes
-    assert "31 run(s) planned (real)" in real.output
+    assert "93 run(s) planned (real)" in real.output  # 3 seeds each
     bad = cli("ablate", "12", "--dry-run")
     assert bad.exit_code != 0 and "unknown table '12'" in bad.output
 
@@ -84,7 +84,9 @@ def test_ablate_tiny_sweeps_folds_and_seeds_resumes_and_renders_intervals(cli, t
     assert "beyond the 4 CPU-hour budget" in small["base/CKPE"]  # Table 4's mini row: beyond it
     assert "needs the network or weights" in small["CKPE/GPT-4"]
     cells = [c.strip() for c in expert.split("|")]
-    assert cells[5].startswith("[") and cells[7] == "5 (5 x 1)" and "smoke test" in cells[9]
+    # one seed: no interval, and the reason instead of a number that would leave training out
+    assert cells[5] == "– (one seed: training variance not estimated)" and cells[7] == "5 (5 x 1)"
+    assert "smoke test" in cells[9]
     assert float(cells[8]) > 0  # the chance level of those test sets
     assert "- tiny: CKPE / Expert vs CKPE / Grad-CAM (ViT): " in text
     assert (tmp_path / "out" / "leaderboard-table3.png").is_file()
@@ -94,14 +96,15 @@ def test_ablate_tiny_sweeps_folds_and_seeds_resumes_and_renders_intervals(cli, t
     # harness compare on the same cells, by table cell and by folder
     one = cli("compare", "2:CKPE|Expert@tiny", "2:CKPE|Grad-CAM (ViT)@tiny", "--results-dir", res)
     assert one.exit_code == 0, one.output
-    assert "A - B: " in one.output and "95% CI [" in one.output and "(5 paired runs, 20 identities)" in one.output
+    assert "A - B: " in one.output and "no interval (one seed: training variance not estimated)" in one.output
+    assert "no significance claim (one seed: training variance not estimated)" in one.output
     folder = tmp_path / "expert"
     folder.mkdir()
     for rec in records:
         if rec["config"]["keypoints"].startswith("ground-truth@sd"):
             (folder / f"{rec['name']}.json").write_text(json.dumps(rec))
     two = cli("compare", str(folder), "2:CKPE|Expert@tiny", "--results-dir", res)
-    assert two.exit_code == 0 and "A - B: +0.0 points, 95% CI [+0.0, +0.0]: no significant difference" in two.output
+    assert two.exit_code == 0 and "A - B: +0.0 points, no significance claim (one seed" in two.output
     mixed = cli("compare", str(res), str(folder))
     assert mixed.exit_code != 0 and "holds records of 2 experiments" in mixed.output
     unknown = cli("compare", "2:CKPE|Nope@tiny", str(folder), "--results-dir", res)
@@ -130,10 +133,11 @@ def test_leaderboard_refuses_unpairable_and_renders_old_records_without_interval
     (only_old / "random_old.json").write_text(json.dumps(dict(old, name="random_old")))
     assert cli("leaderboard", "--results-dir", only_old, "--output", md).exit_code == 0
     line = next(x for x in md.read_text().splitlines() if x.startswith("| ") and "random (1)" in x and "tiny" in x)
-    assert [c.strip() for c in line.split("|")][5] == "–"  # no interval, but the number is rendered
+    # the interval needs run values only: an old record renders, and one run is one seed (no interval)
+    assert [c.strip() for c in line.split("|")][5] == "– (one seed: training variance not estimated)"
     listed = cli("compare", str(only_old / "random_old.json"), str(only_old / "random_old.json"))
-    assert listed.exit_code == 0 and "no interval (no per-query outcomes)" in listed.output
-    assert "not paired: records without per-query outcomes" in listed.output
+    assert listed.exit_code == 0 and "no interval (one seed: training variance not estimated)" in listed.output
+    assert "A - B: +0.0 points, no significance claim (one seed" in listed.output
 
 
 def test_rows_that_differ_only_in_protocol_keep_their_own_records(cli, tmp_path):

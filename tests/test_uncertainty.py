@@ -1,12 +1,15 @@
-"""Identity folds, per-query records, bootstrap intervals over identities and paired comparisons."""
+"""Identity folds, per-query records, intervals over folds x seeds and paired comparisons."""
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats as sps
 
 from harness.config import RunConfig
+from harness.core.errors import ResultsError
+from harness.tables.collect import records_of
 from harness.data.splits import identity_folds, make_split
 from harness.evaluation import statistics
 from harness.engine.evaluate import retrieval_metrics
@@ -59,58 +62,104 @@ def test_pessimistic_ties_and_per_query_outcomes():
 def test_per_query_outcomes_round_trip_to_the_metrics(run_record):
     rec = run_record
     runs = statistics.outcomes_of(rec)
-    assert runs is not None and len(runs.image_id) == rec["metrics"]["queries"]
+    assert runs is not None and len(runs.identity) == rec["metrics"]["queries"]
     assert runs.scores("top1").mean() == pytest.approx(rec["metrics"]["top1"])
     assert runs.scores("top5").mean() == pytest.approx(rec["metrics"]["top5"])
     assert runs.scores("mAP").mean() == pytest.approx(rec["metrics"]["mAP"], abs=1e-3)
-    assert set(rec["queries"]) == {"image_id", "identity", "first_rank", "ap"}
+    assert {"image_id", "identity", "first_rank", "ap"} <= set(rec["queries"])
     assert json.loads(json.dumps(rec))["queries"] == rec["queries"]
 
 
-def _record(identities, hits, seed=0, fingerprint="f"):
-    ranks = [1 if h else 2 for h in hits]
-    return {"split": {"fingerprint": fingerprint}, "seed": seed, "metrics": {"top1": 100.0 * np.mean(hits)},
-            "queries": {"image_id": [f"{fingerprint}{i}" for i in range(len(hits))], "identity": identities,
-                        "first_rank": ranks, "ap": [1.0 if h else 0.5 for h in hits]}}
+def _run(value, fold, seed, identities=12, config=None):
+    """A record of one (fold, seed) run: its value and its fold's test identities."""
+    names = [f"f{fold}-i{k}" for k in range(identities)]
+    return {"split": {"fingerprint": f"fold{fold}", "test_identities": identities}, "seed": seed,
+            "metrics": {"top1": float(value)}, "config": config or {},
+            "queries": {"image_id": [f"{n}-q" for n in names], "identity": names, "first_rank": [1] * identities,
+                        "ap": [1.0] * identities}}
 
 
-def test_bootstrap_interval_on_a_constructed_case():
-    # every identity answers 3 of its 4 queries: any resample gives 75, the interval is that point
-    ids = [f"i{k}" for k in range(40) for _ in range(4)]
-    hits = [q != 3 for k in range(40) for q in range(4)]
-    summary = statistics.summarize([_record(ids, hits)])
-    assert summary.mean == pytest.approx(75.0) and summary.ci == pytest.approx((75.0, 75.0))
-    # half the identities always right, half always wrong: the interval is the binomial one over
-    # identities, 50 +- 1.96 * sqrt(.25 / 400) * 100 = +-4.9, not over images (4x narrower would be wrong)
-    ids = [f"i{k}" for k in range(400) for _ in range(5)]
-    hits = [k % 2 == 0 for k in range(400) for _ in range(5)]
-    low, high = statistics.summarize([_record(ids, hits)]).ci
-    assert 50 - low == pytest.approx(4.9, abs=0.6) and high - 50 == pytest.approx(4.9, abs=0.6)
+def _grid_records(values, identities=12):
+    return [_run(v, f, s, identities) for f, row in enumerate(values) for s, v in enumerate(row)]
 
 
-def test_paired_difference_and_its_refusals():
-    ids = [f"i{k}" for k in range(60) for _ in range(3)]
-    a_hits = [k % 3 != 0 for k in range(60) for _ in range(3)]
-    b_hits = [k % 3 == 1 for k in range(60) for _ in range(3)]
-    a, b = _record(ids, a_hits), _record(ids, b_hits)
-    pair = statistics.paired([a], [b])
-    assert pair.difference == pytest.approx(100 * (40 - 20) / 60) and pair.significant
-    assert pair.ci[0] > 0 and pair.identities == 60
-    same = statistics.paired([a], [a])
+def test_the_fold_seed_interval_on_a_hand_computed_grid():
+    # fold means 81, 86, 91; seed means 84.67, 87.33; grand 86: MS_F = 50, MS_S = 10.67, MS_E = 0.667,
+    # var(mean) = (50 + 10.67 - 0.667) / 6 = 10, Satterthwaite df = 60^2 / (50^2/2 + 10.67^2/1 + 0.667^2/2)
+    values = [[80, 82], [84, 88], [90, 92]]
+    ms = statistics.mean_squares(np.array(values, dtype=float))
+    assert ms == pytest.approx((50.0, 32 / 3, 2 / 3))
+    summary = statistics.summarize(_grid_records(values))
+    df = 3600 / (50 ** 2 / 2 + (32 / 3) ** 2 + (2 / 3) ** 2 / 2)
+    half = sps.t.ppf(0.975, df) * np.sqrt(10.0)
+    assert summary.mean == pytest.approx(86.0) and summary.df == pytest.approx(df)
+    assert summary.ci == pytest.approx((86.0 - half, 86.0 + half))
+    assert summary.identities == 36 and summary.seeds == 2 and summary.why is None
+
+
+def test_one_seed_one_split_or_few_animals_give_no_interval_and_no_claim():
+    one_seed = statistics.summarize(_grid_records([[80], [84], [90]]))
+    assert one_seed.ci is None and one_seed.why == "one seed: training variance not estimated"
+    one_split = statistics.summarize(_grid_records([[80, 82]]))
+    assert one_split.ci is None and "one split" in one_split.why
+    few = statistics.summarize(_grid_records([[80, 82], [84, 88]], identities=4))
+    assert few.ci is None and few.why == "8 test identities (< 10): no interval"
+    a, b = _grid_records([[80], [84], [90]]), _grid_records([[70], [74], [80]])
+    pair = statistics.paired(a, b)  # 10 points better in every fold, but one seed: no claim
+    assert pair.difference == pytest.approx(10.0) and not pair.significant and not pair.decided
+    assert pair.why == "one seed: training variance not estimated"
+
+
+def test_paired_difference_mde_and_refusals():
+    a = _grid_records([[80, 83], [84, 86], [90, 91]])
+    b = _grid_records([[78, 80], [83, 83], [87, 89]])  # differences 2, 3, 1, 3, 3, 2
+    pair = statistics.paired(a, b)
+    d = np.array([[2.0, 3.0], [1.0, 3.0], [3.0, 2.0]])
+    expected = statistics.fold_seed_estimate(statistics.Grid((0, 1, 2), (0, 1), d))
+    assert pair.difference == pytest.approx(14 / 6) and pair.ci == pytest.approx(expected.ci)
+    assert pair.mde == pytest.approx((sps.t.ppf(0.975, pair.df) + sps.t.ppf(0.8, pair.df)) * pair.se)
+    assert pair.p == pytest.approx(2 * sps.t.sf(pair.difference / pair.se, pair.df))
+    same = statistics.paired(a, a)
     assert same.difference == 0 and not same.significant
-    assert "folds or seeds differ" in statistics.paired([a], [_record(ids, b_hits, seed=1)]).refused
-    assert "folds or seeds differ" in statistics.paired([a], [_record(ids, b_hits, fingerprint="g")]).refused
-    old = dict(b)
-    del old["queries"]
-    assert "without per-query outcomes" in statistics.paired([a], [old]).refused
+    assert "folds or seeds differ" in statistics.paired(a, [{**r, "seed": r["seed"] + 5} for r in b]).refused
+    moved = [{**r, "queries": {**r["queries"], "image_id": ["x"] * 12}} for r in b]
+    assert "different query images" in statistics.paired(a, moved).refused
+    assert statistics.mde(1.0, 1e6) == pytest.approx(1.959964 + 0.841621, abs=1e-4)
 
 
-def test_a_seed_missing_from_a_replicate_is_left_out_not_scored_zero():
-    # seed 0 tested identities a..d, seed 1 only e: replicates without e must not count seed 1 as 0
-    a = _record(["a", "b", "c", "d"], [True] * 4, seed=0, fingerprint="f0")
-    b = _record(["e"], [True], seed=1, fingerprint="f1")
-    summary = statistics.summarize([a, b])
-    assert summary.mean == pytest.approx(100.0) and summary.ci == pytest.approx((100.0, 100.0))
+def test_holm_is_stricter_than_the_unadjusted_decision():
+    pairs = [statistics.Paired(difference=1.0, ci=(0.1, 2.0), p=p) for p in (0.01, 0.04, 0.03)]
+    pairs.append(statistics.Paired(difference=0.5, why="one seed: training variance not estimated"))
+    adjusted = statistics.holm(pairs)
+    # sorted 0.01 <= 0.05/3 passes; 0.03 > 0.05/2 stops the step-down: only the first survives
+    assert [p.adjusted for p in adjusted] == [True, False, False, None]
+    assert all(p.significant for p in adjusted[:3])
+
+
+def test_a_over_a_pairs_need_two_seeds_per_side():
+    rng = np.random.default_rng(0)
+    four = _grid_records([[80 + f, 81 + f + f % 2, 81 + f, 80 + f + f % 2] for f in range(5)])  # A - B averages 0
+    a, b = statistics.seed_groups(four)
+    assert sorted({r["seed"] for r in a}) == [0, 1] == sorted({r["seed"] for r in b})
+    assert {r["metrics"]["top1"] for r in b} == {r["metrics"]["top1"] for r in four if r["seed"] >= 2}
+    two = _grid_records(80 + rng.normal(0, 1, (5, 2)))
+    assert statistics.seed_groups(two) == "2 seed(s): an A/A pair needs 2 seed(s) per side"
+    shifted = [{**r, "metrics": {"top1": r["metrics"]["top1"] + (30.0 if r["seed"] >= 2 else 0.0)}} for r in four]
+    result = statistics.calibrate([four, shifted, two])
+    assert (result.decided, result.significant) == (2, 1)
+    assert result.undecided == {"2 seed(s): an A/A pair needs 2 seed(s) per side": 1}
+    assert result.line().startswith("A/A: 1 of 2 significant at 95% (rate 50.0%, binomial 95% CI [1.3%, 98.7%])")
+
+
+def test_compare_refuses_a_folder_that_mixes_protocols_or_fold_counts(tmp_path):
+    for protocol, folds in (("disjoint", 5), ("disjoint", 3)):
+        cfg = RunConfig(method="vit", dataset="synthetic", protocol=protocol, folds=folds, fold=0)
+        rec = {**_run(80.0, 0, 0, config=cfg.to_dict()), "schema": 2, "name": f"vit_{folds}", "protocol": protocol,
+               "keypoints": None, "history": [], "wall_time_s": 1.0, "device": {}, "versions": {}, "git": {},
+               "created": "2026-12-01T00:00:00+00:00"}
+        (tmp_path / f"vit_{folds}.json").write_text(json.dumps(rec))
+    with pytest.raises(ResultsError, match="mix protocols, split seeds or fold counts"):
+        records_of(str(tmp_path), tmp_path)
 
 
 def test_accumulation_and_compile_do_not_change_the_experiment():

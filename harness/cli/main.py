@@ -23,7 +23,7 @@ from ..model.backbones import ALIASES, describe
 from .common import data_root_option, dataset_options_option, parse_kv, quiet_option, results_dir_option, user_errors
 from .data import data_group
 from .keypoints import keypoints_group
-from .tables import ablate_cmd, compare_cmd, leaderboard_cmd, tune_cmd
+from .tables import ablate_cmd, calibrate_cmd, compare_cmd, leaderboard_cmd, tune_cmd
 
 HELP = {
     "method": "method plugin (see `harness list`)",
@@ -241,7 +241,7 @@ def list_cmd():
         click.echo(f"  {name:<22} {describe(name)}")
 
 
-for _command in (data_group, keypoints_group, ablate_cmd, leaderboard_cmd, compare_cmd, tune_cmd):
+for _command in (data_group, keypoints_group, ablate_cmd, leaderboard_cmd, compare_cmd, calibrate_cmd, tune_cmd):
     main.add_command(_command)
 
 if __name__ == "__main__":

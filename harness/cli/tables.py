@@ -8,9 +8,10 @@ import click
 from tqdm import tqdm
 
 from ..evaluation import statistics
-from ..engine.records import check_writable
+from ..engine.records import check_writable, load_records
 from ..tables.collect import records_of
 from ..engine.run import execute
+from ..tables import calibration
 from ..tables import leaderboard as lb
 from ..tables import tuning
 from ..tables.ablate import LAUNCHERS, executor, plan, run_one, sweep_local
@@ -46,7 +47,7 @@ def dry_run_lines(jobs) -> list[str]:
 @click.option("--column", "columns", multiple=True, help="run only the cells of this column label (repeatable), e.g. 100")
 @click.option("--row", "rows", multiple=True, help="run only the cells of this row label (repeatable), e.g. large")
 @click.option("--seeds", type=click.IntRange(1), default=None,
-              help="training seeds 0..N-1 per cell and fold [default: real 1, small 2, tiny 2]")
+              help="training seeds 0..N-1 per cell and fold [default: real 3, small 4, tiny 2]")
 @click.option("--dry-run", is_flag=True, help="print every cell's resolved configuration and runs, run nothing")
 @click.option("--small", "setting", flag_value="small",
               help="real MacaqueFaces images, small random-init ViTs at 64 px, offline featurizer: a laptop CPU")
@@ -141,22 +142,40 @@ def compare_cmd(first, second, metric, results_dir):
     """Paired comparison FIRST - SECOND: each a result file, a folder of one experiment's runs, or a
     table cell TABLE:ROW|COL[@small|@tiny] (e.g. '6-7:large|keypoint (3)@small').
 
-    Prints each side's mean and 95% bootstrap interval over test identities, then the paired
-    difference on identical folds, seeds and query images, or why the two cannot be paired."""
+    Prints each side's mean and 95% interval over folds x seeds (test animals and training
+    randomness), then the paired difference on identical folds and seeds with its interval, minimum
+    detectable effect and decision, or why the two cannot be paired or decided."""
     sides = [records_of(spec, results_dir) for spec in (first, second)]
     for name, (label, recs) in zip("AB", sides):
         summary = statistics.summarize(recs, metric)
-        ci = "no interval (no per-query outcomes)" if summary.ci is None else \
+        ci = f"no interval ({summary.why})" if summary.ci is None else \
             f"95% CI [{summary.ci[0]:.1f}, {summary.ci[1]:.1f}]"
-        click.echo(f"{name}: {label}: {metric} {summary.mean:.1f}, {ci} ({summary.runs} runs, "
-                   f"{summary.identities} identities)")
-    pair = statistics.paired(sides[0][1], sides[1][1], metric)
-    if pair.refused:
-        click.echo(f"A - B: not paired: {pair.refused}")
-        return
-    verdict = "significant" if pair.significant else "no significant difference (the interval covers 0)"
-    click.echo(f"A - B: {pair.difference:+.1f} points, 95% CI [{pair.ci[0]:+.1f}, {pair.ci[1]:+.1f}]: {verdict} "
-               f"({pair.runs} paired runs, {pair.identities} identities)")
+        click.echo(f"{name}: {label}: {metric} {summary.mean:.1f}, {ci} ({summary.runs} runs, {summary.seeds} "
+                   f"seed(s), {summary.identities} identities)")
+    click.echo(f"A - B: {lb.verdict(statistics.paired(sides[0][1], sides[1][1], metric))}")
+
+
+@click.command("calibrate")
+@click.option("--metric", type=click.Choice(statistics.METRICS), default="top1", show_default=True)
+@results_dir_option
+@user_errors
+def calibrate_cmd(metric, results_dir):
+    """A/A test of the intervals on RESULTS_DIR's records: every experiment with identity folds and
+    at least 4 seeds is split into two disjoint seed groups (2 or more seeds each) and compared with
+    itself; a calibrated interval is significant in about 5% of the pairs. Also: the identity-only
+    bootstrap on the same experiments (one seed per side) and the power argument for the number of
+    seeds (projected minimum detectable effects)."""
+    records = load_records(Path(results_dir))
+    reports = calibration.reports(records, metric)
+    if not reports:
+        raise HarnessCLIError(f"{results_dir} holds no records with identity folds; run `harness ablate TABLE`")
+    for report in reports:
+        click.echo(f"{report.dataset}: {report.ours.line()}")
+        significant, decided = report.identity_only
+        click.echo(f"{report.dataset}: identity-only bootstrap, one seed per side (for contrast): {significant} of "
+                   f"{decided} significant")
+    for line in calibration.power_lines(records, metric=metric):
+        click.echo(line)
 
 
 @click.command("tune")

@@ -126,14 +126,28 @@ def _data_key(cfg: RunConfig, rec: dict) -> str:
 
 
 def paired_comparisons(result: TableResult, setting: str, metric: str = "top1") -> list[tuple[str, str, statistics.Paired]]:
-    """The table's declared comparisons that have records on both sides, A - B each."""
-    out = []
+    """The table's declared comparisons that have records on both sides, A - B each, with Holm's
+    correction over the decided ones of this table and setting (one family)."""
+    keys, pairs = [], []
     for a_key, b_key in result.table.comparisons:
         a, b = result.cell(setting, a_key), result.cell(setting, b_key)
         if a is None or b is None or not a.records or not b.records:
             continue
-        out.append((a_key, b_key, statistics.paired(a.recs, b.recs, metric)))
-    return out
+        keys.append((a_key, b_key))
+        pairs.append(statistics.paired(a.recs, b.recs, metric))
+    return [(a, b, pair) for (a, b), pair in zip(keys, statistics.holm(pairs))]
+
+
+def experiments(records: list[tuple[str, dict]]) -> dict[str, list]:
+    """Records grouped by experiment INCLUDING the split fields (protocol, split seed, folds): one
+    group is one design, whose runs differ only in fold and seed."""
+    groups: dict[str, list] = {}
+    for key, members in index_records(records).items():
+        for name, rec in members:
+            cfg = normalised(rec["config"])
+            split = json.dumps([getattr(cfg, f) for f in SPLIT_FIELDS])
+            groups.setdefault(key + split, []).append((name, rec))
+    return groups
 
 
 
@@ -144,10 +158,13 @@ def records_of(spec: str, results_dir: Path) -> tuple[str, list[dict]]:
     if path.is_file():
         return path.name, [read_result(path)]
     if path.is_dir():
-        groups = index_records(load_records(path))
+        groups = experiments(load_records(path))
         if len(groups) != 1:
-            raise ResultsError(f"{path} holds records of {len(groups)} experiments; name one file, or a folder of "
-                               "one experiment's runs, or a table cell TABLE:ROW|COL")
+            designs = {tuple(getattr(normalised(rec["config"]), f) for f in SPLIT_FIELDS)
+                       for members in groups.values() for _, rec in members}
+            mixed = " (they mix protocols, split seeds or fold counts)" if len(designs) > 1 else ""
+            raise ResultsError(f"{path} holds records of {len(groups)} experiments{mixed}; name one file, or a folder "
+                               "of one experiment's runs, or a table cell TABLE:ROW|COL")
         return str(path), [rec for _, rec in next(iter(groups.values()))]
     table_id, sep, rest = spec.partition(":")
     cell_spec, _, setting = rest.partition("@")
