@@ -16,10 +16,12 @@ torchrun rank 0 alone annotates (the others wait) and the ranks share the propag
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from ..core import distributed
 from ..core.errors import DataError
+from ..core.paths import cache_dir
 from ..data.dataset import ReidData
 from ..data.loaders import get_card
 from .featurizers import FEATURIZERS, create_featurizer
@@ -81,7 +83,19 @@ def recipe_problem(spec: str) -> str | None:
     if featurizer != TEMPLATE and featurizer not in FEATURIZERS:
         return (f"keypoint recipe {spec!r}: unknown featurizer {featurizer!r}; "
                 f"valid: {', '.join(FEATURIZERS.names())}, or {TEMPLATE} (no matching)")
-    return None
+    return _secret_problem(spec, source)
+
+
+def _secret_problem(spec: str, source: str) -> str | None:
+    """A gpt4 recipe without OPENAI_API_KEY fails when its run reaches the keypoints, maybe hours
+    into `--dataset all`: said beforehand, unless the cache holds a GPT-4 reference already (then
+    the key may not be needed; which reference a run needs is only known once its data is loaded)."""
+    if source != "gpt4" or os.environ.get("OPENAI_API_KEY", "").strip():
+        return None
+    if any((cache_dir() / "keypoints").glob("*/ref-gpt4-*.json")):
+        return None
+    return (f"keypoint recipe {spec!r}: the gpt4 reference source needs OPENAI_API_KEY (export your OpenAI API "
+            "key) and no GPT-4 reference is stored yet")
 
 
 def _number(value: str):
