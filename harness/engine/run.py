@@ -33,7 +33,8 @@ from ..methods import METHODS, Method
 from ..model.backbones import create_backbone
 from ..model.tokens import flip_permutation
 from . import records
-from .scoring import Scored, gallery_rules, needed_rows, score, table_lookup
+from .scoring import (RELIANCE_METRICS, Scored, gallery_rules, needed_rows, reliance_metrics, removed_points, score,
+                      shuffle_point_sets, table_lookup)
 from .train import Checkpoint, Normalizer, TrainData, TrainSettings, embed, reid_loss, train
 
 
@@ -236,6 +237,29 @@ def embeddings(prepared: Prepared, model: Model, inputs: Inputs, device) -> tupl
     return rows, table_lookup(rows["all"], vectors)
 
 
+def reliance_embeddings(prepared: Prepared, model: Model, inputs: Inputs, rows: dict,
+                        device) -> tuple[dict, dict] | None:
+    """Keypoint reliance (methods that feed keypoints): the same trained model's embeddings of the
+    evaluated rows with the keypoints removed and with whole point sets shuffled among those rows,
+    as ``({variant: take}, how they were made)``; None for a method without keypoints."""
+    if not prepared.method.uses_keypoints or inputs.points is None:
+        return None
+    t0 = time.perf_counter()
+    # seeded by the run's --seed: runs of different methods on one fold and seed get the same permutation
+    shuffled, shuffle = shuffle_point_sets(inputs.points, rows["all"], prepared.cfg.seed)
+    points = {"keypoints_removed": removed_points(inputs.points), "keypoints_shuffled": shuffled}
+    takes = {variant: table_lookup(rows["all"], embed(model.network, inputs.images, pts, model.normalize, device,
+                                                      rows=rows["all"]))
+             for variant, pts in points.items()}
+    about = {"metrics": [f"{m}_{v}" for v in points for m in RELIANCE_METRICS],
+             "training": "none: the run's trained model, evaluated again with its keypoints altered",
+             "keypoints_removed": "every point NaN: no patch holds a keypoint, so the keypoint embedding adds nothing",
+             "keypoints_shuffled": "each evaluated image (query and gallery alike) gets the whole point set of "
+                                   "another one: a random cycle over the evaluated images, seeded by shuffle.seed",
+             "shuffle": shuffle, "seconds": round(time.perf_counter() - t0, 3)}
+    return takes, about
+
+
 def query_outcomes(prepared: Prepared, inputs: Inputs, per_query: dict) -> dict:
     """Every test query's outcome, columnwise: image id, identity, rank of the first correct match
     and average precision (None when the query cannot be answered)."""
@@ -251,6 +275,7 @@ class Outcome:
     history: list[dict]
     timing: list[dict]  # per epoch: seconds and the share spent waiting for data
     wall_time: float
+    reliance: dict | None = None  # how the keypoint reliance metrics were computed (methods with keypoints)
 
 
 @dataclass
@@ -268,6 +293,8 @@ def build_record(prepared: Prepared, model: Model, inputs: Inputs, outcome: Outc
     device, dist = prov.device, prov.dist
     metrics, per_query = dict(outcome.scored.metrics), outcome.scored.per_query
     extra = {} if outcome.scored.open_set is None else {"open_set": outcome.scored.open_set}
+    if outcome.reliance is not None:
+        extra["keypoint_reliance"] = outcome.reliance
     return {**extra,
         "schema": records.SCHEMA_VERSION,
         "name": records.result_name(cfg),
@@ -312,6 +339,20 @@ def build_record(prepared: Prepared, model: Model, inputs: Inputs, outcome: Outc
     }
 
 
+def score_rule(prepared: Prepared, inputs: Inputs, take, rows: dict, rule: str | None,
+               reliance: tuple[dict, dict] | None) -> tuple[Scored, dict | None]:
+    """The run's metrics under one gallery rule and, for a method with keypoints, its keypoint
+    reliance metrics under the same rule (``<metric>_keypoints_removed`` / ``_shuffled``)."""
+    scored = score(take, inputs.identities, prepared.split, rows, prepared.days, rule)
+    if reliance is None:
+        return scored, None
+    takes, about = reliance
+    variants = {variant: score(other, inputs.identities, prepared.split, rows, prepared.days, rule, warn=False)
+                for variant, other in takes.items()}
+    scored.metrics.update(reliance_metrics(variants))
+    return scored, {**about, "exclude": rule}
+
+
 def score_and_write(prepared: Prepared, model: Model, inputs: Inputs, trained: Outcome, prov: Provenance,
                     results_dir: Path, force: bool) -> tuple[dict, Path]:
     """Score the trained model and write the run's record; on a dataset with capture days also its
@@ -320,14 +361,15 @@ def score_and_write(prepared: Prepared, model: Model, inputs: Inputs, trained: O
     ``trained.wall_time`` holds the run's start time here. Returns the run's own (record, path)."""
     cfg, own = prepared.cfg, None
     rows, take = embeddings(prepared, model, inputs, prov.device)
+    reliance = reliance_embeddings(prepared, model, inputs, rows, prov.device)
     for rule in gallery_rules(cfg.exclude, prepared.days):
         run = replace(prepared, cfg=replace(cfg, exclude=rule))
         path = records.result_path(results_dir, run.cfg)
         twin = rule != cfg.exclude
         if twin and path.exists():
             continue
-        scored = score(take, inputs.identities, prepared.split, rows, prepared.days, rule)
-        outcome = replace(trained, scored=scored, wall_time=time.perf_counter() - trained.wall_time)
+        scored, about = score_rule(run, inputs, take, rows, rule, reliance)
+        outcome = replace(trained, scored=scored, reliance=about, wall_time=time.perf_counter() - trained.wall_time)
         origins = {**prov.origins, "exclude": f"the training of {records.result_name(cfg)}"} if twin else prov.origins
         record = build_record(run, model, inputs, outcome, replace(prov, origins=origins))
         if not twin:

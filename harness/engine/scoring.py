@@ -72,11 +72,11 @@ def _retrieve(take: Callable, identities: np.ndarray, labels: torch.Tensor, quer
 
 
 def score_closed(take: Callable, identities: np.ndarray, labels: torch.Tensor, split: Split, rows: dict,
-                 keys: np.ndarray | None) -> Scored:
+                 keys: np.ndarray | None, warn: bool = True) -> Scored:
     """Disjoint (test images against each other) or closed (test images against training images)."""
     gallery = None if split.protocol == "disjoint" else rows["train"]
     summary, lists, arrays = _retrieve(take, identities, labels, rows["test"], gallery, keys)
-    if summary["unanswerable_queries"]:
+    if warn and summary["unanswerable_queries"]:
         print(f"warning: {summary['unanswerable_queries']} test image(s) have no other image of their identity in "
               "the gallery (identities with a single image, or only same-day images under --exclude same-day); "
               "they are left out of the metrics and counted in metrics.unanswerable_queries", file=sys.stderr)
@@ -137,10 +137,59 @@ def table_lookup(rows: np.ndarray, vectors: torch.Tensor) -> Callable[[np.ndarra
 
 
 def score(take: Callable, identities: np.ndarray, split: Split, rows: dict, days: np.ndarray | None,
-          rule: str | None) -> Scored:
-    """The run's metrics under one gallery rule (``days``: each row's capture day, for same-day)."""
+          rule: str | None, warn: bool = True) -> Scored:
+    """The run's metrics under one gallery rule (``days``: each row's capture day, for same-day).
+    ``warn=False`` for a re-scoring of the same queries (keypoint reliance): its warnings would
+    repeat the run's own."""
     names = {name: i for i, name in enumerate(sorted(set(identities)))}
     labels = torch.tensor([names[x] for x in identities])
     keys = exclusion_keys(days, rule) if rule is not None else None
-    scorer = score_open if split.protocol == "open" else score_closed
-    return scorer(take, identities, labels, split, rows, keys)
+    if split.protocol == "open":
+        return score_open(take, identities, labels, split, rows, keys)
+    return score_closed(take, identities, labels, split, rows, keys, warn)
+
+
+# Keypoint reliance: the same trained model evaluated again with its keypoints altered. Each
+# variant's retrieval metrics go into the record's metrics as `<metric>_<variant>`, e.g.
+# `top1_keypoints_removed`, scored under the record's own gallery rule.
+RELIANCE_METRICS = ("top1", "top5", "mAP")
+RELIANCE_VARIANTS = ("keypoints_removed", "keypoints_shuffled")
+
+
+def removed_points(points: torch.Tensor) -> torch.Tensor:
+    """Every keypoint made NaN: token masks ignore NaN points, so no patch holds a keypoint and the
+    keypoint embedding adds exactly nothing (the trained backbone is otherwise unchanged)."""
+    return torch.full_like(points, float("nan"))
+
+
+def shuffle_order(n: int, seed: int) -> np.ndarray:
+    """``order[i]``: whose point set image i receives. A seeded random n-cycle, so for n >= 2 no
+    image keeps its own set (a plain permutation would leave about one image unshuffled, diluting
+    the effect by chance); n = 1 can only keep its own."""
+    visit = np.random.default_rng(seed).permutation(n)
+    order = np.empty(n, dtype=np.int64)
+    order[visit] = np.roll(visit, -1)  # each image in the visiting order takes the next one's set
+    return order
+
+
+def shuffle_point_sets(points: torch.Tensor, rows: np.ndarray, seed: int) -> tuple[torch.Tensor, dict]:
+    """``points`` with the whole point sets of ``rows`` (the evaluated images) permuted among them
+    by ``shuffle_order``; other rows unchanged. Also says how many images kept their own set and
+    how many received one equal to their own (a fixed template: shuffling it changes nothing)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    order = shuffle_order(len(rows), seed)
+    index = torch.from_numpy(rows)
+    shuffled = points.clone()
+    shuffled[index] = points[torch.from_numpy(rows[order])]
+    before, after = points[index].flatten(1), shuffled[index].flatten(1)
+    same = ((before == after) | (before.isnan() & after.isnan())).all(dim=1)
+    info = {"seed": int(seed), "images": int(len(rows)),
+            "own_set_kept": int((order == np.arange(len(rows))).sum()),
+            "equal_set_received": int(same.sum())}
+    return shuffled, info
+
+
+def reliance_metrics(variants: dict[str, Scored]) -> dict:
+    """``{variant: Scored}`` -> the record's extra metrics, ``<metric>_<variant>``."""
+    return {f"{name}_{variant}": scored.metrics[name] for variant, scored in variants.items()
+            for name in RELIANCE_METRICS if name in scored.metrics}
