@@ -114,11 +114,13 @@ def train_step(model, sizes: Sizes, device: torch.device, keypoints: int = 4) ->
 
 def vit_check(label: str, name: str, sizes: Sizes, device: torch.device) -> dict:
     """Plain ViT and CKPE on the same random-init backbone, one after the other (one in memory at a time)."""
-    from harness.model.backbones import create_backbone
+    from harness.model.backbones import create_backbone, skeleton, training_memory_gb
     from harness.model.keypoint_vit import KeypointViT
 
     t0 = time.perf_counter()
-    setting = f"{name} {sizes.image_size}px batch {sizes.batch}" + (" bf16" if device.type == "cuda" else "")
+    estimate = training_memory_gb(skeleton(name, sizes.image_size), sizes.batch, "adamw")  # the dry-run's figure
+    setting = (f"{name} {sizes.image_size}px batch {sizes.batch}" + (" bf16" if device.type == "cuda" else "")
+               + f", estimated {estimate:.1f} GB")
     torch.manual_seed(0)
     with device:  # built on the device: initialising ViT-H on a CPU alone takes longer than its check
         backbone = create_backbone(name, sizes.image_size)

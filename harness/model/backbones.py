@@ -248,3 +248,47 @@ def load_weights(model: nn.Module, path: str | Path, name: str = "") -> None:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise BackboneError(f"--weights {path} does not match backbone {name!r}: {' '.join(str(exc).split())[:300]}") from exc
+
+
+# Activation bytes per block, token and channel when training a ViT block with 16-bit activations and
+# fused attention: Korthikanti et al. 2022 ("Reducing activation recomputation"), 34 s b h per layer,
+# without the 5 a s^2 b term of attention scores that PyTorch's fused SDPA kernels never store.
+ACTIVATION_BYTES = 34
+OPTIMIZER_STATE_BYTES = {"adamw": 8, "sgd": 4}  # per parameter: two fp32 moments / one momentum buffer
+# fp32 residual streams and norms under autocast, kernel workspaces, allocator fragmentation: not yet
+# calibrated on a GPU (gpu_check.py prints the measured peaks to compare with)
+OVERHEAD = 1.2
+
+
+def skeleton(name: str, image_size: int) -> nn.Module:
+    """The backbone's architecture on the meta device: shapes without memory, nothing downloaded."""
+    import timm
+    import torch
+
+    create_name, overrides = _resolve(name, False, None)
+    with torch.device("meta"):
+        try:
+            return timm.create_model(create_name, pretrained=False, num_classes=0, img_size=image_size, **overrides)
+        except TypeError:  # CNNs take any size
+            return timm.create_model(create_name, pretrained=False, num_classes=0, **overrides)
+
+
+def training_memory_gb(model: nn.Module, micro_batch: int, optimizer: str) -> float | None:
+    """Estimated peak GPU memory (GiB) of training ``model`` (e.g. a ``skeleton``) with bf16 autocast:
+    fp32 weights and gradients, the optimizer's state and the activations of a micro-batch; None for
+    an architecture without a ViT's blocks. Checked against measured peaks by benchmarks/gpu_check.py."""
+    params = sum(p.numel() for p in model.parameters())
+    fixed = (8 + OPTIMIZER_STATE_BYTES.get(optimizer, 8)) * params
+    blocks, pe = getattr(model, "blocks", None), getattr(model, "patch_embed", None)
+    if blocks is None or getattr(pe, "num_patches", None) is None:
+        return None
+    tokens = pe.num_patches + int(getattr(model, "num_prefix_tokens", 1))
+    activations = ACTIVATION_BYTES * tokens * int(model.embed_dim) * len(blocks) * micro_batch
+    return OVERHEAD * (fixed + activations) / 2**30
+
+
+def weights_download_gb(name: str, image_size: int, pretrained: bool, weights: str | None) -> float:
+    """Size of the hub checkpoint a run would download (fp32), 0 for random init or a local file."""
+    if weights or not pretrained or name in RANDOM_INIT:
+        return 0.0
+    return 4 * sum(p.numel() for p in skeleton(name, image_size).parameters()) / 1e9

@@ -8,6 +8,7 @@ is submitit's local executor (subprocesses; the test bed of the slurm path).
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import sys
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ from ..core.errors import EXPECTED_ERRORS
 from ..core.io import replace_atomic
 from ..engine.records import result_path
 from ..engine.run import execute
+from ..keypoints.featurizers import FEATURIZERS, create_featurizer
+from ..keypoints.recipes import is_recipe, parse_recipe
+from ..methods import METHODS
+from ..model.backbones import skeleton, training_memory_gb, weights_download_gb
 from .declarations import TINY_DATASETS, Cell, cells, get_setting, get_table, resolve_cell, table_ids
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
@@ -75,6 +80,51 @@ def plan(table: str, results_dir: Path, *, setting: str = "real", seeds: int | N
                     seen.add(path)
                     jobs.append(Job(cell, cfg, path))
     return jobs, skipped
+
+
+def _fitting_accumulate(model, batch: int, optimizer: str, gpu_gb: float) -> int | None:
+    """The fewest micro-batches (a divisor of ``batch``) whose estimate fits in ``gpu_gb``."""
+    for a in (d for d in range(1, batch + 1) if batch % d == 0):
+        if training_memory_gb(model, batch // a, optimizer) <= gpu_gb:
+            return a
+    return None
+
+
+def memory_line(cfg: RunConfig, gpu_gb: float | None = None) -> str:
+    """Estimated peak GPU memory of the run's training, and the --accumulate that fits ``gpu_gb``."""
+    method = METHODS.create(cfg.method)
+    model = skeleton(cfg.backbone, cfg.image_size)
+    params = sum(p.numel() for p in model.parameters())
+    if not method.trains:
+        return f"memory: no training; ~{4 * params / 2**30:.1f} GB of fp32 weights to embed with"
+    accumulate = cfg.accumulate if isinstance(cfg.accumulate, int) else 1
+    need = training_memory_gb(model, -(-cfg.batch_size // accumulate), cfg.optimizer)
+    if need is None:
+        return f"memory: no estimate for {type(model).__name__} (the estimate covers ViTs)"
+    line = (f"memory: ~{need:.0f} GB peak GPU memory training at batch {cfg.batch_size}"
+            f"{f' (--accumulate {accumulate})' if accumulate > 1 else ''}, {params / 1e6:.0f}M parameters")
+    if gpu_gb:
+        fit = _fitting_accumulate(model, cfg.batch_size, cfg.optimizer, gpu_gb)
+        line += (f"; on {gpu_gb:g} GB: --accumulate {fit}" if fit else f"; does not fit {gpu_gb:g} GB at any --accumulate")
+    return line
+
+
+def download_line(cfg: RunConfig) -> str:
+    """What a first run downloads: the backbone's hub weights and the keypoint recipe's featurizer."""
+    parts = []
+    backbone = weights_download_gb(cfg.backbone, cfg.image_size, bool(cfg.pretrained), cfg.weights)
+    if backbone:
+        parts.append(f"backbone {cfg.backbone} ~{backbone:.1f} GB")
+    source = METHODS.create(cfg.method).keypoint_source(cfg.keypoints)
+    if source and is_recipe(source):
+        _, name, _, options = parse_recipe(source)
+        options = {k: v for k, v in options.items() if k not in ("mode", "pixels", "mirror")}
+        if name != "template":
+            takes_device = "device" in inspect.signature(FEATURIZERS.get(name).factory).parameters
+            size = create_featurizer(name, **options, **({"device": "cpu"} if takes_device else {})).download_gb()
+            if size:
+                parts.append(f"featurizer {name} ~{size:.1f} GB")
+    return "downloads: " + (", ".join(parts) + " (cached after the first run)" if parts else "none")
 
 
 def _on_dataset(cfg: RunConfig, dataset: str, setting: str) -> bool:

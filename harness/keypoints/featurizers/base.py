@@ -35,6 +35,10 @@ class Featurizer:
         """Everything that changes the features (names the propagation in the cache)."""
         raise NotImplementedError
 
+    def download_gb(self) -> float:
+        """What ``load`` would download on a first run (GB; 0: no weights, or local ones)."""
+        return 0.0
+
     def load(self) -> None:
         """Load weights (called once, before the first batch)."""
 

@@ -1,10 +1,13 @@
 """DINOv2 patch tokens (timm): prefix tokens dropped, stride = the patch size (14)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from ...core.distributed import pick_device
 from ...core.errors import DataError
+from ...model.backbones import skeleton
 from .base import Featurizer, check_size, timm_model_name
 
 DEFAULT_DINOV2_MODEL = "vit_base_patch14_dinov2.lvd142m"
@@ -20,6 +23,12 @@ class DinoV2Featurizer(Featurizer):
 
     def config(self) -> dict:
         return {"featurizer": "dinov2", "model": self.model, "size": self.size}
+
+    def download_gb(self) -> float:
+        """The fp32 checkpoint's size, from the architecture built on the meta device."""
+        if Path(self.model).expanduser().is_dir():
+            return 0.0
+        return 4 * sum(p.numel() for p in skeleton(self.model, self.size).parameters()) / 1e9
 
     def load(self) -> None:
         import timm
