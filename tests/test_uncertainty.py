@@ -166,3 +166,15 @@ def test_accumulation_and_compile_do_not_change_the_experiment():
     base = RunConfig(batch_size=64)
     assert RunConfig(batch_size=64, accumulate=4, compile="inductor").experiment_hash() == base.experiment_hash()
     assert RunConfig(batch_size=32).experiment_hash() != base.experiment_hash()
+
+
+def test_a_gap_within_the_same_runs_gets_the_folds_x_seeds_interval():
+    # top-1 minus top-1 with the keypoints removed, on the same trained models: 2 points in seed 0, 2.5 in
+    # seed 1, in every fold: MS_F = MS_E = 0, MS_S = 5 * 2 * 0.25^2 = 0.625, se = sqrt(0.625 / 10), df = 1
+    recs = [{**_run(80 + f + s, f, s), "metrics": {"top1": 80.0 + f + s, "top1_keypoints_removed": 78.0 + f + 0.5 * s}}
+            for f in range(5) for s in range(2)]
+    gap = statistics.within(recs, "top1", "top1_keypoints_removed")
+    half = sps.t.ppf(0.975, 1) * 0.25
+    assert gap.difference == pytest.approx(2.25) and gap.df == pytest.approx(1.0)
+    assert gap.ci == pytest.approx((2.25 - half, 2.25 + half)) and not gap.significant
+    assert "no record has" in statistics.within([_run(80, 0, 0)], "top1", "top1_keypoints_removed").refused

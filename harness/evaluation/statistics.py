@@ -257,6 +257,16 @@ def paired(a_records: list[dict], b_records: list[dict], metric: str = "top1", l
                   len(a_records), identities)
 
 
+def within(records: list[dict], metric: str, other: str, level: float = LEVEL) -> Paired:
+    """``metric`` - ``other`` within the same runs (e.g. top-1 minus top-1 with the keypoints removed,
+    both measured on one trained model), with the folds x seeds interval of that per-run gap."""
+    runs = [r for r in records if other in r["metrics"]]
+    if not runs:
+        return Paired(refused=f"no record has {other}")
+    twins = [{**r, "metrics": {metric: run_value(r, other)}} for r in runs]
+    return paired(runs, twins, metric, level)
+
+
 def holm(pairs: list[Paired], level: float = LEVEL) -> list[Paired]:
     """Holm's step-down correction over a family of comparisons (family-wise error at 1 - level);
     chosen over Benjamini-Hochberg because a table's few comparisons each make a claim of their own.

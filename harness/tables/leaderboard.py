@@ -100,7 +100,8 @@ def _cell_line(cell, setting: str, result: CellResult, metric: str) -> str:
     chance = "–" if result.chance is None else f"{result.chance:.1f}"
     spread = "–" if summary.spread is None else f"{summary.spread:.1f}"
     label = setting + (" (smoke test)" if setting == "tiny" else "")
-    protocol = ", ".join(sorted({r["protocol"] for r in result.recs}))
+    protocol = ", ".join(sorted({r["protocol"] + (" (same-day excluded)" if (r["config"].get("exclude") == "same-day")
+                                                  else "") for r in result.recs}))
     return (f"| {cell.row} | {cell.col} | {published} | {summary.mean:.1f} | {_ci(summary)} | {spread} | "
             f"{_runs(result)} | {chance} | {label} | {protocol} | {_backbone(result.recs)} | {_commits(result.recs)} |")
 
@@ -138,6 +139,24 @@ def answer_lines(results: list[TableResult]) -> list[str]:
                 a, b, pair = pairs[0]
                 lines.append(f"- Table {result.table.id} ({setting.name}, {result.table.metric}): {a.replace('|', ' / ')} - "
                              f"{b.replace('|', ' / ')}: {verdict(pair)}")
+    return lines
+
+
+RELIANCE = (("removed", "top1_keypoints_removed"), ("shuffled", "top1_keypoints_shuffled"))
+
+
+def _reliance_lines(result: TableResult) -> list[str]:
+    """What trained models take from their keypoints: per cell whose records were also evaluated with
+    the keypoints removed and shuffled (same trained models), top-1 minus each, with its interval."""
+    lines = []
+    for (setting, row, col), cell in result.cells.items():
+        if not any(RELIANCE[0][1] in r["metrics"] for r in cell.recs):
+            continue
+        parts = []
+        for label, name in RELIANCE:
+            gap = statistics.within(cell.recs, "top1", name)
+            parts.append(f"top-1 - {label} keypoints: {verdict(gap)}")
+        lines.append(f"- {setting}: {row} / {col}: " + "; ".join(parts))
     return lines
 
 
@@ -184,6 +203,10 @@ def _render_table(result: TableResult) -> list[str]:
     comparisons = _comparison_lines(result)
     if comparisons:
         out += ["", f"Paired comparisons (A - B, {t.metric} points, 95% CI over folds x seeds):", "", *comparisons]
+    reliance = _reliance_lines(result)
+    if reliance:
+        out += ["", "What the trained models take from their keypoints (the same models evaluated with the keypoints "
+                "removed or shuffled between images; top-1 points):", "", *reliance]
     caveats = _caveat_lines(result)
     if caveats:
         out += ["", "Caveats carried by these records:", "", *caveats]
