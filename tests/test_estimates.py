@@ -52,3 +52,31 @@ def test_downloads_name_the_backbone_and_the_featurizer():
 def test_other_featurizers(recipe):
     line = download_line(RunConfig(method="ckpe", backbone="nano", keypoints=recipe))
     assert ("featurizer dinov2 ~0.3 GB" in line) if "dinov2" in recipe else line == "downloads: none"
+
+
+def test_preflight_finds_missing_weights_offline_hub_gaps_and_full_disks(tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    from harness.model.backbones import weights_problem
+    from harness.tables import ablate
+
+    assert weights_problem("nano", True, None) is None  # a test bed loads nothing
+    assert "no such file" in weights_problem("large", False, str(tmp_path / "missing.safetensors"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert weights_problem("large", True, None) is None  # online: the download decides
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    problem = weights_problem("large", True, None)
+    assert "HF_HUB_OFFLINE is set" in problem and "timm/vit_large_patch16_224.augreg_in21k" in problem
+    snapshot = tmp_path / "hub" / "models--timm--vit_large_patch16_224.augreg_in21k" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    assert weights_problem("large", True, None) is None
+    cfg = paper("large")
+    assert 2.3 < ablate.checkpoint_gb(cfg) < 2.5  # 303M parameters x (4 + 4 SGD momentum) bytes: the 2.4 GB
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(ablate.shutil, "disk_usage", lambda path: Usage(100e9, 99e9, 1e9))
+    problems = ablate.preflight_problems(cfg, tmp_path / "results")
+    assert any("its checkpoint need ~2.4 GB" in p and "1.0 GB free" in p for p in problems)
+    assert any("its downloads need ~6.4 GB" in p for p in problems)
+    monkeypatch.setattr(ablate.shutil, "disk_usage", lambda path: Usage(100e9, 0, 100e9))
+    assert ablate.preflight_problems(cfg, tmp_path / "results") == []

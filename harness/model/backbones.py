@@ -10,6 +10,7 @@ Weights come from one of three places:
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -292,3 +293,36 @@ def weights_download_gb(name: str, image_size: int, pretrained: bool, weights: s
     if weights or not pretrained or name in RANDOM_INIT:
         return 0.0
     return 4 * sum(p.numel() for p in skeleton(name, image_size).parameters()) / 1e9
+
+
+def hub_repo(name: str) -> str | None:
+    """The Hugging Face repository a pretrained backbone's weights come from (None: unknown)."""
+    import timm
+
+    create_name, _ = _resolve(name, True, None)
+    if create_name.startswith("hf-hub:"):
+        return create_name.removeprefix("hf-hub:")
+    cfg = timm.models.get_pretrained_cfg(create_name)
+    return getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+
+
+def weights_problem(name: str, pretrained: bool, weights: str | None) -> str | None:
+    """Why a run's weights will not load, judged before anything trains (`--dataset all` runs for
+    hours before a later dataset's backbone is built): a --weights file that does not exist, or hub
+    weights with HF_HUB_OFFLINE set that the local hub cache lacks. Online, reachability is left to
+    the download itself."""
+    if weights:
+        return None if Path(weights).expanduser().is_file() else f"--weights {weights}: no such file"
+    if not pretrained or name in RANDOM_INIT:
+        return None
+    from huggingface_hub import constants
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    repo = hub_repo(name)
+    if not offline or repo is None:
+        return None
+    cached = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}" / "snapshots"
+    if cached.is_dir() and any(cached.iterdir()):
+        return None
+    return (f"backbone {name!r}: HF_HUB_OFFLINE is set and its weights ({repo}) are not in the hub cache "
+            f"{constants.HF_HUB_CACHE}; " + weights_hint(name))

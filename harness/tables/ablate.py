@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import inspect
 import json
+import shutil
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,7 +27,8 @@ from ..engine.run import execute
 from ..keypoints.featurizers import FEATURIZERS, create_featurizer
 from ..keypoints.recipes import is_recipe, parse_recipe
 from ..methods import METHODS
-from ..model.backbones import skeleton, training_memory_gb, weights_download_gb
+from ..model.backbones import (OPTIMIZER_STATE_BYTES, skeleton, training_memory_gb, weights_download_gb,
+                               weights_problem)
 from .declarations import TINY_DATASETS, Cell, cells, get_setting, get_table, resolve_cell, table_ids
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
@@ -115,16 +117,54 @@ def download_line(cfg: RunConfig) -> str:
     backbone = weights_download_gb(cfg.backbone, cfg.image_size, bool(cfg.pretrained), cfg.weights)
     if backbone:
         parts.append(f"backbone {cfg.backbone} ~{backbone:.1f} GB")
-    source = METHODS.create(cfg.method).keypoint_source(cfg.keypoints)
-    if source and is_recipe(source):
-        _, name, _, options = parse_recipe(source)
-        options = {k: v for k, v in options.items() if k not in ("mode", "pixels", "mirror")}
-        if name != "template":
-            takes_device = "device" in inspect.signature(FEATURIZERS.get(name).factory).parameters
-            size = create_featurizer(name, **options, **({"device": "cpu"} if takes_device else {})).download_gb()
-            if size:
-                parts.append(f"featurizer {name} ~{size:.1f} GB")
+    featurizer = _recipe_featurizer(cfg)
+    if featurizer is not None and featurizer.download_gb():
+        parts.append(f"featurizer {featurizer.name} ~{featurizer.download_gb():.1f} GB")
     return "downloads: " + (", ".join(parts) + " (cached after the first run)" if parts else "none")
+
+
+def checkpoint_gb(cfg: RunConfig) -> float:
+    """Size of the run's largest checkpoint: fp32 weights and the optimizer's state (0: no training)."""
+    if not METHODS.create(cfg.method).trains:
+        return 0.0
+    params = sum(p.numel() for p in skeleton(cfg.backbone, cfg.image_size).parameters())
+    return (4 + OPTIMIZER_STATE_BYTES.get(cfg.optimizer, 8)) * params / 1e9
+
+
+def preflight_problems(cfg: RunConfig, results_dir: Path) -> list[str]:
+    """What would stop this run after it started, checked before any run trains: weights that
+    cannot load, and too little free disk for its checkpoint (under the results folder) and its
+    downloads (the hub cache); one line each."""
+    from huggingface_hub import constants  # a dependency of timm; imported here, as timm is, to start fast
+
+    problems = [p for p in [weights_problem(cfg.backbone, bool(cfg.pretrained), cfg.weights)] if p]
+    needs = [(Path(results_dir), checkpoint_gb(cfg), "its checkpoint"),
+             (Path(constants.HF_HUB_CACHE), _download_gb(cfg), "its downloads")]
+    for folder, need, what in needs:
+        where = next((p for p in [folder, *folder.parents] if p.exists()), Path("/"))
+        free = shutil.disk_usage(where).free / 1e9
+        if need and free < 1.1 * need:  # 10% headroom: the atomic write holds two copies briefly
+            problems.append(f"{cfg.dataset}: {what} need ~{need:.1f} GB under {where}, {free:.1f} GB free")
+    return problems
+
+
+def _download_gb(cfg: RunConfig) -> float:
+    total = weights_download_gb(cfg.backbone, cfg.image_size, bool(cfg.pretrained), cfg.weights)
+    featurizer = _recipe_featurizer(cfg)
+    return total + (featurizer.download_gb() if featurizer else 0.0)
+
+
+def _recipe_featurizer(cfg: RunConfig):
+    """The featurizer of the run's keypoint recipe, built without loading anything (None: no recipe)."""
+    source = METHODS.create(cfg.method).keypoint_source(cfg.keypoints)
+    if not source or not is_recipe(source):
+        return None
+    _, name, _, options = parse_recipe(source)
+    if name == "template":
+        return None
+    options = {k: v for k, v in options.items() if k not in ("mode", "pixels", "mirror")}
+    takes_device = "device" in inspect.signature(FEATURIZERS.get(name).factory).parameters
+    return create_featurizer(name, **options, **({"device": "cpu"} if takes_device else {}))
 
 
 def _on_dataset(cfg: RunConfig, dataset: str, setting: str) -> bool:
