@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from ..evaluation import statistics
+from ..evaluation import metrics, statistics
 from ..engine.records import check_writable, load_records
 from ..tables.collect import records_of
 from ..engine.run import execute
@@ -135,7 +135,8 @@ def leaderboard_cmd(results_dir, output, check):
 @click.command("compare")
 @click.argument("first")
 @click.argument("second")
-@click.option("--metric", type=click.Choice(statistics.METRICS), default="top1", show_default=True)
+@click.option("--metric", type=click.Choice(metrics.ORDER), default="top1", show_default=True,
+              help="a registered metric (`harness list`)")
 @results_dir_option
 @user_errors
 def compare_cmd(first, second, metric, results_dir):
@@ -156,7 +157,8 @@ def compare_cmd(first, second, metric, results_dir):
 
 
 @click.command("calibrate")
-@click.option("--metric", type=click.Choice(statistics.METRICS), default="top1", show_default=True)
+@click.option("--metric", type=click.Choice(metrics.ORDER), default="top1", show_default=True,
+              help="a registered metric (`harness list`)")
 @results_dir_option
 @user_errors
 def calibrate_cmd(metric, results_dir):

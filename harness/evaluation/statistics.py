@@ -40,7 +40,7 @@ from scipy import stats as sps
 LEVEL = 0.95
 POWER = 0.80  # of the minimum detectable effect
 MIN_IDENTITIES = 10  # fewer test animals than this: an interval would describe those animals, not the species
-METRICS = ("top1", "top5", "mAP")
+METRICS = ("top1", "top5", "mAP")  # what the identity-only bootstrap can recompute from per-query outcomes
 BOOTSTRAP = 2000  # replicates of the identity-only bootstrap
 BOOTSTRAP_SEED = 0  # measured: paired end points (small CKPE - ViT) moved by <= 0.08 over 10 bootstrap seeds
 
@@ -146,6 +146,12 @@ def run_value(record: dict, metric: str) -> float:
     return float(record["metrics"][metric])
 
 
+def run_values(records: list[dict], metric: str) -> dict:
+    """``{(fold, seed): value}`` of the records that have a value for ``metric`` (an open-set metric
+    is None where no query counted, e.g. BAUS of a fold without new individuals)."""
+    return {run_key(r): run_value(r, metric) for r in records if r["metrics"].get(metric) is not None}
+
+
 def run_key(record: dict) -> tuple:
     """(fold, seed): the split fingerprint names the fold (it hashes the train and test images)."""
     return record["split"]["fingerprint"], record["seed"]
@@ -183,11 +189,12 @@ def _identity_problem(count: int) -> str | None:
 
 
 def summarize(records: list[dict], metric: str = "top1") -> Summary:
-    values = [run_value(r, metric) for r in records]
+    runs = run_values(records, metric)
+    values = list(runs.values())
     spread = float(np.std(values, ddof=1)) if len(values) > 1 else None
-    if not records:
-        return Summary(float("nan"), None, None, 0, 0, why="no records")
-    grid = grid_of({run_key(r): run_value(r, metric) for r in records})
+    if not runs:
+        return Summary(float("nan"), None, None, len(records), 0, why=f"no record has {metric}")
+    grid = grid_of(runs)
     estimate = fold_seed_estimate(grid)
     identities = test_identities(records)
     why = estimate.why or _identity_problem(identities)
@@ -243,9 +250,8 @@ def paired(a_records: list[dict], b_records: list[dict], metric: str = "top1", l
     problem = pairing_problem(a_records, b_records)
     if problem:
         return Paired(refused=problem)
-    b_by_run = {run_key(r): r for r in b_records}
-    diffs = {run_key(r): run_value(r, metric) - run_value(b_by_run[run_key(r)], metric) for r in a_records}
-    grid = grid_of(diffs)
+    a_runs, b_runs = run_values(a_records, metric), run_values(b_records, metric)
+    grid = grid_of({key: value - b_runs[key] for key, value in a_runs.items() if key in b_runs})
     estimate = fold_seed_estimate(grid, level)
     identities = test_identities(a_records)
     why = estimate.why or _identity_problem(identities)
