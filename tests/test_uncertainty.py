@@ -178,3 +178,11 @@ def test_a_gap_within_the_same_runs_gets_the_folds_x_seeds_interval():
     assert gap.difference == pytest.approx(2.25) and gap.df == pytest.approx(1.0)
     assert gap.ci == pytest.approx((2.25 - half, 2.25 + half)) and not gap.significant
     assert "no record has" in statistics.within([_run(80, 0, 0)], "top1", "top1_keypoints_removed").refused
+
+
+def test_a_seed_one_side_has_and_the_other_not_yet_is_left_out_and_counted():
+    a = _grid_records([[80, 83, 85], [84, 86, 88], [90, 91, 93]])  # a third seed already ran for A
+    b = _grid_records([[78, 80], [83, 83], [87, 89]])
+    pair = statistics.paired(a, b)
+    assert pair.left_out == 3 and pair.runs == 6
+    assert pair.difference == pytest.approx(statistics.paired(a[:2] + a[3:5] + a[6:8], b).difference)

@@ -219,6 +219,7 @@ class Paired:
     refused: str | None = None
     why: str | None = None
     adjusted: bool | None = field(default=None)  # significant after Holm's correction (set per table)
+    left_out: int = 0  # runs not in the paired grid: of one side only, or of a seed missing a fold
 
     @property
     def significant(self) -> bool:
@@ -230,17 +231,19 @@ class Paired:
 
 
 def pairing_problem(a: list[dict], b: list[dict]) -> str | None:
-    """Why records A and B cannot be paired, or None: the same runs (split fingerprint and seed)
-    on both sides, and the same query images where the records keep them."""
+    """Why records A and B cannot be paired, or None: some runs (split fingerprint and seed) in
+    common, each answering the same query images on both sides where the records keep them. Runs
+    of one side only are left out of the pairing (and counted), so a sweep that has run a seed for
+    one cell and not yet for the other still pairs on what both have."""
     if not a or not b:
         return "one side has no records"
     runs_a, runs_b = {run_key(r): r for r in a}, {run_key(r): r for r in b}
     if len(runs_a) != len(a) or len(runs_b) != len(b):
         return "two records of one side share a split and seed"
-    if set(runs_a) != set(runs_b):
-        return f"their folds or seeds differ ({len(set(runs_a) ^ set(runs_b))} run(s) on one side only)"
-    for key, rec in runs_a.items():
-        qa, qb = (rec.get("queries") or {}).get("image_id"), (runs_b[key].get("queries") or {}).get("image_id")
+    if not set(runs_a) & set(runs_b):
+        return "their folds or seeds differ (no run in common)"
+    for key in set(runs_a) & set(runs_b):
+        qa, qb = (runs_a[key].get("queries") or {}).get("image_id"), (runs_b[key].get("queries") or {}).get("image_id")
         if qa is not None and qb is not None and sorted(qa) != sorted(qb):
             return "the same split and seed answered different query images"
     return None
@@ -252,15 +255,17 @@ def paired(a_records: list[dict], b_records: list[dict], metric: str = "top1", l
         return Paired(refused=problem)
     a_runs, b_runs = run_values(a_records, metric), run_values(b_records, metric)
     grid = grid_of({key: value - b_runs[key] for key, value in a_runs.items() if key in b_runs})
+    left_out = len(set(a_runs) ^ set(b_runs)) + 2 * grid.left_out
     estimate = fold_seed_estimate(grid, level)
-    identities = test_identities(a_records)
+    paired_runs = [r for r in a_records if run_key(r) in b_runs and run_key(r) in a_runs]
+    identities = test_identities(paired_runs)
     why = estimate.why or _identity_problem(identities)
     if why:
-        return Paired(estimate.mean, runs=len(a_records), identities=identities, why=why)
+        return Paired(estimate.mean, runs=grid.values.size, identities=identities, why=why, left_out=left_out)
     t = estimate.mean / estimate.se if estimate.se > 0 else (0.0 if estimate.mean == 0 else np.inf)
     p = float(2 * sps.t.sf(abs(t), estimate.df))
     return Paired(estimate.mean, estimate.ci, estimate.se, estimate.df, p, mde(estimate.se, estimate.df, level),
-                  len(a_records), identities)
+                  grid.values.size, identities, left_out=left_out)
 
 
 def within(records: list[dict], metric: str, other: str, level: float = LEVEL) -> Paired:

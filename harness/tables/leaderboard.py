@@ -110,12 +110,13 @@ def verdict(pair: statistics.Paired) -> str:
     """A paired comparison in words: difference, interval, MDE, unadjusted and Holm decisions."""
     if pair.refused:
         return f"not paired ({pair.refused})"
+    left = f"; {pair.left_out} run(s) of one side only or of an unfinished seed left out" if pair.left_out else ""
     if not pair.decided:
-        return f"{pair.difference:+.1f} points, no significance claim ({pair.why})"
+        return f"{pair.difference:+.1f} points, no significance claim ({pair.why}{left})"
     decision = "significant" if pair.significant else "no significant difference"
     holm = "" if pair.adjusted is None else f"; Holm: {'significant' if pair.adjusted else 'not significant'}"
     return (f"{pair.difference:+.1f} points [{pair.ci[0]:+.1f}, {pair.ci[1]:+.1f}], MDE {pair.mde:.1f}, {decision}"
-            f"{holm} ({pair.runs} paired runs, {pair.identities} identities, df {pair.df:.1f})")
+            f"{holm} ({pair.runs} paired runs, {pair.identities} identities, df {pair.df:.1f}{left})")
 
 
 def _comparison_lines(result: TableResult) -> list[str]:
