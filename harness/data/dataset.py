@@ -14,6 +14,7 @@ from PIL import Image
 from ..core.errors import DataError
 from .cards import Card
 from .images import crop_box, load_images, open_rgb, parse_bbox
+from .perturb import ImagePerturbations, Perturbation
 
 
 @dataclass
@@ -34,6 +35,10 @@ class ReidData:
     info: dict = field(default_factory=dict)  # loader facts for the result record (class, folder, crop, ...)
     # (N, 2) image (or crop) sizes, filled on first use by image_sizes: headers read once
     sizes: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # --dataset-option perturb: every image (and keypoint) moved by its own similarity transform;
+    # ``unperturbed`` is the same dataset without it (the oracle keypoint source reads it)
+    perturbation: Perturbation | None = None
+    unperturbed: ReidData | None = field(default=None, repr=False, compare=False)
 
     @property
     def split_key(self) -> str:
@@ -103,17 +108,29 @@ def row_bboxes(data: ReidData, rows) -> list | None:
     return [data.df["bbox"].iloc[r] for r in rows] if "bbox" in data.df else None
 
 
+def row_perturbations(data: ReidData, rows) -> ImagePerturbations | None:
+    """The perturbation of each of ``rows`` (for ``decode_images`` / ``load_images``), None when
+    the dataset is not perturbed."""
+    if data.perturbation is None:
+        return None
+    ids = data.df["image_id"].astype(str)
+    return ImagePerturbations(data.perturbation, tuple(ids.iloc[r] for r in rows))
+
+
 def open_row(data: ReidData, row: int) -> Image.Image:
-    """Row ``row``'s image as the harness uses it: RGB, cropped when the dataset is."""
+    """Row ``row``'s image as the harness uses it: RGB, cropped when the dataset is, perturbed
+    when it is."""
     box = row_bboxes(data, [row])
-    return open_rgb(data.root / data.df["path"].iloc[row], parse_bbox(box[0]) if box else None)
+    im = open_rgb(data.root / data.df["path"].iloc[row], parse_bbox(box[0]) if box else None)
+    moves = row_perturbations(data, [row])
+    return moves.apply(0, im) if moves is not None else im
 
 
 def load_rows(data: ReidData, rows, size: int, desc: str = "images",
               resize: str = "bilinear") -> tuple[torch.Tensor, np.ndarray]:
-    """``load_images`` for rows of a dataset, cropped when the dataset is."""
+    """``load_images`` for rows of a dataset, cropped (and perturbed) when the dataset is."""
     return load_images(data.root, [data.df["path"].iloc[r] for r in rows], size, desc=desc,
-                       bboxes=row_bboxes(data, rows), resize=resize)
+                       bboxes=row_bboxes(data, rows), resize=resize, perturb=row_perturbations(data, rows))
 
 
 def row_of_image(data: ReidData, image_id) -> int:

@@ -63,9 +63,12 @@ def open_rgb(path: Path, box=None) -> Image.Image:
 RESAMPLING = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 
-def _decode(path: Path, box, size: int, resize: str = "bilinear") -> tuple[np.ndarray, tuple[int, int]]:
-    """One image -> (size, size, 3) uint8 array and the (width, height) it had before resizing."""
+def _decode(path: Path, box, size: int, resize: str = "bilinear", perturb=None) -> tuple[np.ndarray, tuple[int, int]]:
+    """One image -> (size, size, 3) uint8 array and the (width, height) it had before resizing.
+    ``perturb`` (a function of the image, or None) transforms it after the crop, before resizing."""
     im = open_rgb(path, box)
+    if perturb is not None:
+        im = perturb(im)
     return np.asarray(im.resize((size, size), RESAMPLING[resize])), im.size
 
 
@@ -73,10 +76,14 @@ IMAGE_CACHE_VERSION = "v2"  # bump when the cache layout changes: old folders ar
 IMAGE_CACHE_FILES = ("pixels.npy", "sizes.npy", "bad.npy")
 
 
-def _cache_key(root: Path, paths: list[str], boxes: list, size: int) -> str:
-    """Identifies the decoded pixels: the files (path, size, mtime), the crops and the image size.
-    A changed image, crop or size gives another key, so a stale cache is never read."""
+def _cache_key(root: Path, paths: list[str], boxes: list, size: int, perturb: str = "") -> str:
+    """Identifies the decoded pixels: the files (path, size, mtime), the crops, the image size and
+    the perturbation (``--dataset-option perturb``; absent: the key of unperturbed images, as before
+    perturbations existed). A changed image, crop, size or perturbation gives another key, so a
+    stale cache is never read and perturbed and aligned images never mix."""
     h = hashlib.sha256(f"{IMAGE_CACHE_VERSION}|{Path(root).resolve()}|{size}".encode())
+    if perturb:
+        h.update(f"|{perturb}".encode())
     for rel, box in zip(paths, boxes):
         try:
             st = (Path(root) / rel).stat()
@@ -91,44 +98,47 @@ BAD_IMAGES = ("fail", "skip")
 
 
 def load_images(root: Path, paths: list[str], size: int, desc: str = "images",
-                bboxes=None, cache: bool = False, resize: str = "bilinear") -> tuple[torch.Tensor, np.ndarray]:
+                bboxes=None, cache: bool = False, resize: str = "bilinear",
+                perturb=None) -> tuple[torch.Tensor, np.ndarray]:
     """Decode, optionally crop (``bboxes``: one [x, y, w, h] or None per path) and resize images to
     (size, size): uint8 tensor (N, 3, size, size) and the (width, height) of each image as used
     (the crop's size when cropped), needed to map keypoints into the resized image.
     A missing or unreadable image is an error naming the file."""
     pixels, sizes, _ = decode_images(root, paths, size, desc=desc, bboxes=bboxes, cache=cache, bad_images="fail",
-                                     resize=resize, progress=False)
+                                     resize=resize, progress=False, perturb=perturb)
     return pixels, sizes
 
 
 def decode_images(root: Path, paths: list[str], size: int, *, desc: str = "images", bboxes=None,
                   cache: bool = True, bad_images: str = "fail", resize: str = "bilinear",
-                  progress: bool = True) -> tuple[torch.Tensor, np.ndarray, list[int]]:
+                  progress: bool = True, perturb=None) -> tuple[torch.Tensor, np.ndarray, list[int]]:
     """``load_images`` for training runs: returns also the rows whose image could not be read.
 
     With ``bad_images="fail"`` the first unreadable image is an error naming it; with "skip" its
     pixels stay zero and its row is returned in the list (the caller drops and reports it).
     With ``cache``, images are decoded once, in parallel threads, into a memory-mapped uint8 file
     under ``cache_dir()/images``; later runs with the same files, crops and size map that file
-    instead of decoding again."""
+    instead of decoding again. ``perturb`` (``harness.data.perturb.ImagePerturbations`` for these
+    paths, or None) transforms each image once, before it is resized and cached."""
     if bad_images not in BAD_IMAGES:
         raise DataError(f"unknown bad-images policy {bad_images!r}; valid: {', '.join(BAD_IMAGES)}")
     boxes = [None] * len(paths) if bboxes is None else [parse_bbox(b) for b in bboxes]
     if resize not in RESAMPLING:
         raise DataError(f"unknown resize {resize!r}; valid: {', '.join(RESAMPLING)}")
-    key = _cache_key(root, paths, boxes, size) + ("" if resize == "bilinear" else f"-{resize}")
+    key = _cache_key(root, paths, boxes, size, perturb.key if perturb is not None else "") + (
+        "" if resize == "bilinear" else f"-{resize}")
     folder = cache_dir() / "images" / key if cache else None
     if folder is not None and _cache_complete(folder):
         return _read_cache(folder, root, paths, bad_images)
     if folder is None:
         pixels = np.zeros((len(paths), 3, size, size), dtype=np.uint8)
-        sizes, bad = _decode_into(pixels, root, paths, boxes, resize, bad_images, desc, progress)
+        sizes, bad = _decode_into(pixels, root, paths, boxes, resize, bad_images, desc, progress, perturb)
         return torch.from_numpy(pixels), sizes, bad
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
     try:
         pixels = np.lib.format.open_memmap(tmp / "pixels.npy", mode="w+", dtype=np.uint8, shape=(len(paths), 3, size, size))
-        sizes, bad = _decode_into(pixels, root, paths, boxes, resize, bad_images, desc, progress)
+        sizes, bad = _decode_into(pixels, root, paths, boxes, resize, bad_images, desc, progress, perturb)
         pixels.flush()
         del pixels
     except BaseException:
@@ -151,7 +161,7 @@ def _read_cache(folder: Path, root: Path, paths: list[str], bad_images: str):
 
 
 def _decode_into(pixels: np.ndarray, root: Path, paths: list[str], boxes: list, resize: str, bad_images: str,
-                 desc: str, progress: bool) -> tuple[np.ndarray, list[int]]:
+                 desc: str, progress: bool, perturb=None) -> tuple[np.ndarray, list[int]]:
     """Decode every image into ``pixels`` (N x 3 x S x S) in parallel threads; -> (sizes, bad rows)."""
     size = pixels.shape[-1]
     sizes = np.zeros((len(paths), 2), dtype=np.float64)
@@ -159,7 +169,8 @@ def _decode_into(pixels: np.ndarray, root: Path, paths: list[str], boxes: list, 
 
     def one(i):
         try:
-            return _decode(Path(root) / paths[i], boxes[i], size, resize)
+            move = (lambda im: perturb.apply(i, im)) if perturb is not None else None
+            return _decode(Path(root) / paths[i], boxes[i], size, resize, move)
         except DataError as exc:
             if bad_images == "fail":
                 raise DataError(f"{exc}; fix or remove it, or pass --bad-images skip") from exc

@@ -6,14 +6,17 @@ one: ``folder:PATH``, any wildlife-datasets class), ``load_dataset`` makes its R
 """
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 from ..core.errors import RegistryError
 from ..core.paths import data_root_or_default
 from ..core.registry import Registry
 from .cards import DATASETS, Card
-from .dataset import Loader, ReidData
+from .dataset import Loader, ReidData, image_sizes
 from .folder import FolderLoader
+from .perturb import Perturbation
 from .synthetic import SyntheticLoader
 from .wildlife import WildlifeLoader
 
@@ -51,8 +54,25 @@ def data_location(card: Card, data_root: Path | None = None) -> str:
 
 
 def load_dataset(card: Card, options: dict | None = None, data_root: Path | None = None) -> ReidData:
+    """The card's dataset; the options ``perturb`` / ``perturb_seed`` (any loader) are taken out
+    here and applied to what the loader made (``harness/data/perturb.py``)."""
     opts = {**card.options, **(options or {})}
-    return loader_of(card).load(card, opts, data_root_or_default(data_root))
+    perturbation = Perturbation.from_options(opts.pop("perturb", None), opts.pop("perturb_seed", None), card.name)
+    data = loader_of(card).load(card, opts, data_root_or_default(data_root))
+    return perturbed(data, perturbation) if perturbation is not None else data
+
+
+def perturbed(data: ReidData, perturbation: Perturbation) -> ReidData:
+    """``data`` with every image moved by its own transform: ground-truth keypoints moved with
+    the pixels, another fingerprint (so stored keypoint sets and splits of the aligned and the
+    perturbed images never mix), and the perturbation in ``info`` (the result record)."""
+    keypoints = data.keypoints
+    if keypoints is not None:
+        ids = data.df["image_id"].astype(str).tolist()
+        keypoints = perturbation.dataset_points(keypoints, ids, image_sizes(data))
+    fingerprint = hashlib.sha256(f"{data.fingerprint}|{perturbation.key}".encode()).hexdigest()[:16]
+    return replace(data, keypoints=keypoints, fingerprint=fingerprint, perturbation=perturbation, unperturbed=data,
+                   info={**data.info, "perturb": perturbation.record(), "unperturbed_fingerprint": data.fingerprint})
 
 
 def download_dataset(card: Card, data_root: Path | None = None, force: bool = False) -> Path:

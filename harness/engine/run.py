@@ -22,7 +22,7 @@ from ..core import distributed
 from ..core.distributed import DistInfo, pick_device
 from ..core.errors import DataError, ResultsError
 from ..data.cards import Card, dataset_names
-from ..data.dataset import ReidData, capture_days, row_bboxes
+from ..data.dataset import ReidData, capture_days, row_bboxes, row_perturbations
 from ..data.images import decode_images
 from ..data.loaders import data_problem, get_card, load_dataset
 from ..data.splits import Split, make_split
@@ -200,7 +200,7 @@ def decode_inputs(prepared: Prepared, progress: bool = True) -> Inputs:
     cfg, data = prepared.cfg, prepared.data
     images, sizes, bad = decode_images(data.root, list(data.df["path"]), cfg.image_size,
                                        bboxes=row_bboxes(data, range(len(data.df))), bad_images=cfg.bad_images,
-                                       progress=progress)
+                                       progress=progress, perturb=row_perturbations(data, range(len(data.df))))
     if bad:
         print(f"warning: skipped {len(bad)} unreadable image(s) (--bad-images skip), e.g. "
               f"{data.root / data.df['path'].iloc[bad[0]]}", file=sys.stderr)

@@ -198,7 +198,30 @@ def read_reference(path: Path, data: ReidData | None = None) -> Reference:
                 raise DataError(f"{where}: image {image_id} is {w:g}x{h:g} in dataset {data.name}, the file says "
                                 f"{image.get('width')}x{image.get('height')}")
         check_inside(pts, w, h, where, cats)
+        ref = _in_frame_of(ref, data, image.get("perturb"), (w, h), where)
     return ref
+
+
+def _in_frame_of(ref: Reference, data: ReidData, frame, size, where: str) -> Reference:
+    """A reference in the pixels of ``data``'s images. A file without ``image.perturb`` (an expert's
+    file) is in the unperturbed image: on a perturbed dataset its points move with the reference
+    image's pixels. A stored reference made on perturbed images says so (``image.perturb``: the
+    perturbation's key) and is already in them; one of another perturbation is an error."""
+    mine = data.perturbation.key if data.perturbation is not None else None
+    if frame is not None:
+        if frame != mine:
+            raise DataError(f"{where} was made on images perturbed by {frame}, not on this dataset's "
+                            f"({mine or 'unperturbed'}); annotate it again on this dataset")
+        return ref
+    if mine is None:
+        return ref
+    moved = data.perturbation.points(ref.points, ref.image_id, size)
+    lost = [c for c, p in zip(ref.categories, moved) if not np.isfinite(p).all()]
+    if lost:
+        raise DataError(f"{where}: the perturbation ({data.perturbation.key}) moves {', '.join(lost)} of the reference "
+                        f"image {ref.image_id} out of the frame; pass another --dataset-option perturb_seed")
+    provenance = {**ref.provenance, "moved_by_perturbation": data.perturbation.key}
+    return Reference(ref.image_id, ref.categories, ref.flip_pairs, moved, provenance)
 
 
 def save_reference(ref: Reference, data: ReidData, name: str) -> Path:
@@ -229,4 +252,6 @@ def reference_to_json(ref: Reference, data: ReidData | None = None, name: str | 
         w, h = image_sizes(data, [row])[0]
         out["image"].update(identity=str(data.df["identity"].iloc[row]), path=str(data.df["path"].iloc[row]),
                             width=int(w), height=int(h))
+        if data.perturbation is not None:  # its points are in the perturbed image (read_reference)
+            out["image"]["perturb"] = data.perturbation.key
     return out
