@@ -120,3 +120,18 @@ def test_ablate_records_a_failed_cell_goes_on_and_lists_it(tmp_path, monkeypatch
     monkeypatch.setattr(ablate, "execute", lambda cfg, results_dir, **kwargs: ({}, None))
     assert ablate.sweep_local([jobs[1]], tmp_path, None, report=lambda job: None, fail=lambda job, exc: None) == []
     assert not ablate.failure_path(tmp_path, jobs[1]).exists()  # a later success clears the record
+
+
+def test_ablate_fails_a_cell_whose_preflight_finds_a_problem_before_anything_runs(tmp_path, monkeypatch):
+    from harness.tables import ablate
+
+    jobs, _ = ablate.plan("1", tmp_path, setting="tiny", seeds=1)
+    jobs = [jobs[0], next(j for j in jobs if j.cfg.method != jobs[0].cfg.method)]  # checked apart
+    ran = []
+    monkeypatch.setattr(ablate, "preflight_problems",
+                        lambda cfg, results_dir: ["giraffes: its checkpoint need ~2.4 GB under /, 1.0 GB free"]
+                        if cfg.method == jobs[1].cfg.method else [])
+    monkeypatch.setattr(ablate, "execute", lambda cfg, results_dir, **kwargs: ran.append(cfg) or ({}, None))
+    failed = ablate.sweep_local(jobs, tmp_path, None, report=lambda job: None, fail=lambda job, exc: None)
+    assert failed == [jobs[1]] and ran == [jobs[0].cfg]
+    assert "1.0 GB free" in json.loads(ablate.failure_path(tmp_path, jobs[1]).read_text())["error"]

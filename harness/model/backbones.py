@@ -10,6 +10,7 @@ Weights come from one of three places:
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -261,8 +262,10 @@ OPTIMIZER_STATE_BYTES = {"adamw": 8, "sgd": 4}  # per parameter: two fp32 moment
 OVERHEAD = 1.2
 
 
+@functools.lru_cache(maxsize=64)
 def skeleton(name: str, image_size: int) -> nn.Module:
-    """The backbone's architecture on the meta device: shapes without memory, nothing downloaded."""
+    """The backbone's architecture on the meta device: shapes without memory, nothing downloaded
+    (cached: a sweep asks for the same few many times; callers only read it)."""
     import timm
     import torch
 

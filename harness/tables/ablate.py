@@ -208,18 +208,38 @@ def release_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def blocked_jobs(todo: list[Job], results_dir: Path) -> dict[Path, str]:
+    """result path -> why that job would fail after the sweep started (``preflight_problems``)."""
+    blocked, seen = {}, {}
+    for job in todo:
+        c = job.cfg  # the fields the checks read: jobs differing only in seed or fold are checked once
+        key = (c.method, c.dataset, c.backbone, c.image_size, c.pretrained, c.weights, c.optimizer, c.keypoints)
+        if key not in seen:
+            try:
+                seen[key] = preflight_problems(c, results_dir)
+            except CELL_ERRORS as exc:  # e.g. a recipe's bad featurizer option: the run would fail the same way
+                seen[key] = [str(exc)]
+        if seen[key]:
+            blocked[job.path] = "; ".join(seen[key])
+    return blocked
+
+
 def sweep_local(todo: list[Job], results_dir: Path, data_root: Path | None, report: Callable[[Job], None],
                 fail: Callable[[Job, Exception], None]) -> list[Job]:
     """Run the jobs in this process, in order; returns those that failed. A job finished meanwhile
     (another sweep on the same folder) is skipped; one that cannot run (no data, no API key,
     diverged, out of GPU memory, ...) is recorded under ``.failed/``, handed to ``fail`` and does
-    not stop the others; the failures are listed again on stderr at the end."""
+    not stop the others; the failures are listed again on stderr at the end. Every job's
+    ``preflight_problems`` are checked before the first one trains: a job with one fails at once."""
     failed = []
+    blocked = blocked_jobs(todo, results_dir)
     for job in todo:
         report(job)
         if job.done:
             continue
         try:
+            if job.path in blocked:
+                raise ValueError(blocked[job.path])
             execute(job.cfg, results_dir, data_root=data_root, progress=False)
         except CELL_ERRORS as exc:
             failed.append(job)
