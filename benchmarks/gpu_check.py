@@ -56,8 +56,8 @@ FULL = Sizes(vits=(("ViT-B/16", "vit_base_patch16_224"), ("ViT-L/16", "vit_large
              augment={"backbone": "vit_base_patch16_224", "image_size": 224, "batch_size": 64,
                       "dataset_options": {"identities": "34", "images_per_identity": "60", "image_size": "100"}})
 TINY_OPTIONS = {"identities": "10", "images_per_identity": "6", "image_size": "32"}
-TINY = Sizes(vits=(("nano", "nano"), ("mini", "mini"), ("micro", "micro")), image_size=32, batch=8, steps=2,
-             warmup=1, sd="TINY_SD_CONFIG", sd_size=64, sd_batch=2,
+TINY = Sizes(vits=(("nano", "nano"), ("mini", "mini"), ("micro", "micro")), image_size=32, batch=8, steps=3,
+             warmup=2, sd="TINY_SD_CONFIG", sd_size=64, sd_batch=2,
              job={"backbone": "nano", "image_size": 32, "epochs": 2, "batch_size": 16, "dataset_options": TINY_OPTIONS},
              augment={"backbone": "nano", "image_size": 32, "batch_size": 16, "dataset_options": TINY_OPTIONS})
 TARGETS = {"train": "CKPE/plain <= 1.02", "dift": "-", "sd": "-", "default job": "-",

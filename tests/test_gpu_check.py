@@ -26,7 +26,8 @@ def test_tiny_gpu_check_prints_one_table_and_logs_every_row(tmp_path, capsys):
     assert [c[0] for c in cells] == CHECKS and all(len(c) == len(gpu_check.COLUMNS) for c in cells)
     by = {r["check"]: r for r in rows}
     for name in CHECKS[:3]:
-        assert float(by[name]["img/s"]) > 0 and 0.5 < float(by[name]["CKPE/plain"]) < 2.0
+        assert float(by[name]["img/s"]) > 0 and float(by[name]["CKPE/plain"]) > 0  # timings: the benchmark's, not a test's
+        assert "estimated" in by[name]["setting"]
     assert float(by["dift"]["img/s"]) > 0 and float(by["sd"]["img/s"]) > 0
     assert "float32" in by["dift"]["setting"] and "8 draws" in by["dift"]["setting"]
     for name in ("default job", "randaugment epoch"):
