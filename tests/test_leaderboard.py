@@ -6,20 +6,22 @@ import shutil
 import pytest
 
 from harness.core.paths import REPO_ROOT
+from harness.tables import cells as table_cells
 from harness.tables import declarations as tables
+from harness.tables import settings as table_settings
 
 
 def test_every_table_declares_published_numbers_and_resolvable_cells():
     assert tables.table_ids() == ["1", "2", "3", "4", "5", "6-7", "cross-day", "open-set"]
     for t in tables.TABLES:
-        grids = {s.name: tables.cells(t, s.name) for s in tables.SETTINGS}
+        grids = {s.name: table_cells.cells(t, s.name) for s in table_settings.SETTINGS}
         assert all(len(g) == len(t.rows) * len(t.cols) for g in grids.values())
         for setting, cells in grids.items():
             for c in cells:
                 assert (c.overrides is None) == bool(c.reason), (t.id, setting, c.key)
                 if c.overrides is None:
                     continue
-                cfg = tables.resolve_cell(c, seed=1)
+                cfg = table_cells.resolve_cell(c, seed=1)
                 assert cfg.seed == 1
                 if setting == "tiny":
                     assert cfg.dataset == "synthetic" and (cfg.epochs or 0) <= 12
@@ -31,6 +33,8 @@ def test_every_table_declares_published_numbers_and_resolvable_cells():
             keys = {c.key for c in grids["real"]}
             assert a in keys and b in keys, (t.id, a, b)
     assert tables.get_table("7").id == "6-7"
+    with pytest.raises(ValueError, match="axis 'x': unknown setting\\(s\\) smal; valid: real, small, tiny"):
+        table_cells.Axis("x", {}, smal={"backbone": "micro"})  # a setting's overrides are keyed by its name
     with pytest.raises(ValueError, match="unknown table '9'"):
         tables.get_table("9")
 

@@ -14,7 +14,9 @@ from harness.engine.augment import NAMES, RandAugment
 from harness.engine.train import TrainSettings, parameter_groups
 from harness.keypoints.references import REFERENCE_SOURCES, AnnotateOptions
 from harness.model.tokens import hflip, token_mask
+from harness.tables import cells as table_cells
 from harness.tables import declarations as tables
+from harness.tables import settings as table_settings
 
 WILDLIFE_RECIPE = dict(optimizer="sgd", lr=1e-3, lr_min=1e-6, momentum=0.9, weight_decay=0.0, warmup_epochs=0.0,
                        batch_size=128, augment="randaugment", randaugment_ops=2, randaugment_magnitude=20,
@@ -22,7 +24,7 @@ WILDLIFE_RECIPE = dict(optimizer="sgd", lr=1e-3, lr_min=1e-6, momentum=0.9, weig
 
 
 def resolved(table: str, setting: str = "real") -> dict:
-    return {c.key: tables.resolve_cell(c) for c in tables.cells(tables.get_table(table), setting) if c.overrides}
+    return {c.key: table_cells.resolve_cell(c) for c in table_cells.cells(tables.get_table(table), setting) if c.overrides}
 
 
 def test_table_1_runs_vit_huge_k3_and_propagates_one_reference():
@@ -42,7 +44,7 @@ def test_table_1_runs_vit_huge_k3_and_propagates_one_reference():
     base, anchor = t1["WildLife Dataset|MacaqueFaces"], t1["WildLife Dataset, closed protocol|MacaqueFaces"]
     assert (base.backbone, base.image_size, base.epochs, base.lr, base.keypoints) == ("megadescriptor", 384, None, None, None)
     assert (anchor.protocol, anchor.folds) == ("closed", None)
-    anchor_cell = next(c for c in tables.cells(tables.get_table("1")) if c.row.startswith("WildLife Dataset, closed"))
+    anchor_cell = next(c for c in table_cells.cells(tables.get_table("1")) if c.row.startswith("WildLife Dataset, closed"))
     assert anchor_cell.paper == 99.04  # wildlife-tools' published top-1, not the paper's
 
 
@@ -73,13 +75,13 @@ def test_small_and_tiny_settings_keep_the_tables_question():
                           ("random (1)", "keypoint (1)", "random (3)", "keypoint (3)", "template (1)", "template (3)",
                            "no keypoints")}
     assert [small[f"{s}|keypoint (3)"].backbone for s in ("base", "large", "huge")] == ["mini", "micro", "midi"]
-    assert small["large|keypoint (1)"].keypoints == tables.SMALL_KEYPOINTS
-    assert small["large|template (3)"].keypoints == tables.SMALL_KEYPOINTS.split("@")[0] + "@template"
+    assert small["large|keypoint (1)"].keypoints == table_settings.SMALL_KEYPOINTS
+    assert small["large|template (3)"].keypoints == table_settings.SMALL_KEYPOINTS.split("@")[0] + "@template"
     assert {cfg.folds for cfg in small.values()} == {5}
-    reasons = {c.key: c.reason for c in tables.cells(tables.get_table("5"), "small") if c.reason}
+    reasons = {c.key: c.reason for c in table_cells.cells(tables.get_table("5"), "small") if c.reason}
     assert set(reasons) == {f"{s}|{k}" for s in ("base", "large", "huge") for k in (6, 10)}
     assert reasons["large|6"] == "the expert marked 4 points"
-    assert all("MacaqueFaces only" in c.reason for c in tables.cells(tables.get_table("1"), "small")
+    assert all("MacaqueFaces only" in c.reason for c in table_cells.cells(tables.get_table("1"), "small")
                if c.col != "MacaqueFaces" and "oracle" not in c.row)
 
 
@@ -166,7 +168,7 @@ def test_baseline_preprocessing_is_imagenet_and_caveats_say_what_differs():
 
     baseline = METHODS.create("wildlife-baseline")
     assert baseline.normalization(None) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    cfg = tables.resolve_cell(next(c for c in tables.cells(tables.get_table("1")) if c.row == "WildLife Dataset"))
+    cfg = table_cells.resolve_cell(next(c for c in table_cells.cells(tables.get_table("1")) if c.row == "WildLife Dataset"))
     ids = [c["id"] for c in baseline.caveats(cfg)]
     assert ids == ["megadescriptor-trained-on-these-datasets", "preprocessing-differs-from-wildlifedatasets"]
 

@@ -15,7 +15,8 @@ from ..tables import calibration
 from ..tables import leaderboard as lb
 from ..tables import tuning
 from ..tables.ablate import LAUNCHERS, executor, plan, run_one, sweep_local
-from ..tables.declarations import command_line
+from ..tables.cells import command_line
+from ..tables.settings import SETTINGS
 from .common import HarnessCLIError, data_root_option, results_dir_option, user_errors
 
 
@@ -41,18 +42,23 @@ def dry_run_lines(jobs) -> list[str]:
     return lines
 
 
+def setting_flags(command):
+    """One flag per setting that has one (``Setting.flag``), all into ``setting``."""
+    for chosen in reversed([x for x in SETTINGS if x.flag]):
+        command = click.option(chosen.flag, "setting", flag_value=chosen.name, help=chosen.summary)(command)
+    return command
+
+
 @click.command("ablate")
 @click.argument("table")
 @click.option("--dataset", default=None, help="run only the cells on this dataset (e.g. Table 1's giraffes column)")
 @click.option("--column", "columns", multiple=True, help="run only the cells of this column label (repeatable), e.g. 100")
 @click.option("--row", "rows", multiple=True, help="run only the cells of this row label (repeatable), e.g. large")
 @click.option("--seeds", type=click.IntRange(1), default=None,
-              help="training seeds 0..N-1 per cell and fold [default: real 3, small 4, tiny 2]")
+              help="training seeds 0..N-1 per cell and fold [default: "
+                   + ", ".join(f"{s.name} {s.seeds}" for s in SETTINGS) + "]")
 @click.option("--dry-run", is_flag=True, help="print every cell's resolved configuration and runs, run nothing")
-@click.option("--small", "setting", flag_value="small",
-              help="real MacaqueFaces images, small random-init ViTs at 64 px, offline featurizer: a laptop CPU")
-@click.option("--tiny", "setting", flag_value="tiny",
-              help="the synthetic stand-in of every cell (random-init test-bed ViTs; the CI smoke)")
+@setting_flags
 @click.option("--launcher", type=click.Choice(LAUNCHERS), default="local", show_default=True,
               help="local: in this process; slurm: one submitit job per missing run; submitit-local: submitit's "
                    "local executor (subprocesses)")
@@ -66,12 +72,13 @@ def dry_run_lines(jobs) -> list[str]:
 def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, setting, launcher, partition, gpus, cpus, time_min,
                results_dir, data_root):
     """Run the cells of TABLE (1, 2, 3, 4, 5, 6-7 or all) that have no result yet, every fold and
-    seed of each (the paper's setting by default; --small or --tiny for the others).
+    seed of each (the paper's setting by default; a setting's flag, e.g. --small or --tiny, for the
+    others).
 
     A finished run is never recomputed, so an interrupted sweep resumes. Runs go in declaration
     order, one progress bar over them; results land in --results-dir exactly as `harness run`
     writes them."""
-    setting = setting or "real"
+    setting = setting or next(x.name for x in SETTINGS if x.flag is None)
     jobs, skipped = plan(table, results_dir, setting=setting, seeds=seeds, dataset=dataset, columns=tuple(columns),
                          rows=tuple(rows))
     todo = [j for j in jobs if not j.done]

@@ -29,7 +29,9 @@ from ..keypoints.recipes import is_recipe, parse_recipe
 from ..methods import METHODS
 from ..model.backbones import (OPTIMIZER_STATE_BYTES, skeleton, training_memory_gb, weights_download_gb,
                                weights_problem)
-from .declarations import TINY_DATASETS, Cell, cells, get_setting, get_table, resolve_cell, table_ids
+from .cells import Cell, cells, resolve_cell
+from .declarations import get_table, table_ids
+from .settings import get_setting
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 # what one cell may fail with without stopping the sweep: the user's mistakes, and running out of
@@ -74,7 +76,7 @@ def plan(table: str, results_dir: Path, *, setting: str = "real", seeds: int | N
             for seed in range(seeds):
                 for fold in (range(folds) if folds else [None]):
                     cfg = resolve_cell(cell, seed, fold)
-                    if dataset and not _on_dataset(cfg, dataset, setting):
+                    if dataset and not get_setting(setting).on_dataset(cfg, dataset):
                         continue
                     path = result_path(results_dir, cfg)
                     if path in seen:
@@ -165,13 +167,6 @@ def _recipe_featurizer(cfg: RunConfig):
     options = {k: v for k, v in options.items() if k not in ("mode", "pixels", "mirror")}
     takes_device = "device" in inspect.signature(FEATURIZERS.get(name).factory).parameters
     return create_featurizer(name, **options, **({"device": "cpu"} if takes_device else {}))
-
-
-def _on_dataset(cfg: RunConfig, dataset: str, setting: str) -> bool:
-    if setting != "tiny":
-        return cfg.dataset == dataset.lower()
-    seed = dict(cfg.dataset_options).get("seed")
-    return seed == str(TINY_DATASETS.get(dataset.lower(), -1))
 
 
 def failure_path(results_dir: Path, job: Job) -> Path:

@@ -18,7 +18,9 @@ from ..core.errors import ResultsError
 from ..evaluation import statistics
 from ..engine.records import load_records, read_result
 from ..methods import METHODS
-from .declarations import SETTINGS, Cell, Table, cells, get_table, resolve_cell
+from .cells import Cell, Table, cells, resolve_cell
+from .declarations import get_table
+from .settings import SETTINGS
 
 SPLIT_FIELDS = ("protocol", "split_seed", "folds")  # a mismatch here is refused, with a reason
 

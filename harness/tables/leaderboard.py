@@ -12,9 +12,11 @@ from ..evaluation import statistics
 from ..engine.records import load_records
 from . import calibration
 from .collect import CellResult, TableResult, collect, index_records, paired_comparisons
-from .declarations import SETTINGS, TABLES, Table, cells
+from .cells import Table, cells
+from .declarations import TABLES
+from .settings import SETTINGS
 
-PLOTTED = ("real", "small")  # tiny numbers are smoke tests: never drawn beside the paper's curves
+PLOTTED = tuple(s.name for s in SETTINGS if s.plotted)  # smoke-test numbers are never drawn
 
 HEADER = """# Leaderboard
 

@@ -23,7 +23,7 @@ from ..data.loaders import get_card
 from ..engine.records import read_result, result_path
 from ..engine.run import resolve_run
 from ..methods import METHODS
-from .declarations import SMALL_COMMON
+from .settings import SMALL_COMMON
 
 TUNING_METHODS = ("vit", "ckpe")
 # training settings: a first guess, then one axis at a time around it (lr, epochs, ArcFace scale and
