@@ -91,3 +91,15 @@ def test_a_checkpoint_of_another_model_is_ignored_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="another model's parameters"):
         Checkpoint(tmp_path / "run_s0.pt").on_start(state)
     assert state.epoch == 0
+
+
+def test_a_checkpoint_that_still_holds_frozen_parameters_resumes(tmp_path):
+    every_epoch = SavePolicy(max_share=1e9)
+    with pytest.raises(Killed):
+        fit(tmp_path, every_epoch, kill_after=1)
+    saved = torch.load(tmp_path / "run_s0.pt", weights_only=True)
+    torch.manual_seed(3)
+    saved["objective"]["model.backbone.patch_embed.proj.weight"] = torch.randn(32, 3, 8, 8)  # as older ones did
+    torch.save(saved, tmp_path / "run_s0.pt")
+    resumed, _ = fit(tmp_path, every_epoch)
+    assert len(resumed) == 3 and resumed[0] == saved["history"][0]

@@ -171,10 +171,11 @@ class Checkpoint(Hook):
         except Exception as exc:  # a damaged checkpoint must not block a fresh start
             warnings.warn(f"ignoring unreadable checkpoint {self.path}: {exc}")
             return
-        expected = set(state.objective.state_dict()) - _frozen(state.objective)
-        if set(saved["objective"]) != expected:  # another model's: loading part of it would mix two runs
+        every = set(state.objective.state_dict())
+        needed = every - _frozen(state.objective)
+        if not needed <= set(saved["objective"]) <= every:  # another model's: loading part would mix two runs
             warnings.warn(f"ignoring checkpoint {self.path}: it holds another model's parameters")
-            return
+            return  # (a checkpoint that also holds the frozen ones, as written before they were left out, is fine)
         state.objective.load_state_dict(saved["objective"], strict=False)
         state.optimizer.load_state_dict(saved["optimizer"])
         state.scheduler.load_state_dict(saved["scheduler"])
