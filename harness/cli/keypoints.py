@@ -15,9 +15,10 @@ from ..keypoints.pck import pck, table
 from ..keypoints.propagate import MODES, PIXELS, propagate
 from ..keypoints.references import REFERENCE_SOURCES, AnnotateOptions, reference_name
 from ..keypoints.show import draw_grid
-from ..keypoints.sources import resolve_keypoints
-from ..keypoints.store import (REFERENCE_FORMAT, load_reference, save_reference, store_dir, store_score, stored_names,
-                               stored_path)
+from ..keypoints.sources import patch_pixels, resolve_keypoints
+from ..keypoints.store import (REFERENCE_FORMAT, load_reference, save_reference, store_dir, store_score,
+                               store_template_share, stored_names, stored_path)
+from ..keypoints.template import share_table, template_row, template_share
 from .common import data_root_option, dataset_options_option, parse_kv, user_errors
 
 _dataset = click.option("--dataset", required=True, help="dataset card name (see `harness list`)")
@@ -160,20 +161,37 @@ def show_cmd(dataset, name, n, out, blank, dataset_options, data_root):
 
 @keypoints_group.command("score")
 @_dataset
-@click.option("--keypoints", "name", required=True, help="stored keypoint set")
+@click.option("--keypoints", "name", required=True, help="stored keypoint set (or any keypoint source)")
 @click.option("--alpha", type=float, default=0.1, show_default=True, help="PCK threshold, fraction of max(h, w)")
+@click.option("--against", default=None, help="score against this keypoint source instead of the ground truth, "
+              "e.g. oracle:SOURCE on a perturbed dataset (--dataset-option perturb=...)")
+@click.option("--image-size", type=int, default=None, help="template share: model-input size [the run's --image-size]")
+@click.option("--patch-size", type=int, default=None, help="template share: patch width in input pixels "
+              "[the run's backbone's]")
 @_dataset_options
 @_data_root
 @user_errors
-def score_cmd(dataset, name, alpha, dataset_options, data_root):
-    """PCK@alpha against the dataset's ground truth, per category and per image; stored with the set."""
+def score_cmd(dataset, name, alpha, against, image_size, patch_size, dataset_options, data_root):
+    """PCK@alpha against the ground truth (or --against a keypoint source), per category and per
+    image, and the share of points in another patch than the fixed template's; stored with the set."""
     card, data, cfg = _load_with_config(dataset, dataset_options, data_root)
     kps = resolve_keypoints(name, data, cfg)
-    score = pck(kps, data, alpha)
-    click.echo(table(score))
     path = stored_path(name, data)
-    if path is not None:  # a stored set keeps its scores, one per alpha
-        store_score(path, score)
+    if against is not None or data.keypoints is not None:
+        truth = resolve_keypoints(against, data, cfg) if against is not None else None
+        score = {**pck(kps, data, alpha, truth=truth), "against": against or "ground-truth"}
+        click.echo(f"against {against}" if against else "against the ground truth")
+        click.echo(table(score))
+        if path is not None:  # a stored set keeps its scores, one per alpha (and per --against)
+            store_score(path, score, f"{alpha:g} vs {against}" if against else None)
+    else:
+        click.echo(f"no PCK: dataset {dataset} has no ground-truth keypoints (on a perturbed dataset pass "
+                   "--against oracle:SOURCE)")
+    image_size = image_size or cfg.image_size
+    share = template_share(kps, data, template_row(kps, data, card), image_size, patch_size or patch_pixels(cfg))
+    click.echo(share_table(share))
+    if path is not None:
+        store_template_share(path, share)
         click.echo(f"stored with {path}")
 
 

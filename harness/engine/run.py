@@ -26,9 +26,8 @@ from ..data.dataset import ReidData, capture_days, row_bboxes, row_perturbations
 from ..data.images import decode_images
 from ..data.loaders import data_problem, get_card, load_dataset
 from ..data.splits import Split, make_split
-from ..keypoints.recipes import is_recipe, recipe_problem
 from ..keypoints.sets import KeypointSet
-from ..keypoints.sources import KEYPOINT_SOURCES, resolve_keypoints
+from ..keypoints.sources import resolve_keypoints, source_problem
 from ..methods import METHODS, Method
 from ..model.backbones import create_backbone
 from ..model.tokens import flip_permutation
@@ -91,8 +90,8 @@ def plan_runs(given: dict, data_root: Path | None = None) -> list[Resolved]:
         cfg = resolved.config
         problem = data_problem(card, data_root)
         source = method.keypoint_source(cfg.keypoints)
-        if problem is None and source is not None and source not in KEYPOINT_SOURCES and is_recipe(source):
-            why = recipe_problem(source)
+        if problem is None and source is not None:
+            why = source_problem(source)  # a recipe's names, also inside oracle: / +noise= wrappers
             problem = f"dataset {card.name}: {why}" if why else None
         if problem:
             problems.append(problem)

@@ -22,20 +22,26 @@ def reference_lengths(data: ReidData) -> tuple[np.ndarray, str]:
     return image_sizes(data).max(1), basis
 
 
-def pck(kps: KeypointSet, data: ReidData, alpha: float = 0.1) -> dict:
+def pck(kps: KeypointSet, data: ReidData, alpha: float = 0.1, truth: KeypointSet | None = None) -> dict:
+    """PCK against the dataset's ground truth, or against ``truth`` (another keypoint set of the
+    same rows, e.g. the oracle of a perturbed dataset: ``oracle:SOURCE``)."""
     if not 0 < alpha <= 1:
         raise ValueError(f"--alpha must be in (0, 1], got {alpha}")
-    if data.keypoints is None:
-        raise DataError(f"dataset {data.name} has no ground-truth keypoints to score against")
-    shared = [c for c in kps.categories if c in data.categories]
+    if truth is None and data.keypoints is None:
+        raise DataError(f"dataset {data.name} has no ground-truth keypoints to score against (on a perturbed "
+                        "dataset, score against its oracle: --against oracle:SOURCE)")
+    true_cats = truth.categories if truth is not None else data.categories
+    true_points = truth.points if truth is not None else data.keypoints
+    shared = [c for c in kps.categories if c in true_cats]
     if not shared:
         raise DataError(
-            f"no keypoint category of this set ({', '.join(kps.categories)}) is in the ground truth of "
-            f"{data.name} ({', '.join(data.categories)}); PCK compares categories by name"
+            f"no keypoint category of this set ({', '.join(kps.categories)}) is in the "
+            f"{'reference set' if truth is not None else 'ground truth of ' + data.name} ({', '.join(true_cats)}); "
+            "PCK compares categories by name"
         )
     pi = [kps.categories.index(c) for c in shared]
-    gi = [data.categories.index(c) for c in shared]
-    pred, gt = kps.points[:, pi], data.keypoints[:, gi]
+    gi = [true_cats.index(c) for c in shared]
+    pred, gt = kps.points[:, pi], true_points[:, gi]
     lengths, basis = reference_lengths(data)
     present = np.isfinite(gt).all(-1)
     dist = np.linalg.norm(pred - gt, axis=-1)

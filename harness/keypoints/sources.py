@@ -4,16 +4,26 @@ A name given to ``--keypoints`` is, in this order: a registered source (``ground
 dataset's own; ``random``: seeded uniform points, the control of Tables 6/7), a recipe
 ``SOURCE@FEATURIZER[:key=value,...]`` (annotate one reference image, propagate it; both cached),
 or the name of a stored keypoint set (from `harness keypoints propagate`). A registered source is
-a factory ``(data, config) -> KeypointSet``.
+a factory ``(data, config) -> KeypointSet``. Two wrappers compose with any of them:
+
+- ``oracle:SOURCE`` (on a dataset with ``--dataset-option perturb``): SOURCE resolved on the same
+  dataset without the perturbation (the aligned images), each image's points then moved by that
+  image's exact transform: where perfect propagation would put them on the perturbed images.
+- ``SOURCE+noise=SIGMA``: SOURCE with seeded Gaussian noise of SIGMA patch widths added to every
+  point (the same noisy points at training and test; the name, and so the run's config, says SIGMA).
 """
 from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import replace
 
 import numpy as np
 
 from ..core.errors import DataError, RegistryError
 from ..core.registry import Registry
 from ..data.dataset import ReidData, image_sizes
-from .recipes import from_recipe, is_recipe
+from .recipes import from_recipe, is_recipe, recipe_problem
 from .sets import KeypointSet
 from .store import load_keypoint_set, stored_names, stored_path
 
@@ -46,9 +56,95 @@ def random_source(data: ReidData, cfg) -> KeypointSet:
     return KeypointSet(cats, (), pts, {"source": "random", "seed": seed})
 
 
+ORACLE = "oracle:"
+NOISE = re.compile(r"^(?P<base>.+)\+noise=(?P<sigma>[^+]*)$")
+
+
+def split_noise(name: str) -> tuple[str, float | None]:
+    """'SOURCE+noise=0.5' -> ('SOURCE', 0.5); a name without the suffix -> (name, None)."""
+    found = NOISE.match(name)
+    if found is None:
+        return name, None
+    try:
+        sigma = float(found["sigma"])
+    except ValueError:
+        sigma = float("nan")
+    if not sigma >= 0 or not np.isfinite(sigma):  # negative, NaN, inf
+        raise DataError(f"keypoint source {name!r}: noise sigma must be a number >= 0 (in patch widths), "
+                        f"got {found['sigma']!r}")
+    return found["base"], sigma
+
+
+def source_problem(name: str) -> str | None:
+    """Why a keypoint source name cannot work, judged from the name alone (before any data is
+    loaded; wrappers unwrapped, recipes checked), or None."""
+    try:
+        base, _ = split_noise(name)
+    except DataError as exc:
+        return str(exc)
+    base = base[len(ORACLE):] if base.startswith(ORACLE) else base
+    if base in KEYPOINT_SOURCES or not is_recipe(base):
+        return None
+    return recipe_problem(base)
+
+
+def patch_pixels(cfg) -> int:
+    """The patch width, in model-input pixels, of the run's backbone (its meta-device skeleton:
+    nothing is downloaded or allocated)."""
+    from ..model.backbones import skeleton
+
+    embed = getattr(skeleton(cfg.backbone, cfg.image_size), "patch_embed", None)
+    if embed is None:
+        raise DataError(f"backbone {cfg.backbone!r} has no patches: keypoint noise is measured in patch widths")
+    size = embed.patch_size
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def image_seed(tag: str, image_id) -> np.random.Generator:
+    digest = hashlib.sha256(f"{tag}|{image_id}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def noisy(kps: KeypointSet, data: ReidData, sigma: float, patch: int, image_size: int) -> KeypointSet:
+    """Gaussian noise of ``sigma`` patch widths (``sigma * patch`` model-input pixels, i.e. that
+    times width / image_size original pixels in x, height / image_size in y) added to each point.
+    Drawn per image from its id alone, so every sigma scales the same draws; points pushed out
+    of the image become NaN (missing), as the token masks would ignore them anyway."""
+    sizes = image_sizes(data)
+    ids = data.df["image_id"].astype(str)
+    draws = np.stack([image_seed("keypoint-noise-v1", i).standard_normal(kps.points.shape[1:]) for i in ids])
+    points = kps.points + sigma * patch * draws * (sizes / image_size)[:, None, :]
+    outside = ~((points >= 0) & (points <= sizes[:, None, :])).all(-1)
+    points[outside] = np.nan
+    provenance = {**kps.provenance, "noise": {"sigma_patches": sigma, "patch_px": patch, "image_size": image_size,
+                                              "sigma_input_px": sigma * patch}}
+    return replace(kps, points=points, provenance=provenance)
+
+
+def oracle_keypoints(name: str, data: ReidData, cfg, progress: bool = True) -> KeypointSet:
+    """``oracle:SOURCE``: SOURCE on the unperturbed images, moved by each image's exact transform."""
+    inner = name[len(ORACLE):]
+    if data.perturbation is None:
+        raise DataError(f"keypoint source {name!r} needs a perturbed dataset (--dataset-option perturb=<severity>): "
+                        "it moves the aligned images' points by each image's transform")
+    aligned = data.unperturbed
+    kps = resolve_keypoints(inner, aligned, cfg, progress=progress)
+    ids = aligned.df["image_id"].astype(str).tolist()
+    points = data.perturbation.dataset_points(kps.points, ids, image_sizes(aligned))
+    provenance = {"source": "oracle", "aligned": {"keypoints": inner, **kps.provenance},
+                  "perturb": data.perturbation.record()}
+    return KeypointSet(kps.categories, kps.flip_pairs, points, provenance)
+
+
 def resolve_keypoints(name: str, data: ReidData, cfg, progress: bool = True) -> KeypointSet:
     """The run's keypoints: a registered source (ground-truth, random, ...) or a stored keypoint set
-    (from `harness keypoints propagate`), validated against the dataset; then --num-keypoints."""
+    (from `harness keypoints propagate`), validated against the dataset; then --num-keypoints;
+    the wrappers ``oracle:`` and ``+noise=`` around any of them."""
+    base, sigma = split_noise(name)
+    if sigma is not None:
+        return noisy(resolve_keypoints(base, data, cfg, progress), data, sigma, patch_pixels(cfg), cfg.image_size)
+    if name.startswith(ORACLE):
+        return oracle_keypoints(name, data, cfg, progress)
     num = getattr(cfg, "num_keypoints", None)
     if name in KEYPOINT_SOURCES:
         return KEYPOINT_SOURCES.create(name, data, cfg).first(num)

@@ -21,7 +21,8 @@ from .sets import KeypointSet, Reference, check_inside
 # A keypoint set file is JSON (README, "Keypoint set files"):
 #   {"format": "harness-keypoints", "version": 1, "name": ..., "dataset": ..., "dataset_fingerprint": ...,
 #    "categories": [...], "flip_pairs": [[a, b], ...], "provenance": {...},
-#    "points": {"<image_id>": {"<category>": [x, y] | null, ...}, ...}, "score": {...} | null}
+#    "points": {"<image_id>": {"<category>": [x, y] | null, ...}, ...}, "score": {...} | null,
+#    "template_share": {"<image px>px/<patch px>px": {...}}}   (optional: added by `keypoints score`)
 # Points are original-image pixels (x right, y down); a category absent from an image's entry, or
 # null, is a missing point. Files live in <cache>/keypoints/<dataset>[-<fingerprint>]/<name>.json.
 
@@ -142,12 +143,23 @@ def load_keypoint_set(path: Path, data: ReidData) -> tuple[KeypointSet, dict]:
     return KeypointSet(cats, pairs, pts, provenance), raw
 
 
-def store_score(path: Path, score: dict) -> None:
-    """Keep a PCK result in the keypoint set file, under its alpha ("score": {"0.1": {...}})."""
+def store_score(path: Path, score: dict, key: str | None = None) -> None:
+    """Keep a PCK result in the keypoint set file, under its alpha ("score": {"0.1": {...}}), or
+    under ``key`` (a score against another set: "0.1 vs oracle:...")."""
+    _store_entry(path, "score", key or f"{score['alpha']:g}", score)
+
+
+def store_template_share(path: Path, share: dict) -> None:
+    """Keep a template share in the keypoint set file, per input geometry
+    ("template_share": {"64px/8px": {...}}). Files written before it existed simply lack the key."""
+    _store_entry(path, "template_share", f"{share['image_size']}px/{share['patch']}px", share)
+
+
+def _store_entry(path: Path, field: str, key: str, value: dict) -> None:
     raw = read_json_object(path, "keypoint set")
-    scores = raw.get("score") if isinstance(raw.get("score"), dict) else {}
-    scores[f"{score['alpha']:g}"] = score
-    raw["score"] = scores
+    entries = raw.get(field) if isinstance(raw.get(field), dict) else {}
+    entries[key] = value
+    raw[field] = entries
     write_json_atomic(path, raw)
 
 
