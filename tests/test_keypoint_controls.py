@@ -145,3 +145,20 @@ def test_score_cli_against_the_oracle_stores_pck_and_template_share(cli, pair):
     assert geometry == f"{share['image_size']}px/4px" and share["patch"] == 4 and 0 < share["all"] <= 1
     bad = cli("keypoints", "score", *DS, "--keypoints", "oracle:ground-truth")
     assert bad.exit_code != 0 and "needs a perturbed dataset" in bad.output and "Traceback" not in bad.output
+
+
+def test_a_run_on_perturbed_data_records_the_perturbation_oracle_and_noise(cli, tiny_args, tmp_path):
+    out = tmp_path / "results"
+    res = cli("run", "--method", "ckpe", "--keypoints", "oracle:ground-truth+noise=0.5", "--results-dir", out,
+              *tiny_args, "--dataset-option", "perturb=mild", "--dataset-option", "perturb_seed=3")
+    assert res.exit_code == 0, res.output
+    rec = json.loads(next(out.glob("*.json")).read_text())
+    assert rec["config"]["keypoints"] == "oracle:ground-truth+noise=0.5"
+    assert rec["config"]["dataset_options"]["perturb"] == "mild" and rec["config"]["dataset_options"]["perturb_seed"] == "3"
+    assert rec["dataset"]["perturb"]["ranges"]["rotation_deg"] == 15.0 and rec["dataset"]["perturb"]["seed"] == 3
+    prov = rec["keypoints"]["provenance"]
+    assert prov["source"] == "oracle" and prov["noise"]["sigma_patches"] == 0.5 and prov["noise"]["patch_px"] == 8
+    bad = cli("run", "--method", "ckpe", "--keypoints", "ground-truth+noise=-1", "--results-dir", out, *tiny_args)
+    assert bad.exit_code != 0 and "noise sigma must be a number >= 0" in bad.output and "Traceback" not in bad.output
+    bad = cli("run", "--method", "ckpe", "--results-dir", out, *tiny_args, "--dataset-option", "perturb=wild")
+    assert bad.exit_code != 0 and "unknown perturbation severity perturb='wild'" in bad.output

@@ -144,3 +144,24 @@ def _stored(data, name):
     from harness.keypoints.store import store_dir
 
     return store_dir(data) / f"{name}.json"
+
+
+def test_expert_at_sift_on_perturbed_faces_propagates_the_moved_reference(tmp_path):
+    """The recipe annotates the perturbed reference image with the expert's points moved by that
+    image's transform: matched against itself, the propagated points land on the moved points."""
+    from types import SimpleNamespace
+
+    from wildlife_layouts import make_macaquefaces
+
+    from harness.keypoints.sources import resolve_keypoints
+
+    make_macaquefaces(tmp_path)
+    data = load_dataset(get_card("macaquefaces"), {"perturb": "strong", "perturb_seed": "5"}, tmp_path)
+    cfg = SimpleNamespace(num_keypoints=3, dataset="macaquefaces", seed=0, backbone="nano", image_size=32)
+    kps = resolve_keypoints("expert@sift:size=100,step=4", data, cfg, progress=False)
+    row = int(np.flatnonzero(data.df["image_id"].astype(str) == "20")[0])
+    expert = np.array([[31, 24], [67, 25], [50, 53]], dtype=float)
+    moved = data.perturbation.points(expert, "20", (100, 100))
+    assert np.abs(moved - expert).max() > 4  # the transform moved them well beyond the tolerance below
+    assert np.abs(kps.points[row] - moved).max() <= 2.5
+    assert kps.provenance["reference"]["image_id"] == "20"
