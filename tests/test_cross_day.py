@@ -106,3 +106,20 @@ def test_one_training_writes_both_gallery_rules_and_never_replaces_a_twin(tmp_pa
     path.unlink()
     execute(cfg, tmp_path, progress=False)  # trains again: the twin's record exists and stays
     assert twin_path.read_bytes() == before and path.exists()
+
+
+def test_force_replaces_the_twin_of_its_own_training_only(tmp_path):
+    cfg = _tiny()
+    execute(cfg, tmp_path, progress=False)
+    twin_path = records.result_path(tmp_path, _tiny(exclude="same-day"))
+    old = json.loads(twin_path.read_text())
+    execute(cfg, tmp_path, progress=False, force=True)  # recomputed: its twin is rescored from the new training
+    new = json.loads(twin_path.read_text())
+    assert new["created"] >= old["created"] and new["training_shared_with"] == old["training_shared_with"]
+    assert new["wall_time_s"] != old["wall_time_s"]
+    # a twin that is a run of its own (no training_shared_with) is never replaced by another run's --force
+    own = {k: v for k, v in new.items() if k != "training_shared_with"}
+    twin_path.write_text(json.dumps(own))
+    before = twin_path.read_bytes()
+    execute(cfg, tmp_path, progress=False, force=True)
+    assert twin_path.read_bytes() == before

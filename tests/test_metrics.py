@@ -45,10 +45,12 @@ def test_open_set_metrics_by_hand():
     assert got["top1"] == pytest.approx(200 / 3)  # known queries only: new ones have no match
 
 
-def test_no_answerable_query_scores_zero_as_the_retrieval_code_does():
+def test_no_answerable_query_is_no_value_not_zero():
+    # a record's metric is None when no query counts (the registry's values replace the retrieval
+    # summary's in a record): a 0 would enter a cell's mean as if every query had failed
     m = retrieval_metrics(torch.tensor([[1.0, 0.0]]), torch.tensor([7]), torch.tensor([[1.0, 0.0]]), torch.tensor([0]))
-    assert m["top1"] == m["mAP"] == 0.0 and m["queries"] == 0
-    assert compute(m["outcomes"]) == {"top1": 0.0, "top5": 0.0, "mAP": 0.0}
+    assert m["queries"] == 0
+    assert compute(m["outcomes"]) == {"top1": None, "top5": None, "mAP": None}
 
 
 def test_auroc_edge_cases():

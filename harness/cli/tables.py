@@ -181,8 +181,9 @@ def calibrate_cmd(metric, results_dir):
     for report in reports:
         click.echo(f"{report.dataset}: {report.ours.line()}")
         significant, decided = report.identity_only
-        click.echo(f"{report.dataset}: identity-only bootstrap, one seed per side (for contrast): {significant} of "
-                   f"{decided} significant")
+        if decided:
+            click.echo(f"{report.dataset}: identity-only bootstrap, one seed per side (for contrast): {significant} "
+                       f"of {decided} significant")
     for line in calibration.power_lines(records, metric=metric):
         click.echo(line)
 

@@ -39,7 +39,8 @@ def summary_table(records: list[dict], metric: str = "top1") -> str:
         if ds not in datasets:
             datasets.append(ds)
         row = cells.setdefault((rec["config"]["method"], rec["protocol"]), {})
-        row.setdefault(ds, []).append(float(rec["metrics"][metric]))
+        if rec["metrics"].get(metric) is not None:  # None: no query counted for this metric
+            row.setdefault(ds, []).append(float(rec["metrics"][metric]))
     header = ["method", "protocol", *datasets]
     rows = []
     for (method, protocol), values in cells.items():

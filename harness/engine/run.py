@@ -352,11 +352,22 @@ def score_rule(prepared: Prepared, inputs: Inputs, take, rows: dict, rule: str |
     return scored, {**about, "exclude": rule}
 
 
+def _shared_with(path: Path) -> str | None:
+    """The run whose training an existing twin record was scored from (None: no such file, or the
+    twin is a run of its own)."""
+    try:
+        return records.read_result(path).get("training_shared_with") if path.exists() else None
+    except ResultsError:
+        return None
+
+
 def score_and_write(prepared: Prepared, model: Model, inputs: Inputs, trained: Outcome, prov: Provenance,
                     results_dir: Path, force: bool) -> tuple[dict, Path]:
     """Score the trained model and write the run's record; on a dataset with capture days also its
     twin under the other gallery rule (``exclude`` flipped between None and same-day), from the same
-    training: the rule changes evaluation only. A twin whose record exists is never replaced.
+    training: the rule changes evaluation only. A twin whose record exists is never replaced, except
+    under ``force`` when it came from this run's own earlier training (``training_shared_with``):
+    recomputing a run must not leave its twin from the old training.
     ``trained.wall_time`` holds the run's start time here. Returns the run's own (record, path)."""
     cfg, own = prepared.cfg, None
     rows, take = embeddings(prepared, model, inputs, prov.device)
@@ -365,7 +376,8 @@ def score_and_write(prepared: Prepared, model: Model, inputs: Inputs, trained: O
         run = replace(prepared, cfg=replace(cfg, exclude=rule))
         path = records.result_path(results_dir, run.cfg)
         twin = rule != cfg.exclude
-        if twin and path.exists():
+        replace_twin = twin and force and _shared_with(path) == records.result_name(cfg)
+        if twin and path.exists() and not replace_twin:
             continue
         scored, about = score_rule(run, inputs, take, rows, rule, reliance)
         outcome = replace(trained, scored=scored, reliance=about, wall_time=time.perf_counter() - trained.wall_time)
@@ -376,7 +388,7 @@ def score_and_write(prepared: Prepared, model: Model, inputs: Inputs, trained: O
             continue
         record["training_shared_with"] = records.result_name(cfg)
         try:
-            written = records.write_record(path, record)
+            written = records.write_record(path, record, overwrite=replace_twin)
         except ResultsError:  # another process wrote it meanwhile: theirs stays
             continue
         print(f"also wrote {written}: the same training scored with exclude={rule}", file=sys.stderr)

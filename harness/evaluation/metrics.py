@@ -55,10 +55,13 @@ class Metric:
 
 
 def percent_mean(values: np.ndarray, columns: dict) -> float:
-    """100 x the mean over the queries that count: sum / count, and 0 when none counts, exactly as
-    the retrieval code has always reported top-1, top-5 and mAP (old and new records agree)."""
+    """100 x the mean over the queries that count; NaN (a record's None) when none counts, e.g. a
+    fold whose test animals were each filmed on one day only under the same-day rule: a 0 there
+    would be averaged into a cell as if every query had failed."""
     counted = ~np.isnan(values)
-    return 100.0 * float(values[counted].sum()) / max(int(counted.sum()), 1)
+    if not counted.any():
+        return float("nan")
+    return 100.0 * float(values[counted].sum()) / int(counted.sum())
 
 
 def balanced(values: np.ndarray, identity: np.ndarray) -> float:

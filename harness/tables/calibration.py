@@ -36,6 +36,8 @@ def _by_dataset(records: list[tuple[str, dict]]) -> dict[str, list[list[dict]]]:
 
 def _identity_only(cells: list[list[dict]], metric: str) -> tuple[int, int]:
     significant = decided = 0
+    if metric not in statistics.METRICS:  # the bootstrap recomputes retrieval metrics from per-query ranks only
+        return 0, 0
     for recs in cells:
         split = statistics.seed_groups(recs, per_side=1)
         result = None if isinstance(split, str) else statistics.identity_only_paired(*split, metric)
@@ -65,9 +67,8 @@ def power_lines(records: list[tuple[str, dict]], setting: str = "small", metric:
             if names in seen:
                 continue
             seen.add(names)
-            runs = {statistics.run_key(r): statistics.run_value(r, metric) for r in b.recs}
-            diffs = {statistics.run_key(r): statistics.run_value(r, metric) - runs[statistics.run_key(r)]
-                     for r in a.recs if statistics.run_key(r) in runs}
+            runs, mine = statistics.run_values(b.recs, metric), statistics.run_values(a.recs, metric)
+            diffs = {key: value - runs[key] for key, value in mine.items() if key in runs}
             grid = statistics.grid_of(diffs)
             if len(grid.seeds) >= 2 and len(grid.folds) >= 2:
                 parts.append(statistics.components(grid.values))

@@ -99,7 +99,7 @@ def _runs(result: CellResult) -> str:
 def _cell_line(cell, setting: str, result: CellResult, metric: str) -> str:
     published = "–" if cell.paper is None else f"{cell.paper:g}"
     summary = result.summary(metric)
-    chance = "–" if result.chance is None else f"{result.chance:.1f}"
+    chance = "–" if result.chance is None or metric != "top1" else f"{result.chance:.1f}"
     spread = "–" if summary.spread is None else f"{summary.spread:.1f}"
     label = setting + (" (smoke test)" if setting == "tiny" else "")
     protocol = ", ".join(sorted({r["protocol"] + (" (same-day excluded)" if (r["config"].get("exclude") == "same-day")
