@@ -165,3 +165,18 @@ def test_expert_at_sift_on_perturbed_faces_propagates_the_moved_reference(tmp_pa
     assert np.abs(moved - expert).max() > 4  # the transform moved them well beyond the tolerance below
     assert np.abs(kps.points[row] - moved).max() <= 2.5
     assert kps.provenance["reference"]["image_id"] == "20"
+
+
+def test_a_reference_point_moved_out_of_the_frame_is_a_one_line_error(tmp_path):
+    from wildlife_layouts import make_macaquefaces
+
+    from harness.keypoints.references import REFERENCE_SOURCES, AnnotateOptions
+
+    expert = np.array([[31, 24], [67, 25], [50, 53], [50, 72]], dtype=float)
+    seed = next(s for s in range(200) if np.isnan(Perturbation(2.0, s).points(expert, "20", (100, 100))).any())
+    make_macaquefaces(tmp_path)
+    card = get_card("macaquefaces")
+    data = load_dataset(card, {"perturb": "2", "perturb_seed": str(seed)}, tmp_path)
+    with pytest.raises(DataError, match=f"moves .* of the reference image 20 out of the frame; pass another "
+                                        f"--dataset-option perturb_seed"):
+        REFERENCE_SOURCES.create("expert").annotate(data, card, AnnotateOptions())

@@ -4,6 +4,10 @@ Each point keeps its position relative to the image size (x / width, y / height)
 aligned crops (MacaqueFaces faces) this tells apart what keypoints add from what a fixed
 positional prior adds: a model given template points learns nothing about where THIS animal's
 eyes are. Selected as the placement ``template`` of a recipe: ``--keypoints expert@template``.
+
+``template_share`` measures how much a keypoint set says beyond that template: per category, the
+share of images whose point lies in another patch of the model-input grid than the template's
+(`harness keypoints score` reports it and stores it with the set).
 """
 from __future__ import annotations
 
