@@ -130,7 +130,7 @@ def vit_check(label: str, name: str, sizes: Sizes, device: torch.device) -> dict
         ckpe = train_step(KeypointViT(backbone, "categorical", 4), sizes, device)
     except torch.OutOfMemoryError:
         return row(f"train {label}", setting, **{"img/s": "out of memory", "wall s": f"{time.perf_counter() - t0:.0f}"})
-    return row(f"train {label}", setting, **{"img/s": f"{sizes.batch / plain:.0f}", "CKPE/plain": f"{ckpe / plain:.3f}",
+    return row(f"train {label}", setting, **{"img/s": f"{sizes.batch / plain:.3g}", "CKPE/plain": f"{ckpe / plain:.3f}",
                                              "peak GB": peak_gb(device), "wall s": f"{time.perf_counter() - t0:.0f}"})
 
 
@@ -185,7 +185,7 @@ def job_check(check: str, given: dict, device: torch.device) -> dict:
     wait = sum(e["data_share"] * e["seconds"] for e in epochs) / max(seconds, 1e-9)
     setting = (f"{cfg['method']} {cfg['backbone']} {cfg['image_size']}px, {rec['split']['train_images']} training "
                f"images x {len(epochs)} epoch(s), augment {cfg['augment']}, top-1 {rec['metrics']['top1']:.1f}")
-    return row(check, setting, **{"img/s": f"{rec['split']['train_images'] * len(epochs) / max(seconds, 1e-9):.0f}",
+    return row(check, setting, **{"img/s": f"{rec['split']['train_images'] * len(epochs) / max(seconds, 1e-9):.3g}",
                                   "data wait": f"{100 * wait:.1f}%", "wall s": f"{time.perf_counter() - t0:.0f}"})
 
 
