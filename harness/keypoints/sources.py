@@ -23,6 +23,7 @@ import numpy as np
 from ..core.errors import DataError, RegistryError
 from ..core.registry import Registry
 from ..data.dataset import ReidData, image_sizes
+from ..model.backbones import skeleton
 from .recipes import from_recipe, is_recipe, recipe_problem
 from .sets import KeypointSet
 from .store import load_keypoint_set, stored_names, stored_path
@@ -91,8 +92,6 @@ def source_problem(name: str) -> str | None:
 def patch_pixels(cfg) -> int:
     """The patch width, in model-input pixels, of the run's backbone (its meta-device skeleton:
     nothing is downloaded or allocated)."""
-    from ..model.backbones import skeleton
-
     embed = getattr(skeleton(cfg.backbone, cfg.image_size), "patch_embed", None)
     if embed is None:
         raise DataError(f"backbone {cfg.backbone!r} has no patches: keypoint noise is measured in patch widths")
