@@ -15,6 +15,7 @@ def test_policy_bounds_the_overhead_and_honours_the_interval():
     p = SavePolicy(every_s=0.0, max_share=0.05, last_end=100.0, last_cost=1.0)
     assert not p.due(119.0, final=False)  # 19 s of training for a 1 s write: over 5%
     assert p.due(120.0, final=False)
+    assert SavePolicy(last_end=100.0, last_cost=0.08).due(100.2, final=False)  # a small model's write: always
     assert p.due(100.5, final=True)  # the last epoch is always written
     p = SavePolicy(every_s=600.0, last_end=0.0, last_cost=0.0)
     assert not p.due(599.0, final=False) and p.due(600.0, final=False)
@@ -71,7 +72,7 @@ def test_rare_checkpoints_write_the_last_epoch_only(tmp_path):
 
 
 def test_checkpoints_hold_no_frozen_parameters_and_resume_exactly(tmp_path):
-    every_epoch = SavePolicy(max_share=1e9)  # these epochs take milliseconds: no overhead bound
+    every_epoch = SavePolicy(max_share=1e9)  # these epochs take milliseconds: no overhead bound at all
     ref, _ = fit(tmp_path / "ref", every_epoch)
     with pytest.raises(Killed):
         fit(tmp_path, every_epoch, kill_after=2)

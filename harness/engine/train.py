@@ -128,17 +128,20 @@ class SavePolicy:
     """When a finished epoch is checkpointed: always after the last one; otherwise only when at least
     ``every_s`` seconds have passed since the last write ended AND that time is at least
     1 / ``max_share`` times what the last write took. So writing costs at most ~``max_share`` of
-    training (a 2.4 GB ViT-L state after 1.5 s epochs is written about once a minute, a tiny model's
-    after every epoch), and an interruption loses at most that much training."""
+    training (a 2.4 GB ViT-L state after 1.5 s epochs is written about once a minute), and an
+    interruption loses at most that much training. A write of at most ``cheap_s`` (a small model's)
+    is always allowed, so such a run is checkpointed after every epoch however short."""
 
     every_s: float = 0.0
     max_share: float = 0.05
     last_end: float = 0.0  # perf_counter when the last write ended (or training started)
     last_cost: float = 0.0  # seconds the last write took
+    cheap_s: float = 0.1  # a write this quick is always allowed: a small model's state, seconds over a whole run
 
     def due(self, now: float, final: bool) -> bool:
         since = now - self.last_end
-        return final or (since >= self.every_s and since * self.max_share >= self.last_cost)
+        affordable = since * self.max_share >= self.last_cost or self.last_cost <= self.cheap_s
+        return final or (since >= self.every_s and affordable)
 
 
 def _frozen(module: nn.Module) -> set[str]:
