@@ -186,3 +186,17 @@ def test_a_seed_one_side_has_and_the_other_not_yet_is_left_out_and_counted():
     pair = statistics.paired(a, b)
     assert pair.left_out == 3 and pair.runs == 6
     assert pair.difference == pytest.approx(statistics.paired(a[:2] + a[3:5] + a[6:8], b).difference)
+
+
+def test_a_frozen_model_needs_no_seeds_and_pairs_with_every_seed():
+    # a frozen baseline (no history: it did not train) gives one run per fold; its folds are the units
+    frozen = [{**_run(v, f, 0), "history": []} for f, v in enumerate([70.0, 72.0, 75.0, 71.0, 74.0])]
+    summary = statistics.summarize(frozen)
+    half = sps.t.ppf(0.975, 4) * np.std([70, 72, 75, 71, 74], ddof=1) / np.sqrt(5)
+    assert summary.why is None and summary.ci == pytest.approx((72.4 - half, 72.4 + half))
+    trained = [{**r, "history": [{"epoch": 1}]} for r in _grid_records([[80, 82], [81, 84], [85, 86], [80, 82], [83, 85]])]
+    pair = statistics.paired(trained, frozen)  # the frozen fold value stands for each seed of that fold
+    d = np.array([[10, 12], [9, 12], [10, 11], [9, 11], [9, 11]], dtype=float)
+    expected = statistics.fold_seed_estimate(statistics.Grid(tuple(range(5)), (0, 1), d))
+    assert pair.difference == pytest.approx(d.mean()) and pair.ci == pytest.approx(expected.ci)
+    assert pair.left_out == 0 and pair.runs == 10

@@ -101,11 +101,18 @@ def _variance_of_mean(values: np.ndarray) -> tuple[float, float]:
     return total / (f * s), total ** 2 / denominator
 
 
-def fold_seed_estimate(grid: Grid, level: float = LEVEL) -> Estimate:
-    """The grid's grand mean and its two-way random-effects interval, or why there is none."""
+def fold_seed_estimate(grid: Grid, level: float = LEVEL, trained: bool = True) -> Estimate:
+    """The grid's grand mean and its two-way random-effects interval, or why there is none. An
+    untrained grid (a frozen model: every seed gives the same run) has no training variance to
+    estimate: its folds are the units, a t interval on F - 1 degrees of freedom."""
     mean = float(grid.values.mean()) if grid.values.size else float("nan")
     if grid.values.size == 0:
         return Estimate(mean, why="no complete folds x seeds grid")
+    if not trained and len(grid.folds) >= 2:
+        folds = grid.values.mean(1)
+        se = float(folds.std(ddof=1) / np.sqrt(len(folds)))
+        half = float(sps.t.ppf(0.5 + level / 2, len(folds) - 1)) * se
+        return Estimate(mean, se, float(len(folds) - 1), (mean - half, mean + half))
     if len(grid.seeds) < 2:
         return Estimate(mean, why="one seed: training variance not estimated")
     if len(grid.folds) < 2:
@@ -152,6 +159,11 @@ def run_values(records: list[dict], metric: str) -> dict:
     return {run_key(r): run_value(r, metric) for r in records if r["metrics"].get(metric) is not None}
 
 
+def trained(records: list[dict]) -> bool:
+    """Whether any run trained (a frozen baseline's records have no per-epoch history)."""
+    return any(r.get("history") for r in records) or not all("history" in r for r in records)
+
+
 def run_key(record: dict) -> tuple:
     """(fold, seed): the split fingerprint names the fold (it hashes the train and test images)."""
     return record["split"]["fingerprint"], record["seed"]
@@ -195,7 +207,7 @@ def summarize(records: list[dict], metric: str = "top1") -> Summary:
     if not runs:
         return Summary(float("nan"), None, None, len(records), 0, why=f"no record has {metric}")
     grid = grid_of(runs)
-    estimate = fold_seed_estimate(grid)
+    estimate = fold_seed_estimate(grid, trained=trained(records))
     identities = test_identities(records)
     why = estimate.why or _identity_problem(identities)
     ci = None if why else estimate.ci
@@ -230,6 +242,19 @@ class Paired:
         return self.ci is not None
 
 
+def _broadcast_frozen(a_runs: dict, b_runs: dict, a_records: list[dict], b_records: list[dict]) -> tuple[dict, dict]:
+    """A frozen side (no training: its seed changes nothing) pairs with every seed of the other side
+    on the same fold: its one run per fold stands for all of them."""
+    def spread(frozen: dict, other: dict) -> dict:
+        by_fold = {fold: value for (fold, _), value in sorted(frozen.items(), key=str)}
+        return {(fold, seed): by_fold[fold] for fold, seed in other if fold in by_fold}
+    if not trained(b_records) and trained(a_records):
+        return a_runs, spread(b_runs, a_runs)
+    if not trained(a_records) and trained(b_records):
+        return spread(a_runs, b_runs), b_runs
+    return a_runs, b_runs
+
+
 def pairing_problem(a: list[dict], b: list[dict]) -> str | None:
     """Why records A and B cannot be paired, or None: some runs (split fingerprint and seed) in
     common, each answering the same query images on both sides where the records keep them. Runs
@@ -254,9 +279,10 @@ def paired(a_records: list[dict], b_records: list[dict], metric: str = "top1", l
     if problem:
         return Paired(refused=problem)
     a_runs, b_runs = run_values(a_records, metric), run_values(b_records, metric)
+    a_runs, b_runs = _broadcast_frozen(a_runs, b_runs, a_records, b_records)
     grid = grid_of({key: value - b_runs[key] for key, value in a_runs.items() if key in b_runs})
     left_out = len(set(a_runs) ^ set(b_runs)) + 2 * grid.left_out
-    estimate = fold_seed_estimate(grid, level)
+    estimate = fold_seed_estimate(grid, level, trained=trained(a_records) or trained(b_records))
     paired_runs = [r for r in a_records if run_key(r) in b_runs and run_key(r) in a_runs]
     identities = test_identities(paired_runs)
     why = estimate.why or _identity_problem(identities)

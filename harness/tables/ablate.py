@@ -73,7 +73,8 @@ def plan(table: str, results_dir: Path, *, setting: str = "real", seeds: int | N
                 skipped.append(cell)
                 continue
             folds = cell.overrides.get("folds")
-            for seed in range(seeds):
+            trains = METHODS.create(resolve_cell(cell).method).trains
+            for seed in range(seeds if trains else 1):  # a frozen model is the same under every seed
                 for fold in (range(folds) if folds else [None]):
                     cfg = resolve_cell(cell, seed, fold)
                     if dataset and not get_setting(setting).on_dataset(cfg, dataset):
