@@ -542,6 +542,25 @@ def _epoch_or_none(loop: Loop, order: torch.Tensor, flips: torch.Tensor, sums: t
         return None
 
 
+def _objective(model, losses, data: TrainData, normalize: Normalizer, settings: TrainSettings, device,
+               dist: DistInfo) -> tuple[nn.Module, nn.Module, TrainSettings]:
+    """(model + losses on the device, the same DDP-wrapped under torchrun, the settings with
+    ``--accumulate auto`` resolved to a number), checked: every rank needs an image per micro-batch."""
+    model.to(device).train()
+    losses.to(device).train()
+    normalize.to(device)
+    inner = Objective(model, losses)
+    objective: nn.Module = inner
+    if dist.world > 1:
+        objective = DistributedDataParallel(inner, device_ids=[device.index] if device.type == "cuda" else None)
+    if settings.accumulate == "auto":
+        settings = replace(settings, accumulate=auto_accumulate(inner, model, data, normalize, settings, device, dist))
+    if settings.batch_size < dist.world * settings.accumulate:
+        raise ValueError(f"--batch-size {settings.batch_size} gives fewer than one image per process and micro-batch "
+                         f"({dist.world} processes x --accumulate {settings.accumulate})")
+    return inner, objective, settings
+
+
 def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: Normalizer, settings: TrainSettings,
           *, device: torch.device, dist: DistInfo = DistInfo(), hooks: list[Hook] = (),
           progress: bool = True) -> list[dict]:
@@ -550,20 +569,9 @@ def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: N
     ``batch[rank::world]``; DDP averages the gradients, so the global batch is ``batch_size``.
     With ``accumulate`` > 1 each rank's slice runs as that many micro-batches whose gradients add
     up to the slice's before the one optimizer step."""
-    model.to(device).train()
-    losses.to(device).train()
-    normalize.to(device)
-    inner = Objective(model, losses)
-    objective: nn.Module = inner
-    if dist.world > 1:
-        objective = DistributedDataParallel(inner, device_ids=[device.index] if device.type == "cuda" else None)
+    auto = settings.accumulate == "auto"  # the history records the value found
+    inner, objective, settings = _objective(model, losses, data, normalize, settings, device, dist)
     n = len(data.labels)
-    auto = settings.accumulate == "auto"
-    if auto:  # the history records the value found
-        settings = replace(settings, accumulate=auto_accumulate(inner, model, data, normalize, settings, device, dist))
-    if settings.batch_size < dist.world * settings.accumulate:
-        raise ValueError(f"--batch-size {settings.batch_size} gives fewer than one image per process and micro-batch "
-                         f"({dist.world} processes x --accumulate {settings.accumulate})")
     starts = batch_starts(n, settings.batch_size, dist.world * settings.accumulate)
     used = sum(min(settings.batch_size, n - s) for s in starts)  # images per epoch the losses average over
     steps_per_epoch = max(1, len(starts))
