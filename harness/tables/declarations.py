@@ -43,12 +43,14 @@ def _t1_comparisons() -> tuple:
 
 
 # the rows of the task tables (cross-day, open set): Table 1's trained methods and controls
-TASK_ROWS = (Axis("ours (KPE)", {"method": "kpe"}), Axis("ours (CKPE)", {"method": "ckpe"}),
+TASK_ROWS = (Axis("WildLife Dataset", {"method": "wildlife-baseline"}, tiny={"method": "wildlife-baseline", "pretrained": False},
+                  small=SMALL_FROZEN),
+             Axis("ours (KPE)", {"method": "kpe"}), Axis("ours (CKPE)", {"method": "ckpe"}),
              Axis("fixed template", {"method": "ckpe", "keypoints": CARD_TEMPLATE}),
              Axis("random points", {"method": "random"}), Axis("ViT, no keypoints", {"method": "vit"}))
 TASK_COMPARISONS = tuple((f"{a}|MacaqueFaces", f"{b}|MacaqueFaces") for a, b in (
     ("ours (CKPE)", "ViT, no keypoints"), ("ours (KPE)", "ViT, no keypoints"), ("ours (CKPE)", "random points"),
-    ("ours (CKPE)", "fixed template")))
+    ("ours (CKPE)", "fixed template"), ("ours (CKPE)", "WildLife Dataset")))
 
 TABLES: tuple[Table, ...] = (
     Table(
