@@ -25,7 +25,9 @@ calibrate` runs A/A tests on real records):
 - a t-test over fold means (seeds averaged within a fold) misses the seed effect shared by all
   folds, which the small micro records show (seed 0 beat seed 1 in all 8 micro cells by 1.2-2.4);
 - the corrected resampled t-test (Nadeau & Bengio 2003) widens every interval by a fixed factor for
-  overlapping training sets, a dependence this model leaves out; it over-covers in the simulation.
+  overlapping training sets, a dependence this model leaves out; it covers 99.5% in the simulation.
+Measured in that simulation (2,000 studies): this interval covers 97.3% with 3 seeds and calls 4.4%
+of A/A pairs significant; the fold-means t covers 91.3% and calls 23.8%; the identity bootstrap 40%.
 What it needs: at least 2 folds (else no identity variance), at least 2 seeds (else no training
 variance) and at least ``MIN_IDENTITIES`` test identities; otherwise no interval and no
 significance claim, with the reason. It never falls back to a narrower interval.
