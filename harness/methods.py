@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from torch import nn
 
 from .config import RunConfig
-from .core.registry import Registry, load_entry_points, load_plugin_files, plugin_dirs
+from .core.registry import Registry, plugin_loader
 from .model.backbones import RANDOM_INIT
 from .model.keypoint_vit import ENCODINGS, KeypointViT
 
@@ -83,12 +83,7 @@ class Method:
         return KeypointViT(backbone, self.encoding, num_categories if self.uses_keypoints else 0)
 
 
-def _load_method_plugins() -> None:
-    load_plugin_files(plugin_dirs(), "harness_plugins")
-    load_entry_points("harness.methods")
-
-
-METHODS: Registry = Registry("method", loader=_load_method_plugins)
+METHODS: Registry = Registry("method", loader=plugin_loader("harness.methods"))
 
 
 def register_method(name: str, description: str = ""):

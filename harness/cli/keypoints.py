@@ -1,6 +1,7 @@
 """`harness keypoints ...`: annotate one reference image, propagate it, look at it, score it."""
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import click
@@ -10,10 +11,10 @@ from ..core import distributed
 from ..core.errors import DataError
 from ..core.io import read_json_object
 from ..data.loaders import get_card, load_dataset
-from ..keypoints.featurizers import create_featurizer
+from ..keypoints.featurizers import FEATURIZERS, create_featurizer, featurizer_options, option_value
 from ..keypoints.pck import pck, table
 from ..keypoints.propagate import MODES, PIXELS, propagate
-from ..keypoints.references import REFERENCE_SOURCES, AnnotateOptions, reference_name
+from ..keypoints.references import REFERENCE_SOURCES, annotate_options, declared_options, reference_name
 from ..keypoints.show import draw_grid
 from ..keypoints.sources import patch_pixels, resolve_keypoints
 from ..keypoints.store import (REFERENCE_FORMAT, load_reference, save_reference, store_dir, store_score,
@@ -24,6 +25,53 @@ from .common import data_root_option, dataset_options_option, parse_kv, user_err
 _dataset = click.option("--dataset", required=True, help="dataset card name (see `harness list`)")
 _dataset_options = dataset_options_option
 _data_root = data_root_option
+_plugin_option = click.option(
+    "--option", "plugin_options", multiple=True, metavar="KEY=VALUE",
+    help="an option of the chosen plugin (repeatable); each plugin's are listed below, read from the plugin")
+
+
+class PluginHelp(click.Command):
+    """A command whose --help ends with every plugin's options, read from the registry when the
+    help is shown, so a plugin installed later (entry point, HARNESS_PLUGIN_PATH) lists its own."""
+
+    def __init__(self, *args, plugin_help=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.plugin_help = plugin_help
+
+    def format_epilog(self, ctx, formatter):
+        super().format_epilog(ctx, formatter)
+        title, rows = self.plugin_help()
+        with formatter.section(title):
+            formatter.write_dl(rows)
+
+
+def _featurizer_help() -> tuple[str, list[tuple[str, str]]]:
+    def shown(key, default):
+        if default is inspect.Parameter.empty:
+            return key
+        return f"{key}={default!r}" if default == "" else f"{key}={default}"  # an empty default stays visible
+
+    return ("Featurizer options (--option KEY=VALUE, also a recipe's keys; shown with their defaults)",
+            [(e.name, ", ".join(shown(k, d) for k, d in featurizer_options(e.name).items())) for e in FEATURIZERS])
+
+
+def _reference_help() -> tuple[str, list[tuple[str, str]]]:
+    return ("Reference source options (--option KEY=VALUE)",
+            [(e.name, "; ".join(f"{k}: {h}" for k, h in declared_options(e.name).items()) or "(none)")
+             for e in REFERENCE_SOURCES])
+
+
+def merged_options(pairs, aliases: dict) -> dict:
+    """--option KEY=VALUE pairs over the old per-plugin flags given (``aliases``, None = not given);
+    a key given both ways with different values is an error rather than a silent choice."""
+    given = parse_kv(pairs, "--option")
+    for key, value in aliases.items():
+        if value is None:
+            continue
+        if key in given and given[key] != str(value):
+            raise click.UsageError(f"--{key.replace('_', '-')} {value} and --option {key}={given[key]} disagree")
+        given.setdefault(key, str(value))
+    return given
 
 
 def _load(dataset: str, dataset_options, data_root):
@@ -46,19 +94,21 @@ def keypoints_group():
     """Reference keypoints on one image -> every image (diffusion/DINOv2/SIFT matching) -> show, score."""
 
 
-@keypoints_group.command("annotate")
+@keypoints_group.command("annotate", cls=PluginHelp, plugin_help=_reference_help)
 @_dataset
-@click.option("--source", required=True, help="expert, gpt4, gradcam-resnet, gradcam-vit or ground-truth")
+@click.option("--source", required=True, help="a reference source: expert, gpt4, gradcam-resnet, gradcam-vit, "
+              "ground-truth or a plugin's (see `harness list`)")
 @click.option("--image", default=None, help="image id of the reference image [default: the card's reference_image, "
               "else the first image (ground-truth: the first with every keypoint)]")
 @click.option("--num-keypoints", type=int, default=None,
               help="K keypoints [default: the card's num_keypoints (its paper K), else all its categories]")
+@_plugin_option
 @click.option("--reference-file", type=click.Path(path_type=Path), default=None,
-              help="expert: annotation JSON [default: the card's `reference`]")
-@click.option("--model", default=None, help="gpt4: model name; gradcam-*: timm name, hf-hub:<repo> or local folder")
-@click.option("--base-url", default=None, envvar="OPENAI_BASE_URL", help="gpt4: OpenAI-compatible API endpoint")
-@click.option("--max-retries", type=int, default=4, show_default=True, help="gpt4: retries on 429/5xx/timeouts")
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="gpt4: seconds per request")
+              help="alias of --option reference_file=PATH (expert)")
+@click.option("--model", default=None, help="alias of --option model=NAME (gpt4, gradcam-*)")
+@click.option("--base-url", default=None, envvar="OPENAI_BASE_URL", help="alias of --option base_url=URL (gpt4)")
+@click.option("--max-retries", type=int, default=None, help="alias of --option max_retries=N (gpt4)")
+@click.option("--timeout", type=float, default=None, help="alias of --option timeout=SECONDS (gpt4)")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--name", default=None, help="store under this name [default: ref-<source>-<hash of what was asked>, "
               "the name a recipe SOURCE@FEATURIZER asking the same uses]")
@@ -66,15 +116,17 @@ def keypoints_group():
 @_dataset_options
 @_data_root
 @user_errors
-def annotate(dataset, source, image, num_keypoints, reference_file, model, base_url, max_retries, timeout, device,
-             name, force, dataset_options, data_root):
+def annotate(dataset, source, image, num_keypoints, plugin_options, device, name, force, dataset_options, data_root,
+             **aliases):
     """Choose K keypoints on ONE reference image and store them."""
     entry = REFERENCE_SOURCES.get(source)
+    given = parse_kv(plugin_options, "--option")
+    # the old flags reach the source as before, unchecked (OPENAI_BASE_URL fills --base-url for any source)
+    common = {k: v for k, v in aliases.items() if v is not None and k not in given}
     card, data = _load(dataset, dataset_options, data_root)
     # K as a run with this card asks a recipe for it, so both store one reference under one name
     num_keypoints = num_keypoints or card.defaults.get("num_keypoints")
-    opts = AnnotateOptions(image=image, num_keypoints=num_keypoints, reference_file=reference_file, model=model,
-                           base_url=base_url, max_retries=max_retries, timeout=timeout, device=device)
+    opts = annotate_options(entry.name, given, image=image, num_keypoints=num_keypoints, device=device, **common)
     annotator = entry.factory()
     name = name or reference_name(entry.name, annotator.request(data, card, opts))
     stored = stored_path(name, data)
@@ -89,19 +141,20 @@ def annotate(dataset, source, image, num_keypoints, reference_file, model, base_
     click.echo(f"{name} | {path}")
 
 
-@keypoints_group.command("propagate")
+@keypoints_group.command("propagate", cls=PluginHelp, plugin_help=_featurizer_help)
 @_dataset
 @click.option("--reference", required=True, help="stored reference name (from `annotate`) or a JSON file")
-@click.option("--featurizer", required=True, help="sd, dift, dinov2, sift or spin (see `harness list`)")
-@click.option("--timestep", type=int, default=None, help="sd: diffusion timestep [261]")
-@click.option("--block", type=int, default=None, help="sd: UNet up-block index [1]")
-@click.option("--ensemble", type=int, default=None, help="sd: noise draws averaged [8]")
-@click.option("--size", type=int, default=None, help="featurizer input size in pixels (sd 768, dinov2 448, sift 128)")
-@click.option("--model", default=None, help="sd: diffusers hub id or local folder; dinov2: timm name or local folder")
-@click.option("--step", type=int, default=None, help="sift: grid step in pixels (the stride) [4]")
-@click.option("--patch", type=float, default=None, help="sift: descriptor size in pixels [12]")
-@click.option("--seed", type=int, default=None, help="sd: seed of the noise draws [0]")
-@click.option("--unet-batch", type=int, default=None, help="sd: UNet samples (images x noise draws) per pass [16]")
+@click.option("--featurizer", required=True, help="sd, dift, dinov2, sift, spin or a plugin's (see `harness list`)")
+@_plugin_option
+@click.option("--size", type=int, default=None, help="alias of --option size=N: featurizer input size in pixels")
+@click.option("--model", default=None, help="alias of --option model=ID: hub id, timm name or local folder")
+@click.option("--timestep", type=int, default=None, help="alias of --option timestep=N (sd, dift)")
+@click.option("--block", type=int, default=None, help="alias of --option block=N (sd, dift)")
+@click.option("--ensemble", type=int, default=None, help="alias of --option ensemble=N (sd, dift)")
+@click.option("--seed", type=int, default=None, help="alias of --option seed=N (sd, dift)")
+@click.option("--unet-batch", type=int, default=None, help="alias of --option unet_batch=N (sd, dift)")
+@click.option("--step", type=int, default=None, help="alias of --option step=N (sift, spin)")
+@click.option("--patch", type=float, default=None, help="alias of --option patch=PX (sift)")
 @click.option("--mode", type=click.Choice(MODES), default=None,
               help="fast: cosine at feature resolution, then upsample the K maps; exact: DIFT's upsample-then-cosine "
                    "[default: the featurizer's: exact for dift, fast for the others]")
@@ -118,13 +171,15 @@ def annotate(dataset, source, image, num_keypoints, reference_file, model, base_
 @_dataset_options
 @_data_root
 @user_errors
-def propagate_cmd(dataset, reference, featurizer, mode, pixels, mirror, batch_size, name, force, quiet, dataset_options,
-                  data_root, **feat_options):
+def propagate_cmd(dataset, reference, featurizer, plugin_options, mode, pixels, mirror, batch_size, name, force, quiet,
+                  dataset_options, data_root, **aliases):
     """Propagate a reference annotation to every image by feature matching; store the keypoint set.
 
     Under `torchrun --nproc_per_node N` the images are shared out among the ranks; rank 0 writes
     the set and alone reports."""
-    feat = create_featurizer(featurizer, **feat_options, batch_size=batch_size)
+    given = merged_options(plugin_options, {**aliases, "batch_size": batch_size})
+    # checked against the featurizer's own constructor, as a recipe's keys are
+    feat = create_featurizer(featurizer, **{k: option_value(v) for k, v in given.items()})
     card, data = _load(dataset, dataset_options, data_root)
     ref = load_reference(reference, data)
     dist = distributed.from_env()

@@ -1,9 +1,12 @@
-"""One registry type for methods, datasets, loaders, keypoint sources, reference sources and featurizers.
+"""One registry type for methods, datasets, loaders, keypoint sources, reference sources, featurizers and metrics.
 
-A registry maps a name to a factory plus a one-line description. Registration is a decorator;
-unknown and duplicate names are errors that list what is valid. Third-party methods register
-through the Python entry-point group ``harness.methods``; built-in methods are plain files in the
-repository's ``methods/`` folder, loaded by path.
+A registry maps a name to a factory plus a one-line description. Registration is a decorator at
+the definition (``@FEATURIZERS.register("sift", "...")`` above the class); unknown and duplicate
+names are errors that list what is valid. Plugins come from three places, loaded the first time a
+registry is read (``plugin_loader``): the repository's ``methods/`` folder, the folders on
+HARNESS_PLUGIN_PATH (a file there may register a plugin of any kind), and one Python entry-point
+group per kind for installed packages: ``harness.methods``, ``harness.keypoint_sources``,
+``harness.references``, ``harness.featurizers``, ``harness.loaders``, ``harness.metrics``.
 """
 from __future__ import annotations
 
@@ -133,3 +136,16 @@ def load_entry_points(group: str) -> None:
             raise RegistryError(f"entry point {ep.name!r} in {group} failed to load: {exc}") from exc
         if callable(obj) and getattr(obj, "__harness_setup__", False):
             obj()
+
+
+def plugin_loader(group: str) -> Callable[[], None]:
+    """The loader of a registry whose third-party entries come from the entry-point ``group``.
+    It also imports the plugin folders, so one file on HARNESS_PLUGIN_PATH can add a plugin of any
+    kind, whichever registry is read first (files already imported are skipped)."""
+
+    def load() -> None:
+        load_plugin_files(plugin_dirs(), "harness_plugins")
+        load_entry_points(group)
+
+    return load
+

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from ..core.errors import DataError
+from ..core.registry import Registry, plugin_loader
 from .cards import Card
 from .images import crop_box, load_images, open_rgb, parse_bbox
 from .perturb import ImagePerturbations, Perturbation
@@ -57,12 +58,15 @@ class ReidData:
             )
 
 
-class Loader:
-    """Makes ReidData from a card. One object per kind of source, registered once in
-    ``harness/data/loaders.py``: loading, the presence check, cards for names without one, and
-    the download."""
+# the loaders' registry, beside their base class, so each loader's file registers itself; a card's
+# `loader` names one; third-party loaders come from the ``harness.loaders`` entry-point group
+LOADERS: Registry = Registry("dataset loader", loader=plugin_loader("harness.loaders"))
 
-    description = ""
+
+class Loader:
+    """Makes ReidData from a card. One class per kind of source, in its own file, registered on
+    ``LOADERS`` with a decorator (``@LOADERS.register("folder", "one line")``): loading, the
+    presence check, cards for names without one, and the download."""
 
     def load(self, card: Card, options: dict, data_root: Path) -> ReidData:
         raise NotImplementedError

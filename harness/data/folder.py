@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..core.errors import DataError
 from .cards import Card
-from .dataset import Loader, ReidData, content_fingerprint
+from .dataset import LOADERS, Loader, ReidData, content_fingerprint
 
 FOLDER_PREFIX = "folder:"
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -21,9 +21,8 @@ def image_files(path: Path):
                 yield ident.name, f"{ident.name}/{image.name}"
 
 
+@LOADERS.register("folder", "a folder of <identity>/<image> files (--dataset folder:PATH)")
 class FolderLoader(Loader):
-    description = "a folder of <identity>/<image> files (--dataset folder:PATH)"
-
     def adhoc_card(self, name: str) -> Card | None:
         if not name.startswith(FOLDER_PREFIX):
             return None

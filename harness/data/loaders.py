@@ -1,4 +1,5 @@
-"""The one hub of dataset loaders: name -> Loader object, registered here and nowhere else.
+"""The one hub of dataset loaders. Each loader registers itself on ``LOADERS`` (defined beside the
+``Loader`` base class) with a decorator in its own file; importing them here runs those decorators.
 
 ``get_card`` finds a dataset by name (a card in datasets/, or a name a loader understands without
 one: ``folder:PATH``, any wildlife-datasets class), ``load_dataset`` makes its ReidData and
@@ -12,17 +13,10 @@ from pathlib import Path
 
 from ..core.errors import RegistryError
 from ..core.paths import data_root_or_default
-from ..core.registry import Registry
+from . import folder, synthetic, wildlife  # noqa: F401  (imported for their registrations)
 from .cards import DATASETS, Card
-from .dataset import Loader, ReidData, image_sizes
-from .folder import FolderLoader
+from .dataset import LOADERS, Loader, ReidData, image_sizes
 from .perturb import Perturbation
-from .synthetic import SyntheticLoader
-from .wildlife import WildlifeLoader
-
-LOADERS: Registry[Loader] = Registry("dataset loader")
-for _name, _loader in (("synthetic", SyntheticLoader), ("wildlife", WildlifeLoader), ("folder", FolderLoader)):
-    LOADERS.register(_name, _loader.description, factory=_loader)
 
 
 def loader_of(card: Card) -> Loader:

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 
 from ..core.errors import DataError
 from .cards import Card
-from .dataset import Loader, ReidData
+from .dataset import LOADERS, Loader, ReidData
 
 # Part name -> canonical position (x, y) in units of the face radius; +x is the viewer's right.
 # Left/right are the animal's own sides, so in a frontal view its left eye is on the viewer's right.
@@ -266,9 +266,8 @@ def _typed_options(cls, options: dict, dataset: str) -> dict:
     return parsed
 
 
+@LOADERS.register("synthetic", "generated keypoint dataset (no downloads)")
 class SyntheticLoader(Loader):
-    description = "generated keypoint dataset (no downloads)"
-
     def load(self, card: Card, options: dict, data_root: Path) -> ReidData:
         try:
             spec = SyntheticSpec(**_typed_options(SyntheticSpec, options, card.name))

@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..core.errors import DataError
 from .cards import CROPS, DATASETS, Card
-from .dataset import Loader, ReidData, content_fingerprint
+from .dataset import LOADERS, Loader, ReidData, content_fingerprint
 from .images import crop_box, parse_bbox
 
 UNKNOWN_MODES = ("drop", "keep")
@@ -274,9 +274,8 @@ def _crop_to_boxes(card: Card, cls, df: pd.DataFrame, keypoints: np.ndarray | No
                 keypoints[i] -= (left, top)
 
 
+@LOADERS.register("wildlife", "a wildlife-datasets class (pinned 1.0.8), read from <data root>/<class name>")
 class WildlifeLoader(Loader):
-    description = "a wildlife-datasets class (pinned 1.0.8), read from <data root>/<class name>"
-
     def load(self, card: Card, options: dict, data_root: Path) -> ReidData:
         return load_wildlife(card, options, data_root)
 

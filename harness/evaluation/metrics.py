@@ -20,7 +20,8 @@ BAKS and BAUS are wildlife-datasets' definitions (``wildlife_datasets.metrics.BA
 1.0.8): accuracy per true identity, averaged over identities (known queries / new-individual
 queries). They are computed here in numpy from the per-query outcomes, so that intervals can
 resample identities without re-running anything; the tests check them against wildlife-datasets'
-functions. Add a metric: one ``@metric(...)``-decorated outcome function in this file.
+functions. Add a metric: one ``@metric(...)``-decorated outcome function in this file, or in a
+file on HARNESS_PLUGIN_PATH, or in a package behind the ``harness.metrics`` entry-point group.
 """
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.registry import Registry
+from ..core.registry import Registry, plugin_loader
 
-METRICS: Registry = Registry("metric")
+# third-party metrics come from the ``harness.metrics`` entry-point group or HARNESS_PLUGIN_PATH
+METRICS: Registry = Registry("metric", loader=plugin_loader("harness.metrics"))
 ORDER: list[str] = []  # names in the order they are defined: the order records and summaries show them
 
 
@@ -182,12 +184,19 @@ def columns(queries: dict) -> dict[str, np.ndarray]:
     return out
 
 
+def defined() -> list[str]:
+    """Every metric's name in the order defined, plugins' included: reading the registry loads
+    them (``ORDER`` alone would miss a plugin nothing has looked up yet)."""
+    METRICS.names()
+    return list(ORDER)
+
+
 def compute(queries: dict) -> dict[str, float | None]:
     """Every registered metric that applies to these per-query columns (lists or arrays): name ->
     value, None where no query counts (e.g. BAUS without new individuals)."""
     cols = columns(queries)
     out: dict[str, float | None] = {}
-    for name in ORDER:
+    for name in defined():
         m: Metric = METRICS.get(name).factory
         if m.applies(cols):
             value = m(cols)
@@ -202,4 +211,4 @@ def per_query(name: str, queries: dict) -> np.ndarray:
 
 def applicable(record: dict) -> list[str]:
     """The registered metrics a record has values for, in the order they are defined."""
-    return [name for name in ORDER if name in record.get("metrics", {})]
+    return [name for name in defined() if name in record.get("metrics", {})]

@@ -24,7 +24,7 @@ from ..core.errors import DataError
 from ..core.paths import cache_dir
 from ..data.dataset import ReidData
 from ..data.loaders import get_card
-from .featurizers import FEATURIZERS, create_featurizer
+from .featurizers import FEATURIZERS, create_featurizer, option_value
 from .propagate import MODES, PIXELS, featurizer_device, propagate
 from .references import REFERENCE_SOURCES, AnnotateOptions, reference_name
 from .sets import KeypointSet, Reference
@@ -49,7 +49,7 @@ def parse_recipe(spec: str) -> tuple[str, str, dict, dict]:
         key, eq, value = item.partition("=")
         if not eq:
             raise DataError(f"bad keypoint recipe {spec!r}: option {item!r} is not key=value")
-        parsed = _number(value)
+        parsed = option_value(value)
         if key in REFERENCE_KEYS:
             ref_opts[REFERENCE_KEYS[key]] = parsed if key == "k" else value
         else:
@@ -96,15 +96,6 @@ def _secret_problem(spec: str, source: str) -> str | None:
         return None
     return (f"keypoint recipe {spec!r}: the gpt4 reference source needs OPENAI_API_KEY (export your OpenAI API "
             "key) and no GPT-4 reference is stored yet")
-
-
-def _number(value: str):
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
 
 
 def recipe_reference(source: str, ref_opts: dict, data: ReidData, cfg) -> tuple[Reference, str]:

@@ -21,14 +21,15 @@ from dataclasses import replace
 import numpy as np
 
 from ..core.errors import DataError, RegistryError
-from ..core.registry import Registry
+from ..core.registry import Registry, plugin_loader
 from ..data.dataset import ReidData, image_sizes
 from ..model.backbones import skeleton
 from .recipes import from_recipe, is_recipe, recipe_problem
 from .sets import KeypointSet
 from .store import load_keypoint_set, stored_names, stored_path
 
-KEYPOINT_SOURCES: Registry = Registry("keypoint source")
+# third-party sources come from the ``harness.keypoint_sources`` entry-point group or HARNESS_PLUGIN_PATH
+KEYPOINT_SOURCES: Registry = Registry("keypoint source", loader=plugin_loader("harness.keypoint_sources"))
 
 
 def random_points(sizes: np.ndarray, k: int, seed: int) -> np.ndarray:

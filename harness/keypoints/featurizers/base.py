@@ -7,12 +7,17 @@ first call, so a featurizer's ``config()`` (which names a propagation in the cac
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
 
+from ...core.registry import Registry, plugin_loader
+
 
 RESIZES = ("bilinear", "bicubic")
+# defined here, beside the base class, so each featurizer's file registers itself with a decorator
+FEATURIZERS: Registry = Registry("featurizer", loader=plugin_loader("harness.featurizers"))
 
 
 class Featurizer:
@@ -71,3 +76,35 @@ def timm_model_name(model: str) -> str:
     if path.is_dir():
         return f"local-dir:{path.resolve()}"
     return model
+
+
+def option_value(text: str):
+    """A plugin option's text as a recipe reads it: an int, else a float, else the text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def featurizer_options(name: str) -> dict[str, object]:
+    """The options a registered featurizer takes (its constructor's arguments, which are also the
+    recipe keys), each with its default (``inspect.Parameter.empty`` when it has none)."""
+    factory = FEATURIZERS.get(name).factory
+    return {k: p.default for k, p in inspect.signature(factory).parameters.items()
+            if k != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def create_featurizer(name: str, **options) -> Featurizer:
+    """Build a registered featurizer from the options given (None = not given = its default);
+    an option the featurizer does not take is a one-line error naming the ones it takes."""
+    entry = FEATURIZERS.get(name)
+    given = {k: v for k, v in options.items() if v is not None}
+    params = featurizer_options(name)
+    extra = sorted(set(given) - set(params))
+    if extra:
+        flags = ", ".join("--" + k.replace("_", "-") for k in extra)
+        raise ValueError(f"featurizer {name} does not take {flags}; it takes: "
+                         f"{', '.join('--' + k.replace('_', '-') for k in params)}")
+    return entry.factory(**given)

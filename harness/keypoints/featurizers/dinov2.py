@@ -8,11 +8,12 @@ import torch
 from ...core.distributed import pick_device
 from ...core.errors import DataError
 from ...model.backbones import skeleton
-from .base import Featurizer, check_size, timm_model_name
+from .base import FEATURIZERS, Featurizer, check_size, timm_model_name
 
 DEFAULT_DINOV2_MODEL = "vit_base_patch14_dinov2.lvd142m"
 
 
+@FEATURIZERS.register("dinov2", "patch tokens of a DINOv2 ViT (timm), stride 14")
 class DinoV2Featurizer(Featurizer):
     name = "dinov2"
 

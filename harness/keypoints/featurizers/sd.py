@@ -21,7 +21,7 @@ import torch
 from ...core.distributed import pick_device
 from ...core.errors import DataError
 from ..testbed import TINY_SD, local_model
-from .base import RESIZES, Featurizer, check_size
+from .base import FEATURIZERS, RESIZES, Featurizer, check_size
 
 # The DIFT reference model, stabilityai/stable-diffusion-2-1, was withdrawn from the Hugging Face
 # hub in November 2025; sd2-community keeps a copy of the same diffusers repository (README).
@@ -39,6 +39,7 @@ LATENTS = ("mean", "sample")
 DTYPES = ("auto", "fp32", "fp16")  # auto: fp16 on CUDA, fp32 on CPU
 
 
+@FEATURIZERS.register("sd", "Stable Diffusion UNet up-block features (diffusers): latent mean, fp16 on GPU, fast matching")
 class SDFeaturizer(Featurizer):
     name = "sd"
 
@@ -193,6 +194,7 @@ def _matmul_precision(level: str):
         torch.set_float32_matmul_precision(before)
 
 
+@FEATURIZERS.register("dift", "Stable Diffusion features with DIFT's settings: sampled latent, fp32, bicubic, exact matching")
 class DiftFeaturizer(SDFeaturizer):
     """DIFT's settings exactly: the VAE latent sampled, fp32 features, bicubic image resize, exact
     matching with integer annotations read as pixel centres."""

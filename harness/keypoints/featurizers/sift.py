@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import Featurizer, check_size
+from .base import FEATURIZERS, Featurizer, check_size
 
 
+@FEATURIZERS.register("sift", "dense SIFT descriptors on a grid (OpenCV): no weights, offline")
 class SiftFeaturizer(Featurizer):
     name = "sift"
 

@@ -5,9 +5,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import Featurizer, check_size
+from .base import FEATURIZERS, Featurizer, check_size
 
 
+@FEATURIZERS.register("spin", "colour spin images (ring histograms): rotation/mirror invariant, no weights, offline")
 class SpinFeaturizer(Featurizer):
     """Colour spin images (Lazebnik, Schmid & Ponce 2005): at every pixel, a soft histogram of each
     colour channel's intensity within concentric rings around it. Invariant to rotation and

@@ -9,11 +9,14 @@ from ...data.cards import Card
 from ...data.dataset import ReidData
 from ..sets import Reference, pairs_within
 from ..store import read_reference
-from .base import AnnotateOptions, ReferenceSource
+from .base import REFERENCE_SOURCES, AnnotateOptions, ReferenceSource
 
 
+@REFERENCE_SOURCES.register("expert", "a person's annotation of one image (JSON file; the card's `reference`)")
 class ExpertReference(ReferenceSource):
     """A person's annotation of one image: a JSON file (--reference-file, or the card's ``reference``)."""
+
+    options = {"reference_file": "annotation JSON [default: the card's `reference`]"}
 
     def path(self, card: Card | None, opts: AnnotateOptions) -> Path:
         path = opts.reference_file or (card.reference_path if card is not None else None)

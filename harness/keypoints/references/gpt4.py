@@ -19,7 +19,7 @@ from ...core.errors import DataError
 from ...data.cards import Card
 from ...data.dataset import ReidData, image_sizes, open_row, row_bboxes
 from ..sets import Reference, check_inside, infer_flip_pairs
-from .base import AnnotateOptions, ReferenceSource
+from .base import REFERENCE_SOURCES, AnnotateOptions, ReferenceSource
 
 DEFAULT_GPT_MODEL = "gpt-4o"
 
@@ -84,9 +84,14 @@ def parse_gpt_reply(content: str | None, k: int, w: float, h: float) -> tuple[tu
     check_inside(pts, w, h, where, names)
     return tuple(names), pts
 
+@REFERENCE_SOURCES.register("gpt4", "a vision model (OpenAI API) picks and names K discriminative keypoints")
 class Gpt4Reference(ReferenceSource):
     """A vision model behind the OpenAI API names and places the K most identity-discriminative
     anatomical keypoints (structured output with a strict JSON schema)."""
+
+    options = {"model": f"model name [{DEFAULT_GPT_MODEL}]",
+               "base_url": "OpenAI-compatible API endpoint [OPENAI_BASE_URL, else OpenAI's]",
+               "max_retries": "retries on 429/5xx/timeouts [4]", "timeout": "seconds per request [60]"}
 
     def annotate(self, data: ReidData, card: Card, opts: AnnotateOptions) -> Reference:
         key = os.environ.get("OPENAI_API_KEY", "").strip()

@@ -13,7 +13,7 @@ from ...data.dataset import ReidData, open_row
 from ..featurizers.base import timm_model_name
 from ..sets import Reference
 from ..testbed import local_model
-from .base import AnnotateOptions, ReferenceSource, reference_row
+from .base import REFERENCE_SOURCES, AnnotateOptions, ReferenceSource, reference_row
 
 DEFAULT_GRADCAM_MODELS = {"resnet": "resnet50.a1_in1k", "vit": "vit_base_patch16_224.augreg2_in21k_ft_in1k"}
 
@@ -100,9 +100,15 @@ class GradCamReference(ReferenceSource):
         return gradcam_reference(data, card, opts, self.kind)
 
 
+@REFERENCE_SOURCES.register("gradcam-resnet", "Grad-CAM of a ResNet classifier: top-K local maxima, named by rank")
 class GradCamResNet(GradCamReference):
     kind = "resnet"
+    options = {"model": f"timm name, hf-hub:<repo> or local folder (offline: tiny-random-resnet) "
+                        f"[{DEFAULT_GRADCAM_MODELS['resnet']}]"}
 
 
+@REFERENCE_SOURCES.register("gradcam-vit", "Grad-CAM of a ViT classifier: top-K local maxima, named by rank")
 class GradCamViT(GradCamReference):
     kind = "vit"
+    options = {"model": f"timm name, hf-hub:<repo> or local folder (offline: tiny-random-vit) "
+                        f"[{DEFAULT_GRADCAM_MODELS['vit']}]"}

@@ -7,9 +7,10 @@ from ...core.errors import DataError
 from ...data.cards import Card
 from ...data.dataset import ReidData
 from ..sets import Reference, pairs_within
-from .base import AnnotateOptions, ReferenceSource, reference_row
+from .base import REFERENCE_SOURCES, AnnotateOptions, ReferenceSource, reference_row
 
 
+@REFERENCE_SOURCES.register("ground-truth", "the dataset's own keypoints of the reference image")
 class GroundTruthReference(ReferenceSource):
     """The dataset's own keypoints of the reference image (synthetic, CTai, IPanda50)."""
 
