@@ -45,8 +45,11 @@ def stand_in_sources():
         KEYPOINT_SOURCES.unregister(name)
 
 
-def records(folder):
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+def records(folder, twins=False):
+    """The runs' own records; ``twins=True``: the twins a dated dataset's run also wrote (the same
+    training scored under the other gallery rule)."""
+    recs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    return [r for r in recs if ("training_shared_with" in r) == twins]
 
 
 def test_dataset_all_runs_the_four_datasets_with_distinct_splits(cli, fixtures, tmp_path, stand_in_sources):
@@ -56,6 +59,10 @@ def test_dataset_all_runs_the_four_datasets_with_distinct_splits(cli, fixtures, 
     recs = records(out)
     assert sorted(r["config"]["dataset"] for r in recs) == ["ctai", "giraffes", "ipanda50", "macaquefaces"]
     assert len({r["split"]["fingerprint"] for r in recs}) == 4
+    # the datasets with capture dates also get their cross-day twin, from the same training
+    twins = records(out, twins=True)
+    assert sorted(r["config"]["dataset"] for r in twins) == ["giraffes", "macaquefaces"]
+    assert all(t["config"]["exclude"] == "same-day" for t in twins)
     by = {r["config"]["dataset"]: r for r in recs}
     assert by["ctai"]["keypoints"]["categories"] == ["right_eye", "left_eye", "mouth_centre"]  # K = 3
     assert by["ipanda50"]["keypoints"]["categories"] == ["right_eye", "left_eye"]  # its only two
