@@ -10,9 +10,10 @@ import click
 
 from ..config import EXCLUDES, PROTOCOLS, Resolved, RunConfig
 from ..core import distributed
+from ..core.errors import DataError
 from ..data.cards import DATASETS
 from ..engine.records import check_writable, load_records, read_result, result_path, summary_table
-from ..engine.run import execute, plan_runs
+from ..engine.run import execute, plan_and_check, plan_runs
 from ..evaluation.metrics import METRICS, applicable
 from ..keypoints.featurizers import FEATURIZERS
 from ..keypoints.references import REFERENCE_SOURCES
@@ -20,6 +21,7 @@ from ..keypoints.sources import KEYPOINT_SOURCES
 from ..keypoints.template import TEMPLATE
 from ..methods import METHODS
 from ..model.backbones import ALIASES, describe
+from ..tables.ablate import download_line, memory_line
 from .common import data_root_option, dataset_options_option, parse_kv, quiet_option, results_dir_option, user_errors
 from .data import data_group
 from .keypoints import keypoints_group
@@ -158,28 +160,42 @@ def main():
     """Keypoint-aware animal re-identification benchmark harness."""
 
 
+def dry_run_plans(given: dict, data_root, results_dir, gpu_memory: float | None) -> None:
+    """Every planned run's configuration, result file and estimates (memory, downloads), then the
+    data problems, if any, as the one-line error: a dry run shows the cost even with no data."""
+    plans, problems = plan_and_check(given, data_root)
+    for resolved in plans:
+        existing = result_path(results_dir, resolved.config)
+        click.echo("\n".join(describe_config(resolved)))
+        click.echo(f"result: {existing}{' (already done)' if existing.exists() else ''}")
+        click.echo(f"  {memory_line(resolved.config, gpu_memory)}")
+        click.echo(f"  {download_line(resolved.config)}")
+    if problems:
+        raise DataError(problems)
+
+
 @main.command("run")
 @config_options
 @results_dir_option
 @data_root_option
 @click.option("--force", is_flag=True, help="recompute and replace an existing result")
-@click.option("--dry-run", is_flag=True, help="print each run's resolved configuration and result file; train nothing")
+@click.option("--dry-run", is_flag=True, help="print each run's resolved configuration, result file, memory and "
+              "download estimates, and what data is missing; train nothing")
+@click.option("--gpu-memory", type=click.FloatRange(min=1), default=None,
+              help="with --dry-run: GB of GPU memory to fit, prints the --accumulate that fits it")
 @quiet_option
 @user_errors
-def run_cmd(results_dir, data_root, force, dry_run, quiet, **given):
+def run_cmd(results_dir, data_root, force, dry_run, gpu_memory, quiet, **given):
     """Train and evaluate one method on one dataset; write results/<name>.json.
 
     Every value not given here comes from the dataset card's `defaults` (datasets/<name>.json,
     e.g. the paper's settings for the real datasets), then the method's, then the defaults shown;
     each run prints its resolved configuration with the origin of every value."""
     given["dataset_options"] = parse_kv(given.get("dataset_options") or ())
-    plans = plan_runs(given, data_root)  # every dataset checked before any training starts
     if dry_run:
-        for resolved in plans:
-            existing = result_path(results_dir, resolved.config)
-            click.echo("\n".join(describe_config(resolved)))
-            click.echo(f"result: {existing}{' (already done)' if existing.exists() else ''}")
+        dry_run_plans(given, data_root, results_dir, gpu_memory)
         return
+    plans = plan_runs(given, data_root)  # every dataset checked before any training starts
     if len(plans) > 1:
         check_writable(results_dir)
     records = []

@@ -14,7 +14,7 @@ from ..engine.run import execute
 from ..tables import calibration
 from ..tables import leaderboard as lb
 from ..tables import tuning
-from ..tables.ablate import LAUNCHERS, executor, plan, run_one, sweep_local
+from ..tables.ablate import LAUNCHERS, download_line, executor, memory_line, plan, run_one, sweep_local
 from ..tables.cells import command_line
 from ..tables.settings import SETTINGS
 from .common import HarnessCLIError, data_root_option, results_dir_option, user_errors
@@ -39,6 +39,7 @@ def dry_run_lines(jobs) -> list[str]:
                      f"{len(runs) // folds} seed(s)); first: {command_line(first.cfg)}")
         config = ", ".join(f"{k}={v}" for k, v in first.cfg.experiment().items())
         lines.append(f"    config: {config}")
+        lines.append(f"    {memory_line(first.cfg)}; {download_line(first.cfg)}")
     return lines
 
 

@@ -79,6 +79,15 @@ def plan_runs(given: dict, data_root: Path | None = None) -> list[Resolved]:
     """The resolved configs of one `harness run` (one per dataset, `all` = the paper's four, and
     one per fold with --folds K), after checking every dataset's data and keypoint recipe: all
     problems are reported at once, in one DataError, before anything trains."""
+    plans, problems = plan_and_check(given, data_root)
+    if problems:
+        raise DataError(problems)
+    return plans
+
+
+def plan_and_check(given: dict, data_root: Path | None = None) -> tuple[list[Resolved], str | None]:
+    """``plan_runs`` without raising: (every resolved config, the data problems in one message or
+    None), so a dry run can show what it would run before it says what is missing."""
     given = dict(given)
     given["method"] = given.get("method") or RunConfig.method
     method = METHODS.create(given["method"])  # unknown method: fail before anything else
@@ -96,10 +105,10 @@ def plan_runs(given: dict, data_root: Path | None = None) -> list[Resolved]:
         if problem:
             problems.append(problem)
         plans += [Resolved(run, resolved.origins, resolved.warnings) for run in fold_runs(cfg)]
-    if problems:
-        head = f"{len(problems)} of {len(names)} datasets cannot run:\n" if len(names) > 1 else ""
-        raise DataError(head + "\n".join(problems))
-    return plans
+    if not problems:
+        return plans, None
+    head = f"{len(problems)} of {len(names)} datasets cannot run:\n" if len(names) > 1 else ""
+    return plans, head + "\n".join(problems)
 
 
 def input_points(kps: KeypointSet, sizes: np.ndarray, image_size: int) -> torch.Tensor:
