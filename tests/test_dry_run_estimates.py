@@ -21,3 +21,14 @@ def test_ablate_dry_run_prints_estimates_per_cell(cli, tmp_path):
     lines = [x for x in res.output.splitlines() if x.strip().startswith("memory: ")]
     assert lines and all("downloads: " in x for x in lines)
     assert any("632M parameters" in x or "631M parameters" in x for x in lines)  # ViT-H/14's row
+
+
+def test_run_checks_weights_before_training_anything(cli, tmp_path, monkeypatch):
+    # offline, hub weights that are not cached: said before the first run trains, nothing written
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    res = cli("run", "--method", "vit", "--dataset", "synthetic", "--backbone", "vit_tiny_patch16_224", "--pretrained",
+              "--image-size", "32", "--epochs", "1", "--results-dir", tmp_path / "r")
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "would stop a run after it started" in res.output and "HF_HUB_OFFLINE is set" in res.output
+    assert not list((tmp_path / "r").glob("*.json"))

@@ -21,7 +21,7 @@ from ..keypoints.sources import KEYPOINT_SOURCES
 from ..keypoints.template import TEMPLATE
 from ..methods import METHODS
 from ..model.backbones import ALIASES, describe
-from ..tables.ablate import download_line, memory_line
+from ..tables.ablate import download_line, memory_line, preflight_problems
 from .common import data_root_option, dataset_options_option, parse_kv, quiet_option, results_dir_option, user_errors
 from .data import data_group
 from .keypoints import keypoints_group
@@ -196,6 +196,9 @@ def run_cmd(results_dir, data_root, force, dry_run, gpu_memory, quiet, **given):
         dry_run_plans(given, data_root, results_dir, gpu_memory)
         return
     plans = plan_runs(given, data_root)  # every dataset checked before any training starts
+    blocked = list(dict.fromkeys(p for r in plans for p in preflight_problems(r.config, results_dir)))
+    if blocked:  # weights that cannot load, too little disk: said before the first run trains
+        raise DataError(f"{len(blocked)} problem(s) would stop a run after it started:\n" + "\n".join(blocked))
     if len(plans) > 1:
         check_writable(results_dir)
     records = []
