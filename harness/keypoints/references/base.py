@@ -72,6 +72,8 @@ class ReferenceSource:
     def request(self, data: ReidData, card: Card | None, opts: AnnotateOptions) -> dict:
         """What was asked: the reference image and the options that change the answer."""
         asked = {k: v for k, v in asdict(opts).items() if k in REQUEST_FIELDS and v is not None}
+        if opts.extra:  # a plugin's own options may change its answer: they name the reference too
+            asked["extra"] = dict(sorted(opts.extra.items()))
         return {"image": str(data.df["image_id"].iloc[self.row(data, card, opts)]), **asked}
 
 
