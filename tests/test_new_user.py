@@ -56,7 +56,9 @@ def test_dry_run_prints_the_resolved_configuration_and_trains_nothing(cli, tmp_p
     assert lines[0] == "configuration (by where each value came from):"
     assert any(x.startswith("  card macaquefaces: ") and "lr=0.001" in x and "optimizer=sgd" in x for x in lines)
     assert any(x.startswith("warning: optimizer sgd, lr 0.001, epochs 100 come from the card macaquefaces") for x in lines)
-    assert lines[-1].startswith(f"result: {tmp_path / 'r'}/vit_macaquefaces_") and lines[-1].endswith("_f0_s0.json")
+    result = next(x for x in lines if x.startswith("result: "))  # then the run's memory and download estimates
+    assert result.startswith(f"result: {tmp_path / 'r'}/vit_macaquefaces_") and result.endswith("_f0_s0.json")
+    assert lines[-2].strip().startswith("memory: ") and lines[-1].strip() == "downloads: none"
     assert not (tmp_path / "r").exists()  # nothing trained, nothing written
     missing = cli("run", "--method", "vit", "--dataset", "macaquefaces", "--data-root", tmp_path / "none", "--dry-run")
     assert missing.exit_code != 0 and "MacaqueFaces" in missing.output  # the data are checked all the same
