@@ -118,8 +118,9 @@ def test_wildlife_baseline_offline_without_weights_fails_clearly(fixtures, tmp_p
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert "Traceback" not in out.stderr
-    assert "cannot load pretrained weights for backbone 'megadescriptor'" in out.stderr
-    assert "offline mode" in out.stderr and "--weights PATH" in out.stderr
+    # said by the preflight, before anything is built: the backbone, why, and how to pass a local file
+    assert "would stop a run after it started" in out.stderr and "backbone 'megadescriptor'" in out.stderr
+    assert "HF_HUB_OFFLINE is set" in out.stderr and "--weights PATH" in out.stderr
     assert not list((tmp_path / "r").glob("*.json"))
 
 
