@@ -200,3 +200,12 @@ def test_a_frozen_model_needs_no_seeds_and_pairs_with_every_seed():
     expected = statistics.fold_seed_estimate(statistics.Grid(tuple(range(5)), (0, 1), d))
     assert pair.difference == pytest.approx(d.mean()) and pair.ci == pytest.approx(expected.ci)
     assert pair.left_out == 0 and pair.runs == 10
+
+
+def test_a_frozen_model_on_seed_0_pairs_with_a_cell_that_ran_other_seeds():
+    frozen = [{**_run(70.0 + f, f, 0), "history": []} for f in range(5)]
+    later = [{**r, "seed": r["seed"] + 2, "history": [{"epoch": 1}]}
+             for r in _grid_records([[80, 82], [81, 84], [85, 86], [80, 82], [83, 85]])]  # seeds 2 and 3 only
+    pair = statistics.paired(later, frozen)
+    assert pair.refused is None and pair.runs == 10 and pair.left_out == 0
+    assert pair.difference == pytest.approx(np.mean([[80, 82], [81, 84], [85, 86], [80, 82], [83, 85]]) - 72.0)

@@ -244,17 +244,12 @@ class Paired:
         return self.ci is not None
 
 
-def _broadcast_frozen(a_runs: dict, b_runs: dict, a_records: list[dict], b_records: list[dict]) -> tuple[dict, dict]:
-    """A frozen side (no training: its seed changes nothing) pairs with every seed of the other side
-    on the same fold: its one run per fold stands for all of them."""
-    def spread(frozen: dict, other: dict) -> dict:
-        by_fold = {fold: value for (fold, _), value in sorted(frozen.items(), key=str)}
-        return {(fold, seed): by_fold[fold] for fold, seed in other if fold in by_fold}
-    if not trained(b_records) and trained(a_records):
-        return a_runs, spread(b_runs, a_runs)
-    if not trained(a_records) and trained(b_records):
-        return spread(a_runs, b_runs), b_runs
-    return a_runs, b_runs
+def _expand_frozen(frozen: list[dict], other: list[dict]) -> list[dict]:
+    """A frozen side (no training: its seed changes nothing) stands for every seed of the other side:
+    its run of each fold, relabelled with each seed the other side ran on that fold."""
+    by_fold = {r["split"]["fingerprint"]: r for r in frozen}
+    return [{**by_fold[fold], "seed": seed} for fold, seed in sorted({run_key(r) for r in other}, key=str)
+            if fold in by_fold]
 
 
 def pairing_problem(a: list[dict], b: list[dict]) -> str | None:
@@ -277,11 +272,14 @@ def pairing_problem(a: list[dict], b: list[dict]) -> str | None:
 
 
 def paired(a_records: list[dict], b_records: list[dict], metric: str = "top1", level: float = LEVEL) -> Paired:
+    if trained(a_records) and not trained(b_records):
+        b_records = _expand_frozen(b_records, a_records)
+    elif trained(b_records) and not trained(a_records):
+        a_records = _expand_frozen(a_records, b_records)
     problem = pairing_problem(a_records, b_records)
     if problem:
         return Paired(refused=problem)
     a_runs, b_runs = run_values(a_records, metric), run_values(b_records, metric)
-    a_runs, b_runs = _broadcast_frozen(a_runs, b_runs, a_records, b_records)
     grid = grid_of({key: value - b_runs[key] for key, value in a_runs.items() if key in b_runs})
     left_out = len(set(a_runs) ^ set(b_runs)) + 2 * grid.left_out
     estimate = fold_seed_estimate(grid, level, trained=trained(a_records) or trained(b_records))
