@@ -271,16 +271,29 @@ def pairing_problem(a: list[dict], b: list[dict]) -> str | None:
     return None
 
 
-def paired(a_records: list[dict], b_records: list[dict], metric: str = "top1", level: float = LEVEL) -> Paired:
+def _pairable(a_records: list[dict], b_records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Both sides on common run keys: a frozen side expanded to the other side's seeds."""
     if trained(a_records) and not trained(b_records):
-        b_records = _expand_frozen(b_records, a_records)
-    elif trained(b_records) and not trained(a_records):
-        a_records = _expand_frozen(a_records, b_records)
+        return a_records, _expand_frozen(b_records, a_records)
+    if trained(b_records) and not trained(a_records):
+        return _expand_frozen(a_records, b_records), b_records
+    return a_records, b_records
+
+
+def difference_grid(a_records: list[dict], b_records: list[dict], metric: str = "top1") -> Grid:
+    """The per-run differences A - B on the runs both sides have, as a folds x seeds grid."""
+    a_records, b_records = _pairable(a_records, b_records)
+    a_runs, b_runs = run_values(a_records, metric), run_values(b_records, metric)
+    return grid_of({key: value - b_runs[key] for key, value in a_runs.items() if key in b_runs})
+
+
+def paired(a_records: list[dict], b_records: list[dict], metric: str = "top1", level: float = LEVEL) -> Paired:
+    a_records, b_records = _pairable(a_records, b_records)
     problem = pairing_problem(a_records, b_records)
     if problem:
         return Paired(refused=problem)
     a_runs, b_runs = run_values(a_records, metric), run_values(b_records, metric)
-    grid = grid_of({key: value - b_runs[key] for key, value in a_runs.items() if key in b_runs})
+    grid = difference_grid(a_records, b_records, metric)
     left_out = len(set(a_runs) ^ set(b_runs)) + 2 * grid.left_out
     estimate = fold_seed_estimate(grid, level, trained=trained(a_records) or trained(b_records))
     paired_runs = [r for r in a_records if run_key(r) in b_runs and run_key(r) in a_runs]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..evaluation import statistics
-from .collect import collect, experiments, index_records, paired_comparisons
+from .collect import TableResult, collect, experiments, index_records
 from .declarations import TABLES
 
 SEED_OPTIONS = (2, 3, 4, 5, 6)  # seed counts the power argument projects
@@ -54,22 +54,27 @@ def reports(records: list[tuple[str, dict]], metric: str = "top1") -> list[Repor
             for dataset, cells in sorted(_by_dataset(records).items())]
 
 
-def power_lines(records: list[tuple[str, dict]], setting: str = "small", metric: str = "top1") -> list[str]:
+def collect_all(records: list[tuple[str, dict]]) -> list[TableResult]:
+    by_key = index_records(records)
+    return [collect(table, by_key) for table in TABLES]
+
+
+def power_lines(results: list[TableResult], setting: str = "small", metric: str = "top1") -> list[str]:
     """Projected minimum detectable effects for 5 folds x S seeds, from the variance components of
     the setting's declared paired comparisons (each distinct pair of cells once; their mean)."""
-    by_key = index_records(records)
     parts, folds, seen = [], 5, set()
-    for table in TABLES:
-        result = collect(table, by_key)
-        for a_key, b_key, _ in paired_comparisons(result, setting, metric):
+    for result in results:
+        for a_key, b_key in result.table.comparisons:
             a, b = result.cell(setting, a_key), result.cell(setting, b_key)
+            if a is None or b is None or not a.records or not b.records:
+                continue
+            if not (statistics.trained(a.recs) and statistics.trained(b.recs)):
+                continue  # a frozen side has no seed variance: it says nothing about how many seeds to train
             names = (tuple(sorted(n for n, _ in a.records)), tuple(sorted(n for n, _ in b.records)))
             if names in seen:
                 continue
             seen.add(names)
-            runs, mine = statistics.run_values(b.recs, metric), statistics.run_values(a.recs, metric)
-            diffs = {key: value - runs[key] for key, value in mine.items() if key in runs}
-            grid = statistics.grid_of(diffs)
+            grid = statistics.difference_grid(a.recs, b.recs, metric)
             if len(grid.seeds) >= 2 and len(grid.folds) >= 2:
                 parts.append(statistics.components(grid.values))
                 folds = len(grid.folds)

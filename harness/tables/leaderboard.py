@@ -234,7 +234,7 @@ def render(results_dir: Path) -> tuple[str, list[TableResult]]:
     for report in calibration.reports(records):
         lines.append(f"- {report.dataset}: {report.ours.line()}; the identity-only bootstrap on one-seed sides: "
                      f"{report.identity_only[0]} of {report.identity_only[1]} significant")
-    lines += [f"- {line}" for line in calibration.power_lines(records)] + [""]
+    lines += [f"- {line}" for line in calibration.power_lines(results)] + [""]
     for result in results:
         lines += _render_table(result)
     return "\n".join(lines).rstrip() + "\n", results
