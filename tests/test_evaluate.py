@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.engine import evaluate
-from harness.engine.evaluate import retrieval_metrics
+from harness.engine.evaluate import Exclusion, retrieval_metrics
 
 
 def brute_force(q, ql, g, gl, exclude_self, ks=(1, 5)):
@@ -52,11 +52,27 @@ def test_exclude_self_leave_one_out():
     x = torch.randn(50, 8)
     lab = torch.randint(0, 8, (50,))
     ref = brute_force(x, lab, x, lab, True)
-    got = retrieval_metrics(x, lab, x, lab, exclude_self=True, chunk=9)
+    got = retrieval_metrics(x, lab, x, lab, Exclusion(itself=True), chunk=9)
     for k in ("top1", "top5", "mAP"):
         assert abs(got[k] - ref[k]) < 1e-4
     # without excluding itself every query would find itself first
     assert retrieval_metrics(x, lab, x, lab)["top1"] == 100.0
+    # one key per image excludes exactly what ``itself`` does
+    by_key = retrieval_metrics(x, lab, x, lab, Exclusion(query_keys=torch.arange(50), gallery_keys=torch.arange(50)))
+    assert by_key["per_query"]["first_rank"] == got["per_query"]["first_rank"] and by_key["mAP"] == got["mAP"]
+
+
+def test_exclusion_keys_remove_same_key_items_of_the_query_identity():
+    g = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    gl = torch.tensor([0, 0, 1])
+    q, ql = torch.tensor([[1.0, 0.0]]), torch.tensor([0])
+    m = retrieval_metrics(q, ql, g, gl, Exclusion(query_keys=torch.tensor([4]), gallery_keys=torch.tensor([4, 5, 4])))
+    # g0 (same identity, same key) is gone; g2 shares the key but not the identity, so it stays a negative
+    assert m["per_query"]["first_rank"] == [1] and m["per_query"]["best_index"] == [1]
+    with pytest.raises(ValueError, match="needed for both queries and gallery"):
+        retrieval_metrics(q, ql, g, gl, Exclusion(query_keys=torch.tensor([4])))
+    with pytest.raises(ValueError, match="excluding itself needs query set == gallery set"):
+        retrieval_metrics(q, ql, g, gl, Exclusion(itself=True))
 
 
 def test_perfect_and_hand_computed_ap():
@@ -117,7 +133,7 @@ def test_exact_ties_against_brute_force(monkeypatch, full_passes, exclude_self):
         ql = torch.randint(0, 12, (60,), generator=gen)  # labels 9..11: unanswerable
     ref = brute_force(q, ql, g, gl, exclude_self)
     for budget in (1, 500, 1 << 20):
-        _check(retrieval_metrics(q, ql, g, gl, exclude_self=exclude_self, budget=budget), ref)
+        _check(retrieval_metrics(q, ql, g, gl, Exclusion(itself=exclude_self), budget=budget), ref)
 
 
 @pytest.mark.parametrize("full_passes", [0, 1, 3])
@@ -135,7 +151,7 @@ def test_random_scores_against_brute_force(monkeypatch, full_passes):
         _check(got, ref, tol=1e-4)
         assert got["unanswerable_queries"] == 90 - ref["queries"]
     ref = brute_force(g, gl, g, gl, True)
-    _check(retrieval_metrics(g, gl, g, gl, exclude_self=True, budget=2000), ref, tol=1e-4)
+    _check(retrieval_metrics(g, gl, g, gl, Exclusion(itself=True), budget=2000), ref, tol=1e-4)
 
 
 def test_row_true_counts():

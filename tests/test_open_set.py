@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from harness.core.errors import DataError
-from harness.data.splits import make_split, open_set
+from harness.data.splits import HeldOut, make_split, open_set
 from harness.engine.scoring import needed_rows, score, table_lookup
 from harness.evaluation.open_set import answer, choose_threshold
 
@@ -45,7 +45,7 @@ def test_open_split_holds_new_individuals_and_orders_known_ones_by_day():
     # the threshold's identities: training identities held out from training, no test identity
     assert cal_ids and not cal_ids & _ids(df, split.train) and not cal_ids & test_ids
     assert np.array_equal(split.test, test.queries)
-    other_fold = make_split(df, "open", 666, dataset="d", days=days, folds=5, fold=1)
+    other_fold = make_split(df, "open", 666, dataset="d", days=days, held_out=HeldOut(folds=5, fold=1))
     assert not _ids(df, other_fold.open.queries) & test_ids
 
 

@@ -7,7 +7,7 @@ from PIL import Image
 
 from harness.core.errors import DataError
 from harness.data.dataset import load_rows, open_row
-from harness.data.images import _cache_key, decode_images
+from harness.data.images import DecodeSettings, _cache_key, decode_images
 from harness.data.loaders import get_card, load_dataset
 from harness.data.perturb import Perturbation
 
@@ -106,11 +106,12 @@ def test_perturbed_synthetic_moves_pixels_and_ground_truth_and_caches_apart():
     paths = list(data.df["path"])
     from harness.data.dataset import row_perturbations
 
-    plain, _, _ = decode_images(aligned.root, paths, 32, progress=False)
-    moved, _, _ = decode_images(data.root, paths, 32, progress=False, perturb=row_perturbations(data, range(len(paths))))
+    quiet = DecodeSettings(progress=False)
+    plain, _, _ = decode_images(aligned.root, paths, 32, settings=quiet)
+    moved, _, _ = decode_images(data.root, paths, 32, perturb=row_perturbations(data, range(len(paths))), settings=quiet)
     assert np.array_equal(moved[5].permute(1, 2, 0).numpy(), expected)  # from its own cache folder
     assert not np.array_equal(plain.numpy(), moved.numpy())
-    again, _, _ = decode_images(data.root, paths, 32, progress=False, perturb=row_perturbations(data, range(len(paths))))
+    again, _, _ = decode_images(data.root, paths, 32, perturb=row_perturbations(data, range(len(paths))), settings=quiet)
     assert np.array_equal(again.numpy(), moved.numpy())
 
 

@@ -14,6 +14,7 @@ import torch
 from harness.core.errors import BackboneError
 from harness.model import backbones
 from harness.model.backbones import create_backbone, weights_problem
+from harness.model.hybrid import HybridShape, build_hybrid
 from harness.model.keypoint_vit import KeypointViT, backbone_geometry
 from harness.model.tokens import token_mask
 
@@ -155,6 +156,19 @@ def test_hybrid_token_is_the_feature_cell_under_its_pixels():
 def test_hybrid_size_must_be_a_multiple_of_the_stride():
     with pytest.raises(BackboneError, match="not divisible by the patch size 16 .* pass --image-size"):
         create_backbone("mobilenetv2-dsr-hybrid", 72)
+
+
+def test_build_hybrid_sizes_the_transformer_from_its_shape():
+    torch.manual_seed(0)
+    trunk = torch.nn.Conv2d(3, 12, kernel_size=8, stride=8)  # a stride-8 map of 12 channels
+    shape = HybridShape(channels=12, stride=8, embed_dim=24, depth=2, num_heads=3)
+    model = build_hybrid(trunk, shape, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), cache_bytes=0)
+    assert model.patch_embed.patch_size == (8, 8) and tuple(model.patch_embed.grid_size) == (4, 4)
+    assert len(model.blocks) == 2 and model.blocks[0].attn.num_heads == 3
+    assert model.patch_embed.proj.in_channels == 12 and model.patch_embed.proj.out_channels == 24
+    assert model.pretrained_cfg["input_size"] == (3, 32, 32) and model.pretrained_cfg["std"] == (0.25,) * 3
+    tokens = model.forward_features(torch.randn(2, 3, 32, 32))
+    assert tokens.shape == (2, 1 + 16, 24) and model(torch.randn(2, 3, 32, 32)).shape == (2, 24)
 
 
 def test_hybrid_trunk_stays_frozen_and_its_cache_changes_nothing():

@@ -7,7 +7,7 @@ from harness.config import RunConfig
 from harness.core.errors import DataError
 from harness.data.loaders import get_card, load_dataset
 from harness.engine.run import prepare
-from harness.data.splits import make_split
+from harness.data.splits import HeldOut, make_split
 from harness.data.synthetic import SyntheticSpec, generate
 
 OPTS = {"identities": "20", "images_per_identity": "5", "image_size": "32"}
@@ -72,6 +72,20 @@ def test_fingerprint_is_stable_across_methods_and_changes_with_seed_and_protocol
     assert make_split(data.df, "disjoint", 666, dataset=data.split_key).fingerprint == base
     # the same image ids in another dataset give another fingerprint
     assert make_split(data.df, "disjoint", 666, dataset="other:0").fingerprint != base
+
+
+def test_held_out_sets_the_test_share_and_the_validation_part():
+    data = small()
+    wider = make_split(data.df, "disjoint", 666, held_out=HeldOut(test_fraction=0.4))
+    assert data.df["identity"].iloc[wider.test].nunique() == 8  # 40% of the 20 individuals
+    outer = make_split(data.df, "disjoint", 666, held_out=HeldOut(folds=5, fold=1))
+    inner = make_split(data.df, "disjoint", 666, held_out=HeldOut(folds=5, fold=1, validate=True))
+    outer_test = set(data.df["identity"].iloc[outer.test])
+    inner_ids = set(data.df["identity"].iloc[np.concatenate([inner.train, inner.test])])
+    assert inner_ids == set(data.df["identity"].iloc[outer.train]) and not inner_ids & outer_test
+    assert inner.fingerprint != outer.fingerprint
+    with pytest.raises(DataError, match="needs the disjoint or open protocol"):
+        make_split(data.df, "closed", 666, held_out=HeldOut(validate=True))
 
 
 def test_split_refuses_a_single_identity():
@@ -142,7 +156,7 @@ def test_decoded_images_are_cached_and_invalidated(tmp_path, monkeypatch):
 def test_a_corrupt_image_names_the_file_or_is_skipped(tmp_path, monkeypatch):
     from PIL import Image
 
-    from harness.data.images import decode_images, load_images
+    from harness.data.images import DecodeSettings, decode_images, load_images
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     (tmp_path / "bad.png").write_bytes(b"not a png")
@@ -152,13 +166,34 @@ def test_a_corrupt_image_names_the_file_or_is_skipped(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="cannot read image .*bad.png.*--bad-images skip"):
         load_images(tmp_path, ["good.png", "bad.png"], 16, cache=True)
     assert not list((tmp_path / "cache" / "images").glob("*"))  # nothing half-written is kept
-    pix, sizes, bad = decode_images(tmp_path, ["good.png", "bad.png", "cut.png"], 16, bad_images="skip")
+    skip = DecodeSettings(bad_images="skip")
+    pix, sizes, bad = decode_images(tmp_path, ["good.png", "bad.png", "cut.png"], 16, settings=skip)
     assert bad == [1, 2] and int(pix[0].max()) == 200 and int(pix[1].max()) == 0
     # the cached decode remembers which rows were unreadable
-    _, _, again = decode_images(tmp_path, ["good.png", "bad.png", "cut.png"], 16, bad_images="skip")
+    _, _, again = decode_images(tmp_path, ["good.png", "bad.png", "cut.png"], 16, settings=skip)
     assert again == [1, 2]
     with pytest.raises(DataError, match="2 unreadable in all"):
-        decode_images(tmp_path, ["good.png", "bad.png", "cut.png"], 16, bad_images="fail")
+        decode_images(tmp_path, ["good.png", "bad.png", "cut.png"], 16)  # the default policy: fail
+
+
+def test_decode_settings_are_checked_and_the_resampling_caches_apart(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from harness.data.images import DecodeSettings, decode_images
+
+    with pytest.raises(DataError, match="unknown bad-images policy 'ignore'; valid: fail, skip"):
+        DecodeSettings(bad_images="ignore")
+    with pytest.raises(DataError, match="unknown resize 'nearest'; valid: bilinear, bicubic"):
+        DecodeSettings(resize="nearest")
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    linear, sizes, bad = decode_images(tmp_path, ["a.png"], 8)
+    cubic, _, _ = decode_images(tmp_path, ["a.png"], 8, settings=DecodeSettings(resize="bicubic"))
+    plain, _, _ = decode_images(tmp_path, ["a.png"], 8, settings=DecodeSettings(cache=False, progress=False))
+    assert linear.shape == (1, 3, 8, 8) and sizes.tolist() == [[30.0, 40.0]] and bad == []
+    assert torch.equal(linear, plain) and not torch.equal(linear, cubic)
+    assert len(list((tmp_path / "cache" / "images").iterdir())) == 2  # one folder per resampling
 
 
 def test_an_incomplete_cache_folder_is_rebuilt_not_read(tmp_path, monkeypatch):

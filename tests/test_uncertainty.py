@@ -10,9 +10,9 @@ from scipy import stats as sps
 from harness.config import RunConfig
 from harness.core.errors import ResultsError
 from harness.tables.collect import records_of
-from harness.data.splits import identity_folds, make_split
+from harness.data.splits import HeldOut, identity_folds, make_split
 from harness.evaluation import statistics
-from harness.engine.evaluate import retrieval_metrics
+from harness.engine.evaluate import Exclusion, retrieval_metrics
 
 
 def frame(identities: int, images: int) -> pd.DataFrame:
@@ -34,9 +34,9 @@ def test_identity_folds_test_every_identity_once_and_are_reproducible():
     other = identity_folds(df, 5, seed=1)
     assert any(not np.array_equal(a[1], b[1]) for a, b in zip(folds, other))  # the seed matters
     # the same fold for every method: the split depends on the data and the seed only
-    split = make_split(df, "disjoint", 666, dataset="x:1", folds=5, fold=2)
+    split = make_split(df, "disjoint", 666, dataset="x:1", held_out=HeldOut(folds=5, fold=2))
     assert np.array_equal(split.test, folds[2][1])
-    assert split.fingerprint != make_split(df, "disjoint", 666, dataset="y:1", folds=5, fold=2).fingerprint
+    assert split.fingerprint != make_split(df, "disjoint", 666, dataset="y:1", held_out=HeldOut(folds=5, fold=2)).fingerprint
     with pytest.raises(ValueError, match="--folds must be >= 2"):
         RunConfig(folds=1)
     with pytest.raises(ValueError, match="needs --protocol disjoint"):
@@ -54,7 +54,7 @@ def test_pessimistic_ties_and_per_query_outcomes():
     m = retrieval_metrics(emb[:1], labels[:1], gallery, gallery_labels)
     assert m["tied_queries"] == 1 and m["top1"] == 0.0  # a tie is never resolved in the query's favour
     assert m["per_query"]["first_rank"] == [3]  # gallery 0 above, gallery 1 tied: rank 3
-    full = retrieval_metrics(emb, labels, emb, labels, exclude_self=True)
+    full = retrieval_metrics(emb, labels, emb, labels, Exclusion(itself=True))
     assert full["per_query"]["first_rank"][3] is None and full["unanswerable_queries"] == 2
     assert full["chance_top1"] == pytest.approx(100 * 1 / 3)  # one positive among three others
 

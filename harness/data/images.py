@@ -1,7 +1,8 @@
 """Images as the harness uses them: decoded, cropped to their box, resized, and cached.
 
 ``decode_images`` decodes a dataset's images once, in parallel threads, into a memory-mapped uint8
-file under the cache; later runs with the same files, crops and size map that file instead.
+file under the cache; later runs with the same files, crops and size map that file instead. How it
+decodes (cache, unreadable-image policy, resampling, progress bar) is one ``DecodeSettings``.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -104,48 +106,61 @@ def load_images(root: Path, paths: list[str], size: int, desc: str = "images",
     (size, size): uint8 tensor (N, 3, size, size) and the (width, height) of each image as used
     (the crop's size when cropped), needed to map keypoints into the resized image.
     A missing or unreadable image is an error naming the file."""
-    pixels, sizes, _ = decode_images(root, paths, size, desc=desc, bboxes=bboxes, cache=cache, bad_images="fail",
-                                     resize=resize, progress=False, perturb=perturb)
+    settings = DecodeSettings(desc=desc, cache=cache, bad_images="fail", resize=resize, progress=False)
+    pixels, sizes, _ = decode_images(root, paths, size, bboxes=bboxes, perturb=perturb, settings=settings)
     return pixels, sizes
 
 
-def decode_images(root: Path, paths: list[str], size: int, *, desc: str = "images", bboxes=None,
-                  cache: bool = True, bad_images: str = "fail", resize: str = "bilinear",
-                  progress: bool = True, perturb=None) -> tuple[torch.Tensor, np.ndarray, list[int]]:
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How ``decode_images`` decodes: whether it caches, what an unreadable image does, the
+    resampling filter, and its progress bar (``desc`` names the images in it)."""
+
+    cache: bool = True
+    bad_images: str = "fail"  # one of BAD_IMAGES
+    resize: str = "bilinear"  # one of RESAMPLING
+    progress: bool = True
+    desc: str = "images"
+
+    def __post_init__(self):
+        if self.bad_images not in BAD_IMAGES:
+            raise DataError(f"unknown bad-images policy {self.bad_images!r}; valid: {', '.join(BAD_IMAGES)}")
+        if self.resize not in RESAMPLING:
+            raise DataError(f"unknown resize {self.resize!r}; valid: {', '.join(RESAMPLING)}")
+
+
+def decode_images(root: Path, paths: list[str], size: int, *, bboxes=None, perturb=None,
+                  settings: DecodeSettings = DecodeSettings()) -> tuple[torch.Tensor, np.ndarray, list[int]]:
     """``load_images`` for training runs: returns also the rows whose image could not be read.
 
-    With ``bad_images="fail"`` the first unreadable image is an error naming it; with "skip" its
-    pixels stay zero and its row is returned in the list (the caller drops and reports it).
-    With ``cache``, images are decoded once, in parallel threads, into a memory-mapped uint8 file
-    under ``cache_dir()/images``; later runs with the same files, crops and size map that file
-    instead of decoding again. ``perturb`` (``harness.data.perturb.ImagePerturbations`` for these
-    paths, or None) transforms each image once, before it is resized and cached."""
-    if bad_images not in BAD_IMAGES:
-        raise DataError(f"unknown bad-images policy {bad_images!r}; valid: {', '.join(BAD_IMAGES)}")
+    With ``settings.bad_images="fail"`` the first unreadable image is an error naming it; with
+    "skip" its pixels stay zero and its row is returned in the list (the caller drops and reports
+    it). With ``settings.cache``, images are decoded once, in parallel threads, into a memory-mapped
+    uint8 file under ``cache_dir()/images``; later runs with the same files, crops and size map that
+    file instead of decoding again. ``perturb`` (``harness.data.perturb.ImagePerturbations`` for
+    these paths, or None) transforms each image once, before it is resized and cached."""
     boxes = [None] * len(paths) if bboxes is None else [parse_bbox(b) for b in bboxes]
-    if resize not in RESAMPLING:
-        raise DataError(f"unknown resize {resize!r}; valid: {', '.join(RESAMPLING)}")
     key = _cache_key(root, paths, boxes, size, perturb.key if perturb is not None else "") + (
-        "" if resize == "bilinear" else f"-{resize}")
-    folder = cache_dir() / "images" / key if cache else None
+        "" if settings.resize == "bilinear" else f"-{settings.resize}")
+    folder = cache_dir() / "images" / key if settings.cache else None
     if folder is not None and _cache_complete(folder):
-        return _read_cache(folder, root, paths, bad_images)
+        return _read_cache(folder, root, paths, settings.bad_images)
     if folder is None:
         pixels = np.zeros((len(paths), 3, size, size), dtype=np.uint8)
-        sizes, bad = _decode_into(pixels, root, paths, boxes, resize, bad_images, desc, progress, perturb)
+        sizes, bad = _decode_into(pixels, root, paths, boxes, settings, perturb)
         return torch.from_numpy(pixels), sizes, bad
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
     try:
         pixels = np.lib.format.open_memmap(tmp / "pixels.npy", mode="w+", dtype=np.uint8, shape=(len(paths), 3, size, size))
-        sizes, bad = _decode_into(pixels, root, paths, boxes, resize, bad_images, desc, progress, perturb)
+        sizes, bad = _decode_into(pixels, root, paths, boxes, settings, perturb)
         pixels.flush()
         del pixels
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _publish_cache(tmp, folder, sizes, bad)
-    return _read_cache(folder, root, paths, bad_images)  # the published copy: another process's if it won
+    return _read_cache(folder, root, paths, settings.bad_images)  # the published copy: another process's if it won
 
 
 def _cache_complete(folder: Path) -> bool:
@@ -160,8 +175,8 @@ def _read_cache(folder: Path, root: Path, paths: list[str], bad_images: str):
     return torch.from_numpy(np.load(folder / "pixels.npy", mmap_mode="c")), np.load(folder / "sizes.npy"), bad
 
 
-def _decode_into(pixels: np.ndarray, root: Path, paths: list[str], boxes: list, resize: str, bad_images: str,
-                 desc: str, progress: bool, perturb=None) -> tuple[np.ndarray, list[int]]:
+def _decode_into(pixels: np.ndarray, root: Path, paths: list[str], boxes: list, settings: DecodeSettings,
+                 perturb=None) -> tuple[np.ndarray, list[int]]:
     """Decode every image into ``pixels`` (N x 3 x S x S) in parallel threads; -> (sizes, bad rows)."""
     size = pixels.shape[-1]
     sizes = np.zeros((len(paths), 2), dtype=np.float64)
@@ -170,16 +185,16 @@ def _decode_into(pixels: np.ndarray, root: Path, paths: list[str], boxes: list, 
     def one(i):
         try:
             move = (lambda im: perturb.apply(i, im)) if perturb is not None else None
-            return _decode(Path(root) / paths[i], boxes[i], size, resize, move)
+            return _decode(Path(root) / paths[i], boxes[i], size, settings.resize, move)
         except DataError as exc:
-            if bad_images == "fail":
+            if settings.bad_images == "fail":
                 raise DataError(f"{exc}; fix or remove it, or pass --bad-images skip") from exc
             return exc
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         jobs = pool.map(one, range(len(paths)))
-        for i, got in enumerate(tqdm(jobs, total=len(paths), desc=f"decoding {desc}", leave=False,
-                                     disable=not progress, unit="img")):
+        for i, got in enumerate(tqdm(jobs, total=len(paths), desc=f"decoding {settings.desc}", leave=False,
+                                     disable=not settings.progress, unit="img")):
             if isinstance(got, DataError):
                 bad.append(i)
                 sizes[i] = (size, size)

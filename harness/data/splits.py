@@ -136,19 +136,32 @@ def _open_split(df: pd.DataFrame, outer: Split, seed: int, dataset: str, days: n
     return Split("open", checked.train, checked.test, checked.fingerprint, test_side, calibration)
 
 
-def make_split(df: pd.DataFrame, protocol: str, seed: int = 666, test_fraction: float = 0.2, *,
-               dataset: str = "", folds: int | None = None, fold: int | None = None,
-               validate: bool = False, days: np.ndarray | None = None) -> Split:
+@dataclass(frozen=True)
+class HeldOut:
+    """What a split holds out for testing: ``test_fraction`` of the identities (disjoint) or of the
+    images (closed), or, with ``folds``, identity fold ``fold`` (0 when None) of ``folds``; with
+    ``validate``, a validation part of the outer training identities instead of the outer test."""
+
+    test_fraction: float = 0.2
+    folds: int | None = None
+    fold: int | None = None
+    validate: bool = False
+
+
+def make_split(df: pd.DataFrame, protocol: str, seed: int = 666, *, dataset: str = "",
+               held_out: HeldOut = HeldOut(), days: np.ndarray | None = None) -> Split:
     """The split of one run; ``dataset`` (the dataset's fingerprint) enters the split fingerprint.
-    With ``validate`` the outer training identities are split again and the run is evaluated on the
-    held-out part (hyperparameter tuning), never on the outer test identities. ``days``: each
-    row's capture day (None: no dates), which orders the open protocol's gallery before its queries."""
+    With ``held_out.validate`` the outer training identities are split again and the run is
+    evaluated on the held-out part (hyperparameter tuning), never on the outer test identities.
+    ``days``: each row's capture day (None: no dates), which orders the open protocol's gallery
+    before its queries."""
     df = df.reset_index(drop=True)
     by_identity = "disjoint" if protocol == "open" else protocol
+    folds, fold = held_out.folds, held_out.fold
     if protocol == "open" and folds is None:
         folds, fold = OPEN_FOLDS, 0
-    outer = _outer_split(df, by_identity, seed, test_fraction, dataset, folds, fold)
-    if validate:
+    outer = _outer_split(df, by_identity, seed, held_out.test_fraction, dataset, folds, fold)
+    if held_out.validate:
         if by_identity != "disjoint":
             raise DataError("a validation split holds out identities: it needs the disjoint or open protocol")
         train, held = inner_validation(df, outer.train, seed)

@@ -21,11 +21,11 @@ and no query x gallery label-match matrix is built:
 Ties: a negative scoring exactly like a positive ranks ABOVE it (pessimistic: a tie is never
 resolved in the query's favour); the queries whose best positive ties with some negative (their
 first rank would be better if ties were resolved the other way) are counted (``tied_queries``).
-Exclusion: with ``query_keys`` / ``gallery_keys`` (one integer key per image) the gallery items of
-the query's own identity whose key equals the query's are removed from that query's gallery: they
-score -inf, so they are neither positives nor negatives. ``exclude_self`` (the disjoint protocol:
-query set == gallery set) is the case of one key per image, the query's own; cross-day evaluation
-keys images by capture day. Queries whose identity has no image left in their gallery cannot be
+Exclusion (an ``Exclusion``): with ``query_keys`` / ``gallery_keys`` (one integer key per image) the
+gallery items of the query's own identity whose key equals the query's are removed from that
+query's gallery: they score -inf, so they are neither positives nor negatives. ``itself`` (the
+disjoint protocol: query set == gallery set) is the case of one key per image, the query's own;
+cross-day evaluation keys images by capture day. Queries whose identity has no image left in their gallery cannot be
 answered; they are counted and left out of every metric.
 
 Besides the metrics, every query's outcome is returned (``per_query``: the rank of its first
@@ -183,17 +183,27 @@ def _prepare_gallery(gallery_unit: torch.Tensor, gallery_ids: torch.Tensor, n_la
                     count, keys)
 
 
-def _exclusion_keys(n_query: int, n_gallery: int, exclude_self: bool, query_keys, gallery_keys):
-    """(query keys, gallery keys) or (None, None): self-exclusion is one key per image."""
-    if exclude_self:
-        if n_query != n_gallery or query_keys is not None:
-            raise ValueError("exclude_self needs query set == gallery set and no other keys")
-        return torch.arange(n_query), torch.arange(n_gallery)
-    if (query_keys is None) != (gallery_keys is None):
-        raise ValueError("exclusion keys are needed for both queries and gallery")
-    if query_keys is None:
-        return None, None
-    return torch.as_tensor(query_keys).long(), torch.as_tensor(gallery_keys).long()
+@dataclass(frozen=True)
+class Exclusion:
+    """The gallery items each query does not see: with ``itself`` its own image (query set ==
+    gallery set); with ``query_keys`` / ``gallery_keys`` (one integer key per image, both or
+    neither) the items of its identity whose key equals its own. The default excludes nothing."""
+
+    itself: bool = False
+    query_keys: torch.Tensor | None = None
+    gallery_keys: torch.Tensor | None = None
+
+    def keys(self, n_query: int, n_gallery: int):
+        """(query keys, gallery keys) or (None, None): self-exclusion is one key per image."""
+        if self.itself:
+            if n_query != n_gallery or self.query_keys is not None:
+                raise ValueError("excluding itself needs query set == gallery set and no other keys")
+            return torch.arange(n_query), torch.arange(n_gallery)
+        if (self.query_keys is None) != (self.gallery_keys is None):
+            raise ValueError("exclusion keys are needed for both queries and gallery")
+        if self.query_keys is None:
+            return None, None
+        return torch.as_tensor(self.query_keys).long(), torch.as_tensor(self.gallery_keys).long()
 
 
 @torch.no_grad()
@@ -202,20 +212,21 @@ def retrieval_metrics(
     query_labels: torch.Tensor,
     gallery: torch.Tensor,
     gallery_labels: torch.Tensor,
-    exclude_self: bool = False,
+    exclude: Exclusion = Exclusion(),
     chunk: int | None = None,
     ks: tuple[int, ...] = (1, 5),
     budget: int = DEFAULT_BUDGET,
-    query_keys: torch.Tensor | None = None,
-    gallery_keys: torch.Tensor | None = None,
 ) -> dict:
+    """top-k for ``ks``, mAP, counts and per-query outcomes of cosine retrieval of ``query``
+    against ``gallery``, without the items ``exclude`` removes; ``chunk`` queries at a time
+    (None: as many as ``budget`` similarity entries hold). See the module docstring."""
     if query.shape[0] == 0 or gallery.shape[0] == 0:
         raise ValueError("retrieval metrics need at least one query and one gallery image")
     query_unit = F.normalize(query.float(), dim=1)
     gallery_unit = F.normalize(gallery.float(), dim=1)
     _, inverse = torch.unique(torch.cat([query_labels.long(), gallery_labels.long()]), return_inverse=True)
     query_ids, gallery_ids = inverse[: len(query_unit)], inverse[len(query_unit) :]
-    q_keys, g_keys = _exclusion_keys(len(query_unit), len(gallery_unit), exclude_self, query_keys, gallery_keys)
+    q_keys, g_keys = exclude.keys(len(query_unit), len(gallery_unit))
     prepared = _prepare_gallery(gallery_unit, gallery_ids, int(inverse.max()) + 1, g_keys)
     chunk = min(chunk or max(1, budget // max(1, gallery_unit.shape[0])), query_unit.shape[0])
     sim_buf = torch.empty(chunk, prepared.columns.shape[1])  # reused by every chunk

@@ -23,9 +23,9 @@ from ..core.distributed import DistInfo, pick_device
 from ..core.errors import DataError, ResultsError
 from ..data.cards import Card, dataset_names
 from ..data.dataset import ReidData, capture_days, row_bboxes, row_perturbations
-from ..data.images import decode_images
+from ..data.images import DecodeSettings, decode_images
 from ..data.loaders import data_problem, get_card, load_dataset
-from ..data.splits import Split, make_split
+from ..data.splits import HeldOut, Split, make_split
 from ..keypoints.sets import KeypointSet
 from ..keypoints.sources import resolve_keypoints, source_problem
 from ..methods import METHODS, Method
@@ -156,8 +156,8 @@ def prepare(cfg: RunConfig, data_root: Path | None = None, progress: bool = True
     data = load_dataset(card, dict(cfg.dataset_options), data_root)
     days = capture_days(data.df)
     check_dates(cfg, data, days)
-    split = make_split(data.df, cfg.protocol, cfg.split_seed, dataset=data.split_key, folds=cfg.folds, fold=cfg.fold,
-                       validate=cfg.validate, days=days)
+    split = make_split(data.df, cfg.protocol, cfg.split_seed, dataset=data.split_key,
+                       held_out=HeldOut(folds=cfg.folds, fold=cfg.fold, validate=cfg.validate), days=days)
     prepared = Prepared(cfg, method, data, split, None, days)
     check_batch_size(prepared, len(split.train))  # before any keypoint work: a propagation can take hours
     source = method.keypoint_source(cfg.keypoints)
@@ -207,8 +207,9 @@ def decode_inputs(prepared: Prepared, progress: bool = True) -> Inputs:
     images dropped from the split (``--bad-images skip``) or a one-line error."""
     cfg, data = prepared.cfg, prepared.data
     images, sizes, bad = decode_images(data.root, list(data.df["path"]), cfg.image_size,
-                                       bboxes=row_bboxes(data, range(len(data.df))), bad_images=cfg.bad_images,
-                                       progress=progress, perturb=row_perturbations(data, range(len(data.df))))
+                                       bboxes=row_bboxes(data, range(len(data.df))),
+                                       perturb=row_perturbations(data, range(len(data.df))),
+                                       settings=DecodeSettings(bad_images=cfg.bad_images, progress=progress))
     if bad:
         print(f"warning: skipped {len(bad)} unreadable image(s) (--bad-images skip), e.g. "
               f"{data.root / data.df['path'].iloc[bad[0]]}", file=sys.stderr)

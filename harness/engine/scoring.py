@@ -22,7 +22,7 @@ import torch
 from ..data.splits import OpenSet, Split
 from ..evaluation import metrics as registry
 from ..evaluation.open_set import RULE, answer, choose_threshold
-from .evaluate import retrieval_metrics
+from .evaluate import Exclusion, retrieval_metrics
 
 GALLERY_RULES = (None, "same-day")
 
@@ -59,11 +59,12 @@ def _retrieve(take: Callable, identities: np.ndarray, labels: torch.Tensor, quer
     queries = take(query_rows)
     same = gallery_rows is None
     gallery_rows = query_rows if same else gallery_rows
-    kwargs = {"exclude_self": True} if same and keys is None else {}
+    exclude = Exclusion(itself=same and keys is None)
     if keys is not None:
-        kwargs = {"query_keys": torch.from_numpy(keys[query_rows]), "gallery_keys": torch.from_numpy(keys[gallery_rows])}
+        exclude = Exclusion(query_keys=torch.from_numpy(keys[query_rows]),
+                            gallery_keys=torch.from_numpy(keys[gallery_rows]))
     summary = retrieval_metrics(queries, labels[query_rows], queries if same else take(gallery_rows),
-                                labels[gallery_rows], **kwargs)
+                                labels[gallery_rows], exclude)
     lists, arrays = summary.pop("per_query"), summary.pop("outcomes")
     best = [None if i is None else str(identities[gallery_rows[i]]) for i in lists.pop("best_index")]
     lists["best_identity"] = best

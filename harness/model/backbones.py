@@ -23,7 +23,7 @@ from pathlib import Path
 from torch import nn
 
 from ..core.errors import BackboneError
-from .hybrid import build_hybrid
+from .hybrid import HybridShape, build_hybrid
 
 # alias -> (timm architecture[.pretrained tag], architecture overrides)
 ALIASES: dict[str, tuple[str, dict]] = {
@@ -299,8 +299,8 @@ def _create_hybrid(name: str, image_size: int, pretrained: bool, weights: str | 
     full = create_backbone(spec.trunk, image_size, pretrained, weights, require_patch_grid=False)
     trunk = nn.Sequential(full.conv_stem, full.bn1, *full.blocks[:spec.stages])
     cfg = full.pretrained_cfg
-    model = build_hybrid(trunk, spec.channels, spec.stride, image_size, spec.embed_dim, spec.depth, spec.num_heads,
-                         cfg["mean"], cfg["std"])
+    shape = HybridShape(spec.channels, spec.stride, spec.embed_dim, spec.depth, spec.num_heads)
+    model = build_hybrid(trunk, shape, image_size, cfg["mean"], cfg["std"])
     model.harness_weights = full.harness_weights  # the trunk's; the transformer is always random-init
     return model
 

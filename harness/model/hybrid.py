@@ -14,6 +14,7 @@ keypoint at pixel (x, y) marks token (y // 16, x // 16), the feature-map cell co
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import torch
 from timm.layers import HybridEmbed
@@ -81,22 +82,35 @@ class TrunkEmbed(HybridEmbed):
         raise NotImplementedError("a hybrid backbone is built for one input size: build it again")
 
 
-def build_hybrid(trunk: nn.Module, channels: int, stride: int, image_size: int, embed_dim: int, depth: int,
-                 num_heads: int, mean, std, cache_bytes: int = TOKEN_CACHE_BYTES) -> VisionTransformer:
-    """trunk (input -> stride-``stride`` map of ``channels``) -> a timm VisionTransformer on its tokens.
+@dataclass(frozen=True)
+class HybridShape:
+    """The trunk's feature map (``channels`` wide, at ``stride`` input pixels per cell) and the size
+    of the transformer on its tokens."""
 
-    ``image_size`` must be a multiple of ``stride`` (checked by the caller): the feature map is then
+    channels: int
+    stride: int
+    embed_dim: int
+    depth: int
+    num_heads: int
+
+
+def build_hybrid(trunk: nn.Module, shape: HybridShape, image_size: int, mean, std,
+                 cache_bytes: int = TOKEN_CACHE_BYTES) -> VisionTransformer:
+    """trunk (input -> stride-``shape.stride`` map of ``shape.channels``) -> a timm VisionTransformer
+    of ``shape``'s size on its tokens.
+
+    ``image_size`` must be a multiple of the stride (checked by the caller): the feature map is then
     exactly image_size / stride cells wide, which the grid states without a trial forward.
     """
-    frozen = FrozenTrunk(trunk, channels, cache_bytes)
-    grid = image_size // stride
+    frozen = FrozenTrunk(trunk, shape.channels, cache_bytes)
+    grid = image_size // shape.stride
 
     def embed_layer(**kwargs):
         kwargs.pop("patch_size", None)  # the ViT's patch_size is the token patch on the feature map
-        return TrunkEmbed(frozen, patch_size=1, feature_size=grid, feature_ratio=stride, **kwargs)
+        return TrunkEmbed(frozen, patch_size=1, feature_size=grid, feature_ratio=shape.stride, **kwargs)
 
-    model = VisionTransformer(img_size=image_size, patch_size=1, embed_dim=embed_dim, depth=depth,
-                              num_heads=num_heads, num_classes=0, embed_layer=embed_layer)
+    model = VisionTransformer(img_size=image_size, patch_size=1, embed_dim=shape.embed_dim, depth=shape.depth,
+                              num_heads=shape.num_heads, num_classes=0, embed_layer=embed_layer)
     model.pretrained_cfg = {"input_size": (3, image_size, image_size), "mean": tuple(mean), "std": tuple(std),
                             "classifier": "head"}
     return model
