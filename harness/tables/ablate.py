@@ -26,6 +26,7 @@ from ..engine.records import result_path
 from ..engine.run import execute
 from ..keypoints.featurizers import FEATURIZERS, create_featurizer
 from ..keypoints.recipes import is_recipe, parse_recipe
+from ..keypoints.sources import ORACLE, split_noise
 from ..methods import METHODS
 from ..model.backbones import (OPTIMIZER_STATE_BYTES, skeleton, training_memory_gb, weights_download_gb,
                                weights_problem)
@@ -160,6 +161,8 @@ def _download_gb(cfg: RunConfig) -> float:
 def _recipe_featurizer(cfg: RunConfig):
     """The featurizer of the run's keypoint recipe, built without loading anything (None: no recipe)."""
     source = METHODS.create(cfg.method).keypoint_source(cfg.keypoints)
+    if source:  # the recipe inside the wrappers (oracle: runs it on the aligned images)
+        source = split_noise(source)[0].removeprefix(ORACLE)
     if not source or not is_recipe(source):
         return None
     _, name, _, options = parse_recipe(source)

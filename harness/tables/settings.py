@@ -61,10 +61,12 @@ def replace_recipe(recipe: str, featurizer: str) -> str:
 def tiny(overrides: dict) -> dict | str:
     """Real overrides -> tiny ones: datasets -> synthetic variants, ViT sizes -> test beds, keypoint
     recipes dropped (the synthetic ground truth of every image is used), templates from it."""
-    out = {}
+    out: dict = {}
     for key, value in overrides.items():
-        if key == "dataset" and value in TINY_DATASETS:
-            out["dataset_options"] = {"seed": str(TINY_DATASETS[value])}
+        if key == "dataset" and value in TINY_DATASETS:  # options given before (e.g. perturb=) are kept
+            out["dataset_options"] = {**out.get("dataset_options", {}), "seed": str(TINY_DATASETS[value])}
+        elif key == "dataset_options":
+            out[key] = {**out.get(key, {}), **value}
         elif key == "backbone":
             out["backbone"] = TINY_BACKBONES.get(value, value)
         elif key == "keypoints":
