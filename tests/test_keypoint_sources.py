@@ -244,6 +244,36 @@ def test_stored_set_round_trip_validation_and_run_resolution(data):
         resolve_keypoints("nope", data, cfg)
 
 
+def test_a_recipe_asks_the_store_once_and_takes_the_card_it_is_given(tmp_path, monkeypatch):
+    """Resolving a recipe runs one way down: the store is asked once whether it holds the
+    reference (computed or cached), and the card comes from the caller, never looked up again."""
+    from harness.config import RunConfig
+    from harness.data.cards import DATASETS
+    from harness.keypoints import recipes, store
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    card = get_card("synthetic")
+    data = load_dataset(card, OPTS)
+    asked, lookup = [], store.stored_path
+
+    def counted(name, where):
+        asked.append(name)
+        return lookup(name, where)
+
+    def no_card_lookup(*args, **kwargs):
+        raise AssertionError("the card was looked up again")
+
+    for module in (recipes, store):
+        monkeypatch.setattr(module, "stored_path", counted)
+    monkeypatch.setattr(DATASETS, "create", no_card_lookup)
+    cfg = RunConfig(dataset="synthetic", dataset_options=tuple(OPTS.items()), num_keypoints=3)
+    for computed in (True, False):
+        asked.clear()
+        kps = resolve_keypoints("ground-truth@sift:size=32,step=4", data, cfg, progress=False, card=card)
+        assert len(asked) == 1 and asked[0].startswith("ref-ground-truth-"), (computed, asked)
+        assert kps.points.shape == (len(data.df), 3, 2)
+
+
 def test_annotate_cli_takes_the_offline_tiny_classifier_by_name(cli, tmp_path, monkeypatch):
     """`--model tiny-random-vit` works for `keypoints annotate` too, not only inside recipes: the
     name is resolved where Grad-CAM loads its classifier."""

@@ -129,7 +129,7 @@ def test_annotate_and_a_recipe_find_one_reference_under_one_name(cli):
     options = {"identities": "6", "images_per_identity": "4", "image_size": "32"}
     data = load_dataset(card, options)
     cfg = RunConfig(dataset="synthetic", num_keypoints=3, dataset_options=tuple(sorted(options.items())))
-    resolve_keypoints("ground-truth@spin:size=32", data, cfg, progress=False)
+    resolve_keypoints("ground-truth@spin:size=32", data, cfg, progress=False, card=card)
     references = [p.stem for p in store_dir(data).glob("ref-*.json")]
     assert references == [name]  # the recipe used the stored reference, no second name
 
@@ -139,13 +139,13 @@ def test_the_fixed_template_source_copies_the_reference_points():
     options = {"identities": "6", "images_per_identity": "4", "image_size": "32"}
     data = load_dataset(card, options)
     cfg = RunConfig(dataset="synthetic", num_keypoints=3, dataset_options=tuple(sorted(options.items())))
-    kps = resolve_keypoints("ground-truth@template", data, cfg, progress=False)
+    kps = resolve_keypoints("ground-truth@template", data, cfg, progress=False, card=card)
     assert kps.categories == data.categories[:3] and kps.provenance["source"] == "template"
     reference = data.keypoints[0, :3]  # the first image with every keypoint: image 0
     assert np.allclose(kps.points, reference[None], atol=1e-6)  # same size images: same pixels everywhere
     assert not np.allclose(kps.points[5], data.keypoints[5, :3])  # not the image's own points
     with pytest.raises(Exception, match="unknown featurizer 'templat'"):
-        resolve_keypoints("ground-truth@templat", data, cfg, progress=False)
+        resolve_keypoints("ground-truth@templat", data, cfg, progress=False, card=card)
 
 
 def test_annotate_asks_for_the_cards_k_like_a_recipe_does(cli, tmp_path):
@@ -161,7 +161,7 @@ def test_annotate_asks_for_the_cards_k_like_a_recipe_does(cli, tmp_path):
     stored = json.loads((store_dir(data) / f"{name}.json").read_text())
     assert stored["categories"] == ["right_eye", "left_eye", "mouth_centre"]  # the card's K = 3
     cfg = RunConfig(dataset="ctai", num_keypoints=3)
-    resolve_keypoints("ground-truth@template", data, cfg, progress=False)
+    resolve_keypoints("ground-truth@template", data, cfg, progress=False, card=card)
     assert sorted(p.stem for p in store_dir(data).glob("ref-*.json")) == [name]
 
 

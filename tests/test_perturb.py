@@ -157,9 +157,10 @@ def test_expert_at_sift_on_perturbed_faces_propagates_the_moved_reference(tmp_pa
     from harness.keypoints.sources import resolve_keypoints
 
     make_macaquefaces(tmp_path)
-    data = load_dataset(get_card("macaquefaces"), {"perturb": "strong", "perturb_seed": "5"}, tmp_path)
+    card = get_card("macaquefaces")
+    data = load_dataset(card, {"perturb": "strong", "perturb_seed": "5"}, tmp_path)
     cfg = SimpleNamespace(num_keypoints=3, dataset="macaquefaces", seed=0, backbone="nano", image_size=32)
-    kps = resolve_keypoints("expert@sift:size=100,step=4", data, cfg, progress=False)
+    kps = resolve_keypoints("expert@sift:size=100,step=4", data, cfg, progress=False, card=card)
     row = int(np.flatnonzero(data.df["image_id"].astype(str) == "20")[0])
     expert = np.array([[31, 24], [67, 25], [50, 53]], dtype=float)
     moved = data.perturbation.points(expert, "20", (100, 100))

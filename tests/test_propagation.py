@@ -13,7 +13,10 @@ from harness.data.dataset import ReidData
 from harness.keypoints.featurizers import FEATURIZERS, Featurizer, create_featurizer
 from harness.keypoints.sets import Reference
 from harness.keypoints.store import load_keypoint_set, store_dir
+from harness.keypoints.propagate import PropagateSettings as Settings
 from harness.keypoints.propagate import match, propagate
+
+QUIET = Settings(progress=False)
 
 SIZE, STRIDE = 64, 4
 
@@ -89,7 +92,7 @@ def test_propagation_recovers_translated_and_flipped_keypoints(tmp_path, mode):
     images, expected = moved_copies()
     data = make_data(tmp_path, images, f"moved-{mode}")
     ref = Reference("0", ("a", "b", "c"), (), REF_POINTS, {"source": "test"})
-    kps, name, computed = propagate(data, ref, PoolFeaturizer(), reference_name="t", mode=mode, progress=False)
+    kps, name, computed = propagate(data, ref, PoolFeaturizer(), Settings(mode=mode, progress=False), reference_name="t")
     assert computed and kps.points.shape == (5, 3, 2)
     err = np.abs(kps.points - expected)
     assert (err <= STRIDE).all(), err.max(axis=(1, 2))  # within one feature cell
@@ -117,15 +120,15 @@ def test_second_propagate_extracts_nothing_and_interrupted_run_resumes(tmp_path,
     ref = Reference("0", ("a", "b", "c"), (), REF_POINTS, {"source": "test"})
 
     with pytest.raises(Interrupt):
-        propagate(data, ref, Flaky(), reference_name="t", batch_size=2, progress=False)
+        propagate(data, ref, Flaky(), Settings(batch_size=2, progress=False), reference_name="t")
     partial = list(store_dir(data).glob(".*.partial.npz"))
     assert len(partial) == 1 and int(np.load(partial[0])["done"]) == 2
     resumed = PoolFeaturizer()
-    kps, name, computed = propagate(data, ref, resumed, reference_name="t", batch_size=2, progress=False)
+    kps, name, computed = propagate(data, ref, resumed, Settings(batch_size=2, progress=False), reference_name="t")
     assert computed and resumed.calls == 1 + 2  # reference + the 3 remaining images in 2 batches
     assert not list(store_dir(data).glob(".*.partial.npz"))
     again = PoolFeaturizer()
-    kps2, name2, computed2 = propagate(data, ref, again, reference_name="t", progress=False)
+    kps2, name2, computed2 = propagate(data, ref, again, QUIET, reference_name="t")
     assert not computed2 and again.calls == 0 and name2 == name
     np.testing.assert_allclose(kps2.points, kps.points)
     raw = json.loads((store_dir(data) / f"{name}.json").read_text())
@@ -237,8 +240,8 @@ def test_interrupted_sharded_propagation_resumes_with_another_world_size(tmp_pat
     ref = Reference("0", ("a", "b", "c"), (), REF_POINTS, {"source": "test"})
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    expected = propagate(make_data(tmp_path / "a", images, "whole"), ref, PoolFeaturizer(), reference_name="t",
-                         progress=False)[0].points
+    expected = propagate(make_data(tmp_path / "a", images, "whole"), ref, PoolFeaturizer(), QUIET,
+                         reference_name="t")[0].points
     data = make_data(tmp_path / "b", images, "sharded")
     folder = store_dir(data)
 
@@ -250,7 +253,7 @@ def test_interrupted_sharded_propagation_resumes_with_another_world_size(tmp_pat
 
         def rank(r):
             try:
-                propagate(data, ref, feats[r], reference_name="t", batch_size=1, progress=False,
+                propagate(data, ref, feats[r], Settings(batch_size=1, progress=False), reference_name="t",
                           dist=DistInfo(r, world), report=lines.append)
             except Exception as exc:  # noqa: BLE001 - handed to the test thread
                 errors[r] = exc
@@ -268,7 +271,7 @@ def test_interrupted_sharded_propagation_resumes_with_another_world_size(tmp_pat
     assert masks == {"rank0": [0], "rank1": [3], "rank2": [6]}
 
     with pytest.raises(Interrupt):  # one process merges the three, does row 1, dies
-        propagate(data, ref, Flaky(), reference_name="t", batch_size=1, progress=False, dist=DistInfo())
+        propagate(data, ref, Flaky(), Settings(batch_size=1, progress=False), reference_name="t", dist=DistInfo())
     single = [p for p in folder.glob(".*.partial.npz") if ".rank" not in p.name]
     assert len(single) == 1 and np.flatnonzero(np.load(single[0])["mask"]).tolist() == [0, 1, 3, 6]
 
@@ -300,21 +303,21 @@ class LayoutFeaturizer(Featurizer):
 def test_mirror_matching_follows_the_animal_seen_from_its_other_side(tmp_path):
     images, expected = moved_copies()  # the last copy is the reference mirrored
     ref = Reference("0", ("a", "b", "c"), (), REF_POINTS, {"source": "test"})
-    plain, _, _ = propagate(make_data(tmp_path, images, "plain"), ref, LayoutFeaturizer(), reference_name="t",
-                            progress=False)
+    plain, _, _ = propagate(make_data(tmp_path, images, "plain"), ref, LayoutFeaturizer(), QUIET,
+                            reference_name="t")
     err_plain = np.abs(plain.points - expected).max(-1)
     assert (err_plain[:4] <= STRIDE).all()  # translations: found
     assert (err_plain[4] > STRIDE).any()  # the mirrored pose fools a featurizer that is not mirror-invariant
     (tmp_path / "m").mkdir()
     for mode in ("fast", "exact"):
         kps, name, _ = propagate(make_data(tmp_path / "m", images, f"mirror-{mode}"), ref, LayoutFeaturizer(),
-                                 reference_name="t", mode=mode, mirror=True, progress=False)
+                                 Settings(mode=mode, mirror=True, progress=False), reference_name="t")
         assert (np.abs(kps.points - expected) <= STRIDE).all(), (mode, np.abs(kps.points - expected).max((1, 2)))
         prov = json.loads((store_dir(make_data(tmp_path / "m", images, f"mirror-{mode}")) / f"{name}.json").read_text())
         assert prov["provenance"]["mirror"] == {"images_matched_to_mirrored_reference": 1}
     # the option is part of the configuration: it names another set
     assert name != propagate(make_data(tmp_path / "m", images, "mirror-exact"), ref, LayoutFeaturizer(),
-                             reference_name="t", mode="exact", progress=False)[1]
+                             Settings(mode="exact", progress=False), reference_name="t")[1]
 
 
 def test_sharded_mirror_propagation_merges_views_like_one_process(tmp_path, monkeypatch):
@@ -331,8 +334,8 @@ def test_sharded_mirror_propagation_merges_views_like_one_process(tmp_path, monk
     ref = Reference("0", ("a", "b", "c"), (), REF_POINTS, {"source": "test"})
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    one, name, _ = propagate(make_data(tmp_path / "a", images, "one"), ref, LayoutFeaturizer(), reference_name="t",
-                             mirror=True, progress=False)
+    one, name, _ = propagate(make_data(tmp_path / "a", images, "one"), ref, LayoutFeaturizer(),
+                             Settings(mirror=True, progress=False), reference_name="t")
     gate = threading.Barrier(2, timeout=30)
     monkeypatch.setattr(distributed, "barrier", lambda info: info.world > 1 and gate.wait())
     monkeypatch.setattr(distributed, "setup", lambda info, device: device)
@@ -340,8 +343,8 @@ def test_sharded_mirror_propagation_merges_views_like_one_process(tmp_path, monk
     out = [None, None]
 
     def rank(r):
-        out[r] = propagate(data, ref, LayoutFeaturizer(), reference_name="t", mirror=True, batch_size=2,
-                           progress=False, dist=DistInfo(r, 2))
+        out[r] = propagate(data, ref, LayoutFeaturizer(), Settings(mirror=True, batch_size=2, progress=False),
+                           reference_name="t", dist=DistInfo(r, 2))
 
     threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
     for t in threads:
@@ -397,7 +400,7 @@ def test_cropped_dataset_propagates_scores_and_draws_in_crop_pixels(tmp_path):
         rows.append({"image_id": i, "identity": f"id{i}", "path": f"{i}.png", "bbox": box})
     data = ReidData("cropped", tmp_path, pd.DataFrame(rows), ("a", "b", "c"), (), keypoints=expected.copy())
     ref = Reference("0", ("a", "b", "c"), (), REF_POINTS, {"source": "test"})
-    kps, _, _ = propagate(data, ref, PoolFeaturizer(), reference_name="t", progress=False)
+    kps, _, _ = propagate(data, ref, PoolFeaturizer(), QUIET, reference_name="t")
     assert (np.abs(kps.points - expected) <= STRIDE).all(), np.abs(kps.points - expected).max((1, 2))
     score = pck(kps, data, 0.1)
     assert score["pck"] == 1.0 and score["basis"] == "max(h, w) of the bounding box"

@@ -13,12 +13,12 @@ from ..core.io import read_json_object
 from ..data.loaders import get_card, load_dataset
 from ..keypoints.featurizers import FEATURIZERS, create_featurizer, featurizer_options, option_value
 from ..keypoints.pck import pck, table
-from ..keypoints.propagate import MODES, PIXELS, propagate
+from ..keypoints.propagate import MODES, PIXELS, PropagateSettings, propagate
 from ..keypoints.references import REFERENCE_SOURCES, annotate_options, declared_options, reference_name
 from ..keypoints.show import draw_grid
 from ..keypoints.sources import patch_pixels, resolve_keypoints
-from ..keypoints.store import (REFERENCE_FORMAT, load_reference, save_reference, store_dir, store_score,
-                               store_template_share, stored_names, stored_path)
+from ..keypoints.store import (REFERENCE_FORMAT, load_reference, read_reference, save_reference, store_dir,
+                               store_score, store_template_share, stored_names, stored_path)
 from ..keypoints.template import share_table, template_row, template_share
 from .common import data_root_option, dataset_options_option, parse_kv, user_errors
 
@@ -132,7 +132,7 @@ def annotate(dataset, source, image, num_keypoints, plugin_options, device, name
     stored = stored_path(name, data)
     if stored is not None and not force:
         click.echo(f"already annotated, not asked again (pass --force to redo): {name}", err=True)
-        ref, path = load_reference(name, data), stored
+        ref, path = read_reference(stored, data), stored
     else:
         ref = annotator.annotate(data, card, opts)
         path = save_reference(ref, data, name)
@@ -183,9 +183,9 @@ def propagate_cmd(dataset, reference, featurizer, plugin_options, mode, pixels, 
     card, data = _load(dataset, dataset_options, data_root)
     ref = load_reference(reference, data)
     dist = distributed.from_env()
-    kps, name, computed = propagate(data, ref, feat, reference_name=reference, mode=mode, pixels=pixels, mirror=mirror,
-                                    name=name,
-                                    progress=not quiet and dist.is_main, force=force, dist=dist,
+    settings = PropagateSettings(mode=mode, pixels=pixels, mirror=mirror, name=name, force=force,
+                                 progress=not quiet and dist.is_main)
+    kps, name, computed = propagate(data, ref, feat, settings, reference_name=reference, dist=dist,
                                     report=lambda line: click.echo(line, err=True))
     distributed.teardown(dist)
     if not dist.is_main:  # rank 0 alone reports
@@ -209,7 +209,7 @@ def propagate_cmd(dataset, reference, featurizer, plugin_options, mode, pixels, 
 def show_cmd(dataset, name, n, out, blank, dataset_options, data_root):
     """Draw a PNG grid of images with their keypoints, coloured by category."""
     card, data, cfg = _load_with_config(dataset, dataset_options, data_root)
-    kps = resolve_keypoints(name, data, cfg)
+    kps = resolve_keypoints(name, data, cfg, card=card)
     out = out or store_dir(data) / f"{Path(name).stem}.png"
     click.echo(str(draw_grid(data, kps, out, n=n, title=f"{dataset}: {Path(name).stem}", blank=blank)))
 
@@ -230,10 +230,10 @@ def score_cmd(dataset, name, alpha, against, image_size, patch_size, dataset_opt
     """PCK@alpha against the ground truth (or --against a keypoint source), per category and per
     image, and the share of points in another patch than the fixed template's; stored with the set."""
     card, data, cfg = _load_with_config(dataset, dataset_options, data_root)
-    kps = resolve_keypoints(name, data, cfg)
+    kps = resolve_keypoints(name, data, cfg, card=card)
     path = stored_path(name, data)
     if against is not None or data.keypoints is not None:
-        truth = resolve_keypoints(against, data, cfg) if against is not None else None
+        truth = resolve_keypoints(against, data, cfg, card=card) if against is not None else None
         score = {**pck(kps, data, alpha, truth=truth), "against": against or "ground-truth"}
         click.echo(f"against {against}" if against else "against the ground truth")
         click.echo(table(score))

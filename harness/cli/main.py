@@ -154,7 +154,9 @@ def _number(value) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# the other cli files' commands join where the root group is defined (they cannot import it: it imports them)
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             commands=[data_group, keypoints_group, ablate_cmd, leaderboard_cmd, compare_cmd, calibrate_cmd, tune_cmd])
 @click.version_option(package_name="keypoint-reid-harness")
 def main():
     """Keypoint-aware animal re-identification benchmark harness."""
@@ -259,9 +261,6 @@ def list_cmd():
     for name in ALIASES:
         click.echo(f"  {name:<22} {describe(name)}")
 
-
-for _command in (data_group, keypoints_group, ablate_cmd, leaderboard_cmd, compare_cmd, calibrate_cmd, tune_cmd):
-    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

@@ -162,7 +162,7 @@ def prepare(cfg: RunConfig, data_root: Path | None = None, progress: bool = True
     check_batch_size(prepared, len(split.train))  # before any keypoint work: a propagation can take hours
     source = method.keypoint_source(cfg.keypoints)
     if source is not None:
-        prepared.keypoints = resolve_keypoints(source, data, cfg, progress=progress)
+        prepared.keypoints = resolve_keypoints(source, data, cfg, progress=progress, card=card)
     return prepared
 
 

@@ -214,6 +214,19 @@ def featurizer_device(featurizer: Featurizer) -> torch.device:
     return device if isinstance(device, torch.device) else torch.device("cpu")
 
 
+@dataclass(frozen=True)
+class PropagateSettings:
+    """How one propagation runs; the defaults are `harness keypoints propagate`'s."""
+
+    mode: str | None = None  # fast / exact [default: the featurizer's ``matching``]
+    pixels: str | None = None  # continuous / centres [default: the featurizer's ``matching``]
+    mirror: bool = False  # also match the mirrored reference; per target the stronger view wins
+    batch_size: int | None = None  # target images per batch [default: the featurizer's]
+    name: str | None = None  # store under this name [default: <featurizer>-<config hash>]
+    force: bool = False  # recompute even if stored
+    progress: bool = True  # a progress bar
+
+
 @dataclass
 class _Work:
     """One propagation in progress: what it is (matching, hash) and what is done (points per image,
@@ -289,19 +302,27 @@ def _write_set(data: ReidData, ref: Reference, featurizer: Featurizer, work: _Wo
         f.unlink(missing_ok=True)
 
 
-def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, reference_name: str, mode: str | None = None,
-              name: str | None = None, batch_size: int | None = None, progress: bool = True,
-              force: bool = False, dist: DistInfo | None = None, report: Callable[[str], None] | None = None,
-              mirror: bool = False, pixels: str | None = None) -> tuple[KeypointSet, str, bool]:
+def _stored_set(path: Path, data: ReidData, name: str, chash: str) -> KeypointSet:
+    """The stored set at ``path``, when it was made with this configuration (hash ``chash``)."""
+    kps, raw = load_keypoint_set(path, data)
+    if (raw.get("provenance") or {}).get("config_hash") != chash:
+        raise DataError(f"keypoint set {name} already exists with another configuration; choose another --name "
+                        "or pass --force")
+    return kps
+
+
+def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, settings: PropagateSettings = PropagateSettings(),
+              *, reference_name: str, dist: DistInfo | None = None,
+              report: Callable[[str], None] | None = None) -> tuple[KeypointSet, str, bool]:
     """Propagate ``ref`` to every image of ``data``; store and return (set, name, computed).
 
     A stored set with the same configuration is returned as is (no feature extraction). Progress is
     saved after every batch, so an interrupted propagation resumes where it stopped.
 
-    ``mirror``: match every target against the reference AND its mirror image (points mirrored, names
-    kept: the same animal seen from its other side) and take, per target, the view whose matches are
-    stronger; for animals photographed from either side. Off by default: on frontal faces the
-    mirrored view of a left eye is a right eye.
+    ``settings.mirror``: match every target against the reference AND its mirror image (points
+    mirrored, names kept: the same animal seen from its other side) and take, per target, the view
+    whose matches are stronger; for animals photographed from either side. Off by default: on
+    frontal faces the mirrored view of a left eye is a right eye.
 
     Under torchrun (``dist``, default: from the environment) every rank featurizes and matches its
     own block of the images not done yet and saves its own partial file; after a barrier rank 0
@@ -309,9 +330,11 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
     must share the keypoint cache folder. Rank 0 passes ``report`` one line saying how many images
     each rank featurized.
 
-    ``mode`` and ``pixels`` default to the featurizer's ``matching`` (``dift``: exact, centres)."""
-    mode = mode or featurizer.matching["mode"]
-    pixels = pixels or featurizer.matching["pixels"]
+    ``settings.mode`` and ``settings.pixels`` default to the featurizer's ``matching`` (``dift``:
+    exact, centres)."""
+    mode = settings.mode or featurizer.matching["mode"]
+    pixels = settings.pixels or featurizer.matching["pixels"]
+    mirror, force = settings.mirror, settings.force
     check_mode(mode)
     if pixels not in PIXELS:
         raise ValueError(f"unknown pixel convention {pixels!r}; valid: {', '.join(PIXELS)}")
@@ -319,22 +342,19 @@ def propagate(data: ReidData, ref: Reference, featurizer: Featurizer, *, referen
     if info.world > 1:
         distributed.setup(info, featurizer_device(featurizer))  # no-op when the process group is already up
     auto_name, chash = propagation_name(ref.content_hash(), featurizer, mode, mirror, pixels)
-    name = name or auto_name
+    name = settings.name or auto_name
     folder = store_dir(data)
     final = folder / f"{name}.json"
     if final.exists() and not force:
-        kps, raw = load_keypoint_set(final, data)
-        if (raw.get("provenance") or {}).get("config_hash") == chash:
-            return kps, name, False
-        raise DataError(f"keypoint set {name} already exists with another configuration; choose another --name or pass --force")
+        return _stored_set(final, data, name, chash), name, False
     folder.mkdir(parents=True, exist_ok=True)
     shape = (len(data.df), len(ref.categories), 2)
     work = _Work(name, chash, folder, mode, pixels, mirror,
                  *_merge_partials([] if force else partial_files(folder, name), shape, chash)[:3])
     distributed.barrier(info)  # every rank has read the old partial files before any rank writes its own
     mine = np.array_split(np.flatnonzero(~work.mask), info.world)[info.rank]  # this rank's block of what is left
-    featurized = _featurize_share(data, ref, featurizer, work, mine, info, batch_size or featurizer.batch_size,
-                                  progress) if len(mine) else 0
+    featurized = _featurize_share(data, ref, featurizer, work, mine, info, settings.batch_size or featurizer.batch_size,
+                                  settings.progress) if len(mine) else 0
     if info.world > 1:
         if not featurized:  # an empty share: still say so, and replace a stale file of this rank
             _save_partial(_partial_path(folder, name, info), work.points, work.mask, work.views, chash, featurized)

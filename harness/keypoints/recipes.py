@@ -22,13 +22,11 @@ import sys
 from ..core import distributed
 from ..core.errors import DataError
 from ..core.paths import cache_dir
-from ..data.dataset import ReidData
-from ..data.loaders import get_card
 from .featurizers import FEATURIZERS, create_featurizer, option_value
-from .propagate import MODES, PIXELS, featurizer_device, propagate
+from .propagate import MODES, PIXELS, PropagateSettings, featurizer_device, propagate
 from .references import REFERENCE_SOURCES, AnnotateOptions, reference_name
-from .sets import KeypointSet, Reference
-from .store import load_reference, save_reference, stored_path
+from .sets import KeypointSet, Reference, Target
+from .store import entry_path, read_reference, save_reference, stored_path
 from .template import TEMPLATE, place_template
 
 REFERENCE_KEYS = {"k": "num_keypoints", "image": "image", "ref_model": "model"}
@@ -98,37 +96,40 @@ def _secret_problem(spec: str, source: str) -> str | None:
             "key) and no GPT-4 reference is stored yet")
 
 
-def recipe_reference(source: str, ref_opts: dict, data: ReidData, cfg) -> tuple[Reference, str]:
-    """The recipe's reference annotation, made once and stored under what was asked of it. K is
-    the recipe's `k`, else the run's --num-keypoints; the image the recipe's `image`, else the card's."""
+def recipe_reference(source: str, ref_opts: dict, target: Target) -> tuple[Reference, str]:
+    """The recipe's reference annotation, made once and stored under what was asked of it (the
+    store is asked once whether it holds it). K is the recipe's `k`, else the run's --num-keypoints;
+    the image the recipe's `image`, else the target card's."""
     entry = REFERENCE_SOURCES.get(source)
     opts = dict(ref_opts)
-    if opts.get("num_keypoints") is None and getattr(cfg, "num_keypoints", None):
-        opts["num_keypoints"] = cfg.num_keypoints
+    if opts.get("num_keypoints") is None and getattr(target.cfg, "num_keypoints", None):
+        opts["num_keypoints"] = target.cfg.num_keypoints
     options = AnnotateOptions(**opts)
-    card = get_card(cfg.dataset) if getattr(cfg, "dataset", None) else None
-    annotator = entry.factory()
-    name = reference_name(entry.name, annotator.request(data, card, options))
+    data, annotator = target.data, entry.factory()
+    name = reference_name(entry.name, annotator.request(data, target.card, options))
     dist = distributed.from_env()
-    if dist.is_main and stored_path(name, data) is None:  # under torchrun rank 0 alone annotates
-        save_reference(annotator.annotate(data, card, options), data, name)
+    path = stored_path(name, data)
+    if path is None and dist.is_main:  # under torchrun rank 0 alone annotates
+        path = save_reference(annotator.annotate(data, target.card, options), data, name, target.sizes)
     distributed.barrier(dist)
-    return load_reference(name, data), name
+    # read back from its file, as a later run reads it (stored points are rounded to 0.01 px)
+    return read_reference(path or entry_path(name, data), data, target.sizes), name
 
 
-def from_recipe(spec: str, data: ReidData, cfg, progress: bool = True) -> tuple[KeypointSet, str]:
+def from_recipe(spec: str, target: Target) -> tuple[KeypointSet, str]:
     """Annotate (cached) + propagate (cached) -> (KeypointSet, name)."""
     source, featurizer, ref_opts, feat_opts = parse_recipe(spec)
     matching = matching_options(spec, feat_opts)
     if featurizer == TEMPLATE:
-        ref, ref_name = recipe_reference(source, ref_opts, data, cfg)
-        return place_template(data, ref, ref_name), f"{ref_name}@{TEMPLATE}"
+        ref, ref_name = recipe_reference(source, ref_opts, target)
+        return place_template(target.data, ref, ref_name, target.sizes), f"{ref_name}@{TEMPLATE}"
     feat = create_featurizer(featurizer, **feat_opts)
     dist = distributed.from_env()
     if dist.world > 1:  # the process group the reference's barrier and the sharded propagation use
         distributed.setup(dist, featurizer_device(feat))
-    ref, ref_name = recipe_reference(source, ref_opts, data, cfg)
+    ref, ref_name = recipe_reference(source, ref_opts, target)
     # every rank propagates its share of the images; rank 0 writes the set
-    kps, name, _ = propagate(data, ref, feat, reference_name=ref_name, progress=progress, dist=dist,
-                             report=(lambda line: print(line, file=sys.stderr)) if progress else None, **matching)
+    report = (lambda line: print(line, file=sys.stderr)) if target.progress else None
+    kps, name, _ = propagate(target.data, ref, feat, PropagateSettings(**matching, progress=target.progress),
+                             reference_name=ref_name, dist=dist, report=report)
     return kps, name

@@ -1,4 +1,5 @@
-"""Keypoint value types: a set for every image of a dataset, and a reference annotation of one image.
+"""Keypoint value types: a set for every image of a dataset, a reference annotation of one image,
+and the target a keypoint source is resolved for.
 
 Points are pixels of the image as the harness uses it (x right, y down; the crop's pixels for a
 cropped dataset); NaN marks a missing point. Left/right names follow the animal's own sides.
@@ -6,11 +7,14 @@ cropped dataset); NaN marks a missing point. Left/right names follow the animal'
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
 from ..core.errors import DataError
 from ..core.io import config_hash
+from ..data.cards import Card
+from ..data.dataset import ReidData, image_sizes
 
 
 def pairs_within(flip_pairs, categories) -> tuple[tuple[str, str], ...]:
@@ -86,3 +90,20 @@ def check_inside(pts: np.ndarray, w: float, h: float, where: str, cats) -> None:
     for c, (x, y) in zip(cats, pts):
         if not (0 <= x <= w and 0 <= y <= h):
             raise DataError(f"{where}: {c} at ({x:g}, {y:g}) is outside the {w:g}x{h:g} image")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What keypoints are resolved for: the dataset, the card it was loaded from (its reference
+    image and expert file; None for a dataset made without one), the run's config and whether to
+    show progress. Made once from what the caller holds and handed down the layers, so none below
+    looks the card up again; ``sizes`` reads the image sizes once, for every step that needs them."""
+
+    data: ReidData
+    card: Card | None
+    cfg: object
+    progress: bool = True
+
+    @cached_property
+    def sizes(self) -> np.ndarray:
+        return image_sizes(self.data)

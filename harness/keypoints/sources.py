@@ -22,10 +22,11 @@ import numpy as np
 
 from ..core.errors import DataError, RegistryError
 from ..core.registry import Registry, plugin_loader
+from ..data.cards import Card
 from ..data.dataset import ReidData, image_sizes
 from ..model.backbones import skeleton
 from .recipes import from_recipe, is_recipe, recipe_problem
-from .sets import KeypointSet
+from .sets import KeypointSet, Target
 from .store import load_keypoint_set, stored_names, stored_path
 
 # third-party sources come from the ``harness.keypoint_sources`` entry-point group or HARNESS_PLUGIN_PATH
@@ -105,13 +106,13 @@ def image_seed(tag: str, image_id) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def noisy(kps: KeypointSet, data: ReidData, sigma: float, patch: int, image_size: int) -> KeypointSet:
+def noisy(kps: KeypointSet, target: Target, sigma: float, patch: int) -> KeypointSet:
     """Gaussian noise of ``sigma`` patch widths (``sigma * patch`` model-input pixels, i.e. that
     times width / image_size original pixels in x, height / image_size in y) added to each point.
     Drawn per image from its id alone, so every sigma scales the same draws; points pushed out
     of the image become NaN (missing), as the token masks would ignore them anyway."""
-    sizes = image_sizes(data)
-    ids = data.df["image_id"].astype(str)
+    sizes, image_size = target.sizes, target.cfg.image_size
+    ids = target.data.df["image_id"].astype(str)
     draws = np.stack([image_seed("keypoint-noise-v1", i).standard_normal(kps.points.shape[1:]) for i in ids])
     points = kps.points + sigma * patch * draws * (sizes / image_size)[:, None, :]
     outside = ~((points >= 0) & (points <= sizes[:, None, :])).all(-1)
@@ -121,35 +122,41 @@ def noisy(kps: KeypointSet, data: ReidData, sigma: float, patch: int, image_size
     return replace(kps, points=points, provenance=provenance)
 
 
-def oracle_keypoints(name: str, data: ReidData, cfg, progress: bool = True) -> KeypointSet:
+def oracle_keypoints(name: str, target: Target) -> KeypointSet:
     """``oracle:SOURCE``: SOURCE on the unperturbed images, moved by each image's exact transform."""
-    inner = name[len(ORACLE):]
+    inner, data = name[len(ORACLE):], target.data
     if data.perturbation is None:
         raise DataError(f"keypoint source {name!r} needs a perturbed dataset (--dataset-option perturb=<severity>): "
                         "it moves the aligned images' points by each image's transform")
-    aligned = data.unperturbed
-    kps = resolve_keypoints(inner, aligned, cfg, progress=progress)
-    ids = aligned.df["image_id"].astype(str).tolist()
-    points = data.perturbation.dataset_points(kps.points, ids, image_sizes(aligned))
+    aligned = replace(target, data=data.unperturbed)
+    kps = resolve_target(inner, aligned)
+    ids = aligned.data.df["image_id"].astype(str).tolist()
+    points = data.perturbation.dataset_points(kps.points, ids, aligned.sizes)
     provenance = {"source": "oracle", "aligned": {"keypoints": inner, **kps.provenance},
                   "perturb": data.perturbation.record()}
     return KeypointSet(kps.categories, kps.flip_pairs, points, provenance)
 
 
-def resolve_keypoints(name: str, data: ReidData, cfg, progress: bool = True) -> KeypointSet:
-    """The run's keypoints: a registered source (ground-truth, random, ...) or a stored keypoint set
-    (from `harness keypoints propagate`), validated against the dataset; then --num-keypoints;
-    the wrappers ``oracle:`` and ``+noise=`` around any of them."""
+def resolve_keypoints(name: str, data: ReidData, cfg, progress: bool = True, card: Card | None = None) -> KeypointSet:
+    """The run's keypoints: a registered source (ground-truth, random, ...), a recipe, or a stored
+    keypoint set (from `harness keypoints propagate`), validated against the dataset; then
+    --num-keypoints; the wrappers ``oracle:`` and ``+noise=`` around any of them. ``card``: the card
+    ``data`` was loaded from (a recipe's reference image and expert file), as the caller holds it."""
+    return resolve_target(name, Target(data, card, cfg, progress))
+
+
+def resolve_target(name: str, target: Target) -> KeypointSet:
+    """``resolve_keypoints`` for a target made once: every step below reads its card and sizes."""
     base, sigma = split_noise(name)
     if sigma is not None:
-        return noisy(resolve_keypoints(base, data, cfg, progress), data, sigma, patch_pixels(cfg), cfg.image_size)
+        return noisy(resolve_target(base, target), target, sigma, patch_pixels(target.cfg))
     if name.startswith(ORACLE):
-        return oracle_keypoints(name, data, cfg, progress)
-    num = getattr(cfg, "num_keypoints", None)
+        return oracle_keypoints(name, target)
+    data, num = target.data, getattr(target.cfg, "num_keypoints", None)
     if name in KEYPOINT_SOURCES:
-        return KEYPOINT_SOURCES.create(name, data, cfg).first(num)
+        return KEYPOINT_SOURCES.create(name, data, target.cfg).first(num)
     if is_recipe(name):
-        return from_recipe(name, data, cfg, progress=progress)[0].first(num)
+        return from_recipe(name, target)[0].first(num)
     path = stored_path(name, data)
     if path is None:
         stored = stored_names(data)
@@ -158,4 +165,4 @@ def resolve_keypoints(name: str, data: ReidData, cfg, progress: bool = True) -> 
             f"nor a stored keypoint set of dataset {data.name} "
             f"({', '.join(stored) if stored else 'none stored yet: see `harness keypoints propagate`'})"
         )
-    return load_keypoint_set(path, data)[0].first(num)
+    return load_keypoint_set(path, data, target.sizes)[0].first(num)

@@ -37,6 +37,11 @@ def store_dir(data: ReidData) -> Path:
     return cache_dir() / "keypoints" / key
 
 
+def entry_path(name: str, data: ReidData) -> Path:
+    """Where a set or reference named ``name`` of ``data`` is (or will be) stored."""
+    return store_dir(data) / f"{name}.json"
+
+
 def _finite_point(value, where: str):
     if value is None:
         return None
@@ -71,7 +76,7 @@ def keypoint_set_to_json(kps: KeypointSet, data: ReidData, name: str, score: dic
 
 
 def save_keypoint_set(kps: KeypointSet, data: ReidData, name: str, score: dict | None = None) -> Path:
-    return write_json_atomic(store_dir(data) / f"{name}.json", keypoint_set_to_json(kps, data, name, score))
+    return write_json_atomic(entry_path(name, data), keypoint_set_to_json(kps, data, name, score))
 
 
 def _categories_and_pairs(raw: dict, where: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
@@ -89,9 +94,10 @@ def _categories_and_pairs(raw: dict, where: str) -> tuple[tuple[str, ...], tuple
     return tuple(cats), tuple((str(a), str(b)) for a, b in pairs)
 
 
-def load_keypoint_set(path: Path, data: ReidData) -> tuple[KeypointSet, dict]:
-    """Read a stored keypoint set and validate it against ``data``; returns the set aligned with
-    the dataset's rows and the raw JSON (for its name and score)."""
+def load_keypoint_set(path: Path, data: ReidData, sizes: np.ndarray | None = None) -> tuple[KeypointSet, dict]:
+    """Read a stored keypoint set and validate it against ``data`` (``sizes``: its images' (N, 2)
+    sizes, when the caller holds them); returns the set aligned with the dataset's rows and the raw
+    JSON (for its name and score)."""
     where = f"keypoint set {path}"
     raw = read_json_object(path, "keypoint set")
     if raw.get("format") == REFERENCE_FORMAT:
@@ -120,7 +126,7 @@ def load_keypoint_set(path: Path, data: ReidData) -> tuple[KeypointSet, dict]:
     missing = [i for i in ids if i not in entries]
     if missing:
         raise DataError(f"{where}: no entry for {len(missing)} image(s) of dataset {data.name}, e.g. {missing[:3]}")
-    sizes = image_sizes(data)
+    sizes = image_sizes(data) if sizes is None else sizes
     pts = np.full((len(ids), len(cats), 2), np.nan)
     index = {c: k for k, c in enumerate(cats)}
     for image_id, per_cat in entries.items():
@@ -174,13 +180,14 @@ def stored_path(name: str, data: ReidData) -> Path | None:
         return Path(name).expanduser()
     if "/" in name or "\\" in name or name.startswith("."):
         return None
-    path = store_dir(data) / f"{name}.json"
+    path = entry_path(name, data)
     return path if path.is_file() else None
 
 
-def read_reference(path: Path, data: ReidData | None = None) -> Reference:
+def read_reference(path: Path, data: ReidData | None = None, sizes: np.ndarray | None = None) -> Reference:
     """Read a reference annotation (format of datasets/<card reference>, e.g. the shared
-    datasets/macaquefaces-expert.json) and, given ``data``, check its image id and that its points lie inside."""
+    datasets/macaquefaces-expert.json) and, given ``data``, check its image id and that its points
+    lie inside (``sizes``: the (N, 2) sizes of ``data``'s images, when the caller holds them)."""
     where = f"reference annotation {path}"
     raw = read_json_object(path, "reference annotation")
     if raw.get("format") == SET_FORMAT:
@@ -203,8 +210,7 @@ def read_reference(path: Path, data: ReidData | None = None) -> Reference:
     provenance = dict(raw.get("provenance") or {"source": "expert", "file": str(path)})
     ref = Reference(image_id, cats, pairs, pts, provenance)
     if data is not None:
-        row = row_of_image(data, image_id)
-        w, h = image_sizes(data, [row])[0]
+        w, h = _image_size(data, image_id, sizes)
         for k in ("width", "height"):
             if k in image and float(image[k]) != (w if k == "width" else h):
                 raise DataError(f"{where}: image {image_id} is {w:g}x{h:g} in dataset {data.name}, the file says "
@@ -236,14 +242,19 @@ def _in_frame_of(ref: Reference, data: ReidData, frame, size, where: str) -> Ref
     return Reference(ref.image_id, ref.categories, ref.flip_pairs, moved, provenance)
 
 
-def save_reference(ref: Reference, data: ReidData, name: str) -> Path:
-    return write_json_atomic(store_dir(data) / f"{name}.json", reference_to_json(ref, data, name))
+def _image_size(data: ReidData, image_id, sizes: np.ndarray | None) -> np.ndarray:
+    row = row_of_image(data, image_id)
+    return image_sizes(data, [row])[0] if sizes is None else sizes[row]
+
+
+def save_reference(ref: Reference, data: ReidData, name: str, sizes: np.ndarray | None = None) -> Path:
+    return write_json_atomic(entry_path(name, data), reference_to_json(ref, data, name, sizes))
 
 
 def load_reference(name: str, data: ReidData) -> Reference:
     path = stored_path(name, data)
     if path is None:
-        refs = [n for n in stored_names(data) if read_json_object(store_dir(data) / f"{n}.json", "file").get("format") == REFERENCE_FORMAT]
+        refs = [n for n in stored_names(data) if read_json_object(entry_path(n, data), "file").get("format") == REFERENCE_FORMAT]
         raise DataError(
             f"no reference annotation {name!r} for dataset {data.name}; stored: {', '.join(refs) or 'none'} "
             f"(make one with `harness keypoints annotate`, or pass a JSON file path)"
@@ -251,7 +262,8 @@ def load_reference(name: str, data: ReidData) -> Reference:
     return read_reference(path, data)
 
 
-def reference_to_json(ref: Reference, data: ReidData | None = None, name: str | None = None) -> dict:
+def reference_to_json(ref: Reference, data: ReidData | None = None, name: str | None = None,
+                      sizes: np.ndarray | None = None) -> dict:
     """A reference annotation in the format of datasets/<card reference> (plus its image's facts)."""
     out = {"format": REFERENCE_FORMAT, "version": FORMAT_VERSION, "name": name,
            "dataset": data.name if data is not None else None,
@@ -261,7 +273,7 @@ def reference_to_json(ref: Reference, data: ReidData | None = None, name: str | 
            "provenance": ref.provenance}
     if data is not None:
         row = row_of_image(data, ref.image_id)
-        w, h = image_sizes(data, [row])[0]
+        w, h = image_sizes(data, [row])[0] if sizes is None else sizes[row]
         out["image"].update(identity=str(data.df["identity"].iloc[row]), path=str(data.df["path"].iloc[row]),
                             width=int(w), height=int(h))
         if data.perturbation is not None:  # its points are in the perturbed image (read_reference)

@@ -19,8 +19,8 @@ from .sets import KeypointSet, Reference
 TEMPLATE = "template"
 
 
-def place_template(data: ReidData, ref: Reference, reference_name: str) -> KeypointSet:
-    sizes = image_sizes(data)
+def place_template(data: ReidData, ref: Reference, reference_name: str, sizes: np.ndarray) -> KeypointSet:
+    """The reference's points at the same relative place on every image (``sizes``: their (N, 2) sizes)."""
     relative = ref.points / sizes[row_of_image(data, ref.image_id)]  # (K, 2) in [0, 1]
     points = relative[None, :, :] * sizes[:, None, :]
     provenance = {"source": "template", "reference": {"name": reference_name, "image_id": ref.image_id,
