@@ -24,7 +24,7 @@ def train_once(folder: Path, policy, backbone: str, size: int, epochs: int, imag
     import torch
 
     from harness.core.distributed import pick_device
-    from harness.engine.train import Checkpoint, Normalizer, TrainData, TrainSettings, reid_loss, train
+    from harness.engine.train import Checkpoint, Normalizer, Runtime, TrainData, TrainSettings, reid_loss, train
     from harness.model.backbones import create_backbone
     from harness.model.keypoint_vit import KeypointViT
 
@@ -36,7 +36,7 @@ def train_once(folder: Path, policy, backbone: str, size: int, epochs: int, imag
     ckpt = Checkpoint(folder / "bench_s0.pt", policy=policy)
     t0 = time.perf_counter()
     train(model, reid_loss(model.embed_dim, 8, 0.5, 16.0, 0.2), data, Normalizer((0.5,) * 3, (0.5,) * 3), settings,
-          device=pick_device("auto"), hooks=[ckpt], progress=False)
+          Runtime(pick_device("auto"), hooks=(ckpt,), progress=False))
     return time.perf_counter() - t0, ckpt.seconds, ckpt.writes
 
 

@@ -1,63 +1,105 @@
 """Run configuration: one frozen dataclass whose fields map 1:1 onto `harness run` options.
 
 A config is resolved from layers, each later one winning: the dataclass defaults < the dataset
-card's ``defaults`` < the method's ``defaults`` < a table cell's overrides < options given on the
-command line. ``resolve`` keeps where every value came from, so a run can say it. The resolved
-config is saved with every result; fields that did not influence the run are null there
-(``Method.applied``) and stay out of the hash that names the result file.
+card's ``defaults`` < the method's (``Method.layer``: its ``defaults`` and loss terms) < a table
+cell's overrides < options given on the command line. ``resolve`` keeps where every value came
+from, so a run can say it. The resolved config is saved with every result; fields that did not
+influence the run are null there (``Method.applied``) and stay out of the hash that names the
+result file. What a field means is declared once, with the field (``option``): its help text and
+the groups derived from it (``RUN_FIELDS``, ``TRAINING_FIELDS``, ``SETTING_FIELDS``).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 PROTOCOLS = ("disjoint", "closed", "open")
 EXCLUDES = ("same-day",)  # gallery rules besides the whole gallery (None)
 OPTIMIZERS = ("adamw", "sgd")
 AUGMENTATIONS = ("none", "randaugment")
-# fields that tell runs of one cell apart, or say how a run was computed, without changing the
-# experiment (gradient accumulation and torch.compile give the same training)
-RUN_FIELDS = ("seed", "device", "fold", "accumulate", "compile")
+
+
+def option(default=MISSING, help: str = "", *, training: bool = False, run_only: bool = False,
+           setting: bool | str = False, default_factory=MISSING):
+    """A RunConfig field with what it means, declared once (the field's metadata): ``help`` is its
+    `harness run` option's text; ``training``: it only matters when a method trains (a method that
+    does not train sets it to None); ``run_only``: it tells runs of one cell apart, or says how a run
+    was computed without changing the experiment (gradient accumulation and torch.compile give the
+    same training), so it stays out of the experiment hash; ``setting``: training copies it into
+    ``TrainSettings`` (True: under the same name, a string: under that name)."""
+    metadata = {"help": help, "training": training, "run_only": run_only, "setting": setting}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    method: str = "ckpe"
-    dataset: str = "synthetic"
-    protocol: str = "disjoint"  # disjoint: 80/20 by individuals (paper); closed: ClosedSetSplit(0.8); open: new individuals
-    seed: int = 0  # training seed (init, batch order, augmentation)
-    split_seed: int = 666  # WildlifeDatasets' split seed
-    folds: int | None = None  # identity k-fold cross-validation (None: one wildlife-datasets split)
-    fold: int | None = None  # which fold is the test set (0..folds-1)
-    validate: bool = False  # test on an inner split of the training identities (tuning), never the test ones
-    exclude: str | None = None  # gallery rule: None = whole gallery; same-day = no same-identity image of the query's day
-    keypoints: str | None = "ground-truth"  # keypoint source for methods that use keypoints
-    num_keypoints: int | None = None  # K: keep the first K categories / ask the reference source for K (None: all)
-    backbone: str = "micro"
-    pretrained: bool | None = False
-    weights: str | None = None  # local checkpoint file (safetensors / torch), instead of the hub
-    image_size: int = 64
-    epochs: int | None = 12
-    batch_size: int | None = 64  # images per optimizer step (the effective batch)
-    accumulate: int | str | None = 1  # micro-batches per optimizer step (gradient accumulation); "auto": the fewest that fit
-    optimizer: str | None = "adamw"
-    lr: float | None = 1e-3
-    lr_min: float | None = 0.0  # cosine decay ends here
-    momentum: float | None = 0.9  # sgd only
-    weight_decay: float | None = 0.05  # never on norms, biases, position/cls tokens, keypoint embedding
-    warmup_epochs: float | None = 1.0
-    ce_weight: float | None = 0.2  # lambda in L = L_arcface + lambda * L_ce
-    arcface_margin: float | None = 0.5  # radians
-    arcface_scale: float | None = 64.0
-    hflip: float | None = 0.0  # probability of the left/right-swapping horizontal flip augmentation
-    augment: str | None = "none"  # none | randaugment (keypoints move with the pixels)
-    randaugment_ops: int | None = 2
-    randaugment_magnitude: int | None = 20  # of 0..30, torchvision's bins
-    device: str = "auto"
-    compile: str | None = "none"  # torch.compile backend: none, inductor, aot_eager, ...
-    bad_images: str = "fail"  # an unreadable image: fail (naming it) or skip (warn, drop, record)
-    dataset_options: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    method: str = option("ckpe", "method plugin (see `harness list`)")
+    dataset: str = option("synthetic", "dataset card name (see `harness list`), `all` (the paper's four, in "
+                          "sequence), any wildlife-datasets class name, or folder:PATH (PATH/<identity>/<image>)")
+    protocol: str = option("disjoint", "disjoint = 80/20 by individuals (paper); closed = WildlifeDatasets' "
+                           "ClosedSetSplit(0.8); open = identity folds with new individuals (no gallery image), "
+                           "answered by a threshold chosen on training identities (BAKS, BAUS)")
+    seed: int = option(0, "training seed (init, batch order, augmentation, random points)", run_only=True,
+                       setting=True)
+    split_seed: int = option(666, "seed of the train/test split (WildlifeDatasets uses 666)")
+    folds: int | None = option(None, "identity k-fold cross-validation: K groups of identities, each the test set "
+                               "once (scikit-learn GroupKFold, shuffled by --split-seed); without --fold every "
+                               "fold runs")
+    fold: int | None = option(None, "run only this fold (0..K-1) of --folds K", run_only=True)
+    validate: bool = option(False, "evaluate on an inner validation split (1/5 of the training identities) instead "
+                            "of the test identities: for choosing hyperparameters without looking at test folds")
+    exclude: str | None = option(None, "same-day: remove from each query's gallery the images of its identity taken "
+                                 "on its own day (cross-day re-identification; needs capture dates) [default: the "
+                                 "whole gallery]")
+    keypoints: str | None = option("ground-truth", "keypoint source for keypoint methods (see `harness list`)")
+    num_keypoints: int | None = option(None, "keep the first K keypoint categories")
+    # {aliases}: the backbone aliases, filled in by the CLI (they live in a higher layer, model/)
+    backbone: str = option("micro", "timm model name or alias: {aliases} (sizes: `harness list`)")
+    pretrained: bool | None = option(False, "load pretrained backbone weights from the Hugging Face hub (honours "
+                                     "HF_HUB_OFFLINE)")
+    weights: str | None = option(None, "local checkpoint instead of the hub: .safetensors or a torch file (read "
+                                 "weights-only); ViT positional embeddings are resampled to --image-size")
+    image_size: int = option(64, "model input size in pixels (square)")
+    epochs: int | None = option(12, "training epochs (0: evaluate the untrained model)", training=True, setting=True)
+    batch_size: int | None = option(64, "images per optimizer step (the effective batch)", training=True,
+                                    setting=True)
+    accumulate: int | str | None = option(
+        1, "micro-batches per optimizer step (gradient accumulation; the batch size stays the effective one); "
+        "auto: the fewest whose micro-batch fits in GPU memory (same losses; the record's history says which)",
+        training=True, run_only=True, setting=True)
+    optimizer: str | None = option("adamw", "adamw or sgd", training=True, setting=True)
+    lr: float | None = option(1e-3, "peak learning rate (warm-up, then cosine decay to --lr-min)", training=True,
+                              setting=True)
+    lr_min: float | None = option(0.0, "learning rate at the end of the cosine decay", training=True, setting=True)
+    momentum: float | None = option(0.9, "SGD momentum", training=True, setting=True)
+    weight_decay: float | None = option(0.05, "weight decay (never on norms, biases, position/cls tokens or the "
+                                        "keypoint embedding)", training=True, setting=True)
+    warmup_epochs: float | None = option(1.0, "linear warm-up length in epochs", training=True, setting=True)
+    ce_weight: float | None = option(0.2, "lambda: weight of the identity cross-entropy term", training=True)
+    arcface_margin: float | None = option(0.5, "ArcFace additive angular margin in radians", training=True)
+    arcface_scale: float | None = option(64.0, "ArcFace scale", training=True)
+    hflip: float | None = option(0.0, "probability of horizontal flip (mirrors keypoints, swaps left/right "
+                                 "categories)", training=True, setting=True)
+    augment: str | None = option("none", "none or randaugment (torchvision's 14 operations; keypoints move with "
+                                 "geometric ones)", training=True)
+    randaugment_ops: int | None = option(2, "RandAugment: operations per image", training=True)
+    randaugment_magnitude: int | None = option(20, "RandAugment: magnitude, 0..30", training=True)
+    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...", run_only=True)
+    compile: str | None = option("none", "torch.compile the training step with this backend (inductor on GPUs); "
+                                 "none = eager", training=True, run_only=True, setting="compile_backend")
+    bad_images: str = option("fail", "unreadable image: fail (default, names the file) or skip (warn, drop it, "
+                             "record it)")
+    # the CLI's --dataset-option (shared with other commands) carries its own help
+    dataset_options: tuple[tuple[str, str], ...] = option(
+        help="dataset loader options KEY=VALUE", default_factory=tuple)
+    # last, so every earlier field keeps its place; None: the method's terms (ArcFace + ce_weight x CE
+    # unless it declares others), which keeps the experiment hash of every default run
+    losses: str | None = option(None, "loss terms, comma-separated, each NAME or NAME=WEIGHT (see `harness list`; "
+                                "a term's weight defaults to its own: --ce-weight for ce, 1 for the others); "
+                                "none: the method's, usually arcface,ce", training=True)
 
     def __post_init__(self):
         checks = (
@@ -116,6 +158,17 @@ class RunConfig:
         known = {k: v for k, v in d.items() if k in cls.field_names()}
         known["dataset_options"] = tuple(sorted((str(k), str(v)) for k, v in dict(known.get("dataset_options") or {}).items()))
         return cls(**known)
+
+
+def _marked(key: str) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(RunConfig) if f.metadata.get(key))
+
+
+RUN_FIELDS = _marked("run_only")
+TRAINING_FIELDS = _marked("training")
+# config field -> the TrainSettings attribute training copies it into
+SETTING_FIELDS = {f.name: f.name if f.metadata["setting"] is True else f.metadata["setting"]
+                  for f in fields(RunConfig) if f.metadata.get("setting")}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import harness
 
 ROOT = Path(harness.__file__).parent
 # a stage may import stages of a lower rank only (or modules of its own stage)
-RANK = {"core": 0, "config": 1, "data": 1, "model": 1, "keypoints": 2, "methods": 2, "evaluation": 2, "engine": 3, "tables": 4,
+RANK = {"core": 0, "config": 1, "data": 1, "model": 1, "keypoints": 2, "method": 2, "evaluation": 2, "engine": 3, "tables": 4,
         "cli": 5, "__init__": 6, "__main__": 6}
 
 

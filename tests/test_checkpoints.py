@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.engine.train import (CHECKPOINT_ENV, Checkpoint, Normalizer, SavePolicy, TrainData, TrainSettings,
-                                  TrainState, checkpoint_minutes, reid_loss, train)
+from harness.engine.train import (CHECKPOINT_ENV, Checkpoint, Normalizer, Runtime, SavePolicy, TrainData,
+                                  TrainSettings, TrainState, checkpoint_minutes, reid_loss, train)
 from harness.model.backbones import create_backbone
 from harness.model.keypoint_vit import KeypointViT
 
@@ -61,7 +61,7 @@ def fit(tmp_path, policy, freeze=True, kill_after=None):
     ckpt = Checkpoint(tmp_path / "run_s0.pt", policy=policy)
     hooks = [ckpt] + ([KillAfter(kill_after)] if kill_after else [])
     history = train(model, reid_loss(model.embed_dim, 4, 0.5, 16.0, 0.2), data, Normalizer((0.5,) * 3, (0.5,) * 3),
-                    settings, device=torch.device("cpu"), hooks=hooks, progress=False)
+                    settings, Runtime(torch.device("cpu"), hooks=tuple(hooks), progress=False))
     return history, ckpt
 
 

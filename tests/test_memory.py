@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from harness.engine.train import Normalizer, OutOfMemory, TrainData, TrainSettings, embed, reid_loss, train
+from harness.engine.train import Normalizer, OutOfMemory, Runtime, TrainData, TrainSettings, embed, reid_loss, train
 from harness.model.backbones import create_backbone
 from harness.model.keypoint_vit import KeypointViT
 
@@ -38,8 +38,8 @@ def fit(accumulate, most=None, epochs=2):
     losses = reid_loss(model.embed_dim, 5, 0.5, 16.0, 0.2)
     settings = TrainSettings(epochs=epochs, batch_size=16, lr=1e-3, weight_decay=0.05, warmup_epochs=0.0,
                              hflip=0.0, seed=0, accumulate=accumulate)
-    return train(model, losses, data, Normalizer((0.5,) * 3, (0.5,) * 3), settings, device=torch.device("cpu"),
-                 progress=False), model
+    return train(model, losses, data, Normalizer((0.5,) * 3, (0.5,) * 3), settings,
+                 Runtime(torch.device("cpu"), progress=False)), model
 
 
 def test_auto_accumulate_finds_the_fitting_micro_batch_and_keeps_the_full_batch_losses():

@@ -10,7 +10,7 @@ from harness.data.loaders import get_card, load_dataset
 from harness.engine.run import resolve_run
 from harness.keypoints.sources import resolve_keypoints
 from harness.keypoints.store import store_dir
-from harness.methods import METHODS
+from harness.method import METHODS
 from wildlife_layouts import make_macaquefaces
 
 SYN = ("--dataset-option", "identities=6", "--dataset-option", "images_per_identity=4", "--dataset-option",

@@ -121,7 +121,7 @@ def test_a_keypoint_at_x0_survives_a_horizontal_flip():
 
 
 def test_weight_decay_skips_norms_biases_tokens_and_the_keypoint_embedding():
-    from harness.methods import Method
+    from harness.method import Method
     from harness.model.backbones import create_backbone
 
     model = Method(encoding="categorical", point_source="keypoints").build_model(create_backbone("nano", 32), 3)
@@ -164,7 +164,7 @@ def test_dift_records_its_settings_and_matches_exactly(tmp_path):
 
 
 def test_baseline_preprocessing_is_imagenet_and_caveats_say_what_differs():
-    from harness.methods import METHODS
+    from harness.method import METHODS
 
     baseline = METHODS.create("wildlife-baseline")
     assert baseline.normalization(None) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

@@ -15,7 +15,7 @@ from harness.config import RunConfig
 from harness.data.dataset import image_sizes
 from harness.keypoints.sets import KeypointSet
 from harness.keypoints.sources import KEYPOINT_SOURCES
-from harness.methods import METHODS
+from harness.method import METHODS
 from wildlife_layouts import make_all
 
 FAST = ["--backbone", "nano", "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--quiet"]

@@ -12,7 +12,7 @@ from harness.evaluation import metrics
 from harness.keypoints.featurizers import FEATURIZERS
 from harness.keypoints.references import REFERENCE_SOURCES
 from harness.keypoints.sources import KEYPOINT_SOURCES
-from harness.methods import METHODS
+from harness.method import METHODS
 
 REGISTRIES = (METHODS, KEYPOINT_SOURCES, REFERENCE_SOURCES, FEATURIZERS, LOADERS, metrics.METRICS)
 

@@ -41,7 +41,7 @@ def test_duplicate_name_is_an_error():
 def test_builtin_methods_sources_and_datasets_are_registered():
     from harness.data.cards import DATASETS
     from harness.keypoints.sources import KEYPOINT_SOURCES
-    from harness.methods import METHODS
+    from harness.method import METHODS
 
     assert {"vit", "kpe", "ckpe", "random"} <= set(METHODS.names())
     assert {"ground-truth", "random"} <= set(KEYPOINT_SOURCES.names())

@@ -19,59 +19,14 @@ from ..keypoints.featurizers import FEATURIZERS
 from ..keypoints.references import REFERENCE_SOURCES
 from ..keypoints.sources import KEYPOINT_SOURCES
 from ..keypoints.template import TEMPLATE
-from ..methods import METHODS
+from ..method import METHODS
 from ..model.backbones import ALIASES, describe
+from ..model.losses import LOSS_TERMS
 from ..tables.ablate import download_line, memory_line, preflight_problems
 from .common import data_root_option, dataset_options_option, parse_kv, quiet_option, results_dir_option, user_errors
 from .data import data_group
 from .keypoints import keypoints_group
 from .tables import ablate_cmd, calibrate_cmd, compare_cmd, leaderboard_cmd, tune_cmd
-
-HELP = {
-    "method": "method plugin (see `harness list`)",
-    "dataset": "dataset card name (see `harness list`), `all` (the paper's four, in sequence), "
-               "any wildlife-datasets class name, or folder:PATH (PATH/<identity>/<image>)",
-    "protocol": "disjoint = 80/20 by individuals (paper); closed = WildlifeDatasets' ClosedSetSplit(0.8); open = "
-                "identity folds with new individuals (no gallery image), answered by a threshold chosen on training "
-                "identities (BAKS, BAUS)",
-    "exclude": "same-day: remove from each query's gallery the images of its identity taken on its own day "
-               "(cross-day re-identification; needs capture dates) [default: the whole gallery]",
-    "seed": "training seed (init, batch order, augmentation, random points)",
-    "split_seed": "seed of the train/test split (WildlifeDatasets uses 666)",
-    "keypoints": "keypoint source for keypoint methods (see `harness list`)",
-    "num_keypoints": "keep the first K keypoint categories",
-    "backbone": "timm model name or alias: " + ", ".join(ALIASES) + " (sizes: `harness list`)",
-    "pretrained": "load pretrained backbone weights from the Hugging Face hub (honours HF_HUB_OFFLINE)",
-    "weights": "local checkpoint instead of the hub: .safetensors or a torch file (read weights-only); "
-               "ViT positional embeddings are resampled to --image-size",
-    "image_size": "model input size in pixels (square)",
-    "folds": "identity k-fold cross-validation: K groups of identities, each the test set once (scikit-learn "
-             "GroupKFold, shuffled by --split-seed); without --fold every fold runs",
-    "fold": "run only this fold (0..K-1) of --folds K",
-    "validate": "evaluate on an inner validation split (1/5 of the training identities) instead of the test "
-                "identities: for choosing hyperparameters without looking at test folds",
-    "epochs": "training epochs (0: evaluate the untrained model)",
-    "batch_size": "images per optimizer step (the effective batch)",
-    "accumulate": "micro-batches per optimizer step (gradient accumulation; the batch size stays the effective one); "
-                  "auto: the fewest whose micro-batch fits in GPU memory (same losses; the record's history says which)",
-    "optimizer": "adamw or sgd",
-    "lr": "peak learning rate (warm-up, then cosine decay to --lr-min)",
-    "lr_min": "learning rate at the end of the cosine decay",
-    "momentum": "SGD momentum",
-    "weight_decay": "weight decay (never on norms, biases, position/cls tokens or the keypoint embedding)",
-    "warmup_epochs": "linear warm-up length in epochs",
-    "ce_weight": "lambda: weight of the identity cross-entropy term",
-    "arcface_margin": "ArcFace additive angular margin in radians",
-    "arcface_scale": "ArcFace scale",
-    "hflip": "probability of horizontal flip (mirrors keypoints, swaps left/right categories)",
-    "augment": "none or randaugment (torchvision's 14 operations; keypoints move with geometric ones)",
-    "randaugment_ops": "RandAugment: operations per image",
-    "randaugment_magnitude": "RandAugment: magnitude, 0..30",
-    "device": "auto, cpu, cuda, cuda:1, ...",
-    "bad_images": "unreadable image: fail (default, names the file) or skip (warn, drop it, record it)",
-    "compile": "torch.compile the training step with this backend (inductor on GPUs); none = eager",
-}
-
 
 class _Accumulate(click.ParamType):
     """--accumulate: a whole number or ``auto``."""
@@ -90,6 +45,11 @@ class _Accumulate(click.ParamType):
 ACCUMULATE = _Accumulate()
 
 
+def _help(f) -> str:
+    """A config field's help text, from its declaration (``config.option``)."""
+    return f.metadata["help"].replace("{aliases}", ", ".join(ALIASES))
+
+
 def _option_for(f) -> typing.Callable:
     flag = "--" + f.name.replace("_", "-")
     kind = typing.get_type_hints(RunConfig)[f.name]
@@ -100,14 +60,14 @@ def _option_for(f) -> typing.Callable:
         return dataset_options_option
     default = f"[default: {f.default}, unless the dataset card or method sets one]"
     if f.name == "protocol":
-        return click.option(flag, type=click.Choice(PROTOCOLS), default=None, help=f"{HELP[f.name]} {default}")
+        return click.option(flag, type=click.Choice(PROTOCOLS), default=None, help=f"{_help(f)} {default}")
     if f.name == "exclude":
-        return click.option(flag, type=click.Choice(EXCLUDES), default=None, help=HELP[f.name])
+        return click.option(flag, type=click.Choice(EXCLUDES), default=None, help=_help(f))
     if f.name == "accumulate":
-        return click.option(flag, type=ACCUMULATE, default=None, help=f"{HELP[f.name]} {default}")
+        return click.option(flag, type=ACCUMULATE, default=None, help=f"{_help(f)} {default}")
     if kind is bool:
-        return click.option(f"{flag}/--no-{flag[2:]}", default=None, help=f"{HELP[f.name]} {default}")
-    return click.option(flag, type=kind, default=None, help=f"{HELP[f.name]} {default}")
+        return click.option(f"{flag}/--no-{flag[2:]}", default=None, help=f"{_help(f)} {default}")
+    return click.option(flag, type=kind, default=None, help=f"{_help(f)} {default}")
 
 
 def config_options(fn):
@@ -241,7 +201,8 @@ def all_methods_records(results_dir: Path, plans: list, records: list[dict]) -> 
 @main.command("list")
 @user_errors
 def list_cmd():
-    """Methods, keypoint sources, reference sources, featurizers, datasets and backbones, one line each."""
+    """Methods, keypoint sources, reference sources, featurizers, datasets, metrics, loss terms and backbones,
+    one line each."""
     for title, reg in (("methods", METHODS),
                        ("keypoint sources (--keypoints NAME; also a stored set, or a recipe SOURCE@FEATURIZER)",
                         KEYPOINT_SOURCES),
@@ -250,7 +211,8 @@ def list_cmd():
                        ("featurizers (the FEATURIZER of a recipe; `harness keypoints propagate --featurizer`)",
                         FEATURIZERS),
                        ("datasets", DATASETS),
-                       ("metrics (a record holds every one whose per-query fields it has)", METRICS)):
+                       ("metrics (a record holds every one whose per-query fields it has)", METRICS),
+                       ("loss terms (--losses NAME[=WEIGHT],...; a method may declare its own)", LOSS_TERMS)):
         click.echo(f"{title}:")
         for e in reg:
             click.echo(f"  {e.name:<22} {e.description}")

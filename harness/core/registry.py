@@ -1,4 +1,5 @@
-"""One registry type for methods, datasets, loaders, keypoint sources, reference sources, featurizers and metrics.
+"""One registry type for methods, datasets, loaders, keypoint sources, reference sources, featurizers, metrics
+and loss terms.
 
 A registry maps a name to a factory plus a one-line description. Registration is a decorator at
 the definition (``@FEATURIZERS.register("sift", "...")`` above the class); unknown and duplicate
@@ -6,7 +7,8 @@ names are errors that list what is valid. Plugins come from three places, loaded
 registry is read (``plugin_loader``): the repository's ``methods/`` folder, the folders on
 HARNESS_PLUGIN_PATH (a file there may register a plugin of any kind), and one Python entry-point
 group per kind for installed packages: ``harness.methods``, ``harness.keypoint_sources``,
-``harness.references``, ``harness.featurizers``, ``harness.loaders``, ``harness.metrics``.
+``harness.references``, ``harness.featurizers``, ``harness.loaders``, ``harness.metrics``,
+``harness.losses``.
 """
 from __future__ import annotations
 

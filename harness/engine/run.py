@@ -28,13 +28,14 @@ from ..data.loaders import data_problem, get_card, load_dataset
 from ..data.splits import HeldOut, Split, make_split
 from ..keypoints.sets import KeypointSet
 from ..keypoints.sources import resolve_keypoints, source_problem
-from ..methods import METHODS, Method
+from ..method import METHODS, Method
 from ..model.backbones import create_backbone
+from ..model.losses import build_losses
 from ..model.tokens import flip_permutation
 from . import records
 from .scoring import (RELIANCE_METRICS, Scored, gallery_rules, needed_rows, reliance_metrics, removed_points, score,
                       shuffle_point_sets, table_lookup)
-from .train import Checkpoint, Normalizer, TrainData, TrainSettings, embed, reid_loss, train
+from .train import Checkpoint, Normalizer, Runtime, TrainData, TrainSettings, embed, train
 
 
 def seed_everything(seed: int) -> None:
@@ -46,7 +47,7 @@ def seed_everything(seed: int) -> None:
 def resolve_run(card: Card, method: Method, *, cell: dict | None = None, given: dict | None = None) -> Resolved:
     """A run's config from its layers (defaults < card < method < table cell < command line), with
     the fields that cannot influence this method's run set to None (origin "not applied")."""
-    layers = [(f"card {card.name}", card.defaults), ("method", method.defaults),
+    layers = [(f"card {card.name}", card.defaults), ("method", method.layer()),
               ("table cell", cell or {}), ("command line", given or {})]
     resolved = resolve(layers)
     config = method.applied(resolved.config)
@@ -222,7 +223,8 @@ def decode_inputs(prepared: Prepared, progress: bool = True) -> Inputs:
 
 def train_model(prepared: Prepared, model: Model, inputs: Inputs, checkpoint: Checkpoint, device, dist: DistInfo,
                 progress: bool) -> list[dict]:
-    """Train (methods that train) with ArcFace + lambda * CE; returns the per-epoch history."""
+    """Train (methods that train) with the run's loss terms (``--losses``, set by the method; by
+    default ArcFace + lambda * CE); returns the per-epoch history."""
     if not prepared.method.trains:
         return []
     cfg = prepared.cfg
@@ -232,10 +234,9 @@ def train_model(prepared: Prepared, model: Model, inputs: Inputs, checkpoint: Ch
     perm = flip_permutation(kps.categories, kps.flip_pairs) if kps is not None else []
     train_data = TrainData(inputs.images, torch.tensor([classes[x] for x in identities]), inputs.points, perm,
                            rows=torch.from_numpy(inputs.train_rows))
-    losses = reid_loss(model.network.embed_dim, train_data.num_classes, cfg.arcface_margin, cfg.arcface_scale,
-                       cfg.ce_weight)
-    return train(model.network, losses, train_data, model.normalize, TrainSettings.from_config(cfg), device=device,
-                 dist=dist, hooks=[checkpoint], progress=progress)
+    losses = build_losses(cfg.losses, model.network.embed_dim, train_data.num_classes, cfg)
+    return train(model.network, losses, train_data, model.normalize, TrainSettings.from_config(cfg),
+                 Runtime(device, dist, (checkpoint,), progress))
 
 
 def embeddings(prepared: Prepared, model: Model, inputs: Inputs, device) -> tuple[dict, object]:

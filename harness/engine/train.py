@@ -1,4 +1,5 @@
-"""Training: L = L_arcface + lambda * L_ce, composed from weighted loss terms; hooks for extras.
+"""Training: the loss is a weighted list of registered terms (``model/losses.py``; by default
+L = L_arcface + lambda * L_ce); hooks for extras.
 
 The loop knows nothing about checkpoints, logging or evaluation: those are hooks called at the end
 of each epoch. Batches are built on tensors (images already decoded and resized; keypoints already
@@ -19,14 +20,14 @@ from typing import Callable
 
 import torch
 import torch.distributed as torch_dist
-import torch.nn.functional as F
-from pytorch_metric_learning.losses import ArcFaceLoss
 from torch import _dynamo, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ..config import SETTING_FIELDS, RunConfig
 from ..core.distributed import DistInfo
 from ..core.io import leftover_temps, replace_atomic
+from ..model.losses import build_losses
 from ..model.tokens import hflip, token_mask
 from .augment import RandAugment, default_workers, image_seed
 
@@ -55,34 +56,11 @@ class TrainData:
         return int(self.labels.max()) + 1
 
 
-class LossTerm(nn.Module):
-    """A named, weighted term: ``weight * fn(embeddings, labels)``."""
-
-    def __init__(self, name: str, weight: float, fn: nn.Module):
-        super().__init__()
-        self.name, self.weight, self.fn = name, float(weight), fn
-
-    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.fn(emb, labels)
-
-
-class ClassifierCE(nn.Module):
-    """Identity classification head + cross-entropy."""
-
-    def __init__(self, dim: int, num_classes: int):
-        super().__init__()
-        self.head = nn.Linear(dim, num_classes)
-
-    def forward(self, emb, labels):
-        return F.cross_entropy(self.head(emb), labels)
-
-
 def reid_loss(dim: int, num_classes: int, margin_rad: float, scale: float, ce_weight: float) -> nn.ModuleList:
-    """ArcFace (pytorch-metric-learning; its margin is in degrees) + ce_weight * cross-entropy."""
-    terms = [LossTerm("arcface", 1.0, ArcFaceLoss(num_classes, dim, margin=math.degrees(margin_rad), scale=scale))]
-    if ce_weight > 0:
-        terms.append(LossTerm("ce", ce_weight, ClassifierCE(dim, num_classes)))
-    return nn.ModuleList(terms)
+    """The default objective, ArcFace + ce_weight * cross-entropy, from its settings alone (for
+    callers without a run config: tests, benchmarks)."""
+    cfg = replace(RunConfig(), arcface_margin=margin_rad, arcface_scale=scale, ce_weight=ce_weight)
+    return build_losses(None, dim, num_classes, cfg)
 
 
 @dataclass
@@ -310,11 +288,23 @@ class TrainSettings:
 
     @classmethod
     def from_config(cls, cfg) -> TrainSettings:
+        """The config fields declared with ``setting`` (``config.SETTING_FIELDS``), copied; one that
+        is None (not applied, e.g. momentum without SGD) keeps this class's default. RandAugment is
+        built from its three fields."""
+        copied = {name: getattr(cfg, field) for field, name in SETTING_FIELDS.items() if getattr(cfg, field) is not None}
         augment = RandAugment(cfg.randaugment_ops, cfg.randaugment_magnitude) if cfg.augment == "randaugment" else None
-        return cls(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                   warmup_epochs=cfg.warmup_epochs, hflip=cfg.hflip, seed=cfg.seed, optimizer=cfg.optimizer,
-                   momentum=cfg.momentum if cfg.momentum is not None else 0.9, lr_min=cfg.lr_min,
-                   accumulate=cfg.accumulate, augment=augment, compile_backend=cfg.compile)
+        return cls(**copied, augment=augment)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a training loop runs, apart from what it computes: the device, the torchrun
+    processes, the hooks (checkpoints, ...) and whether a progress bar shows."""
+
+    device: torch.device
+    dist: DistInfo = DistInfo()
+    hooks: tuple = ()
+    progress: bool = True
 
 
 def compiled(objective: nn.Module, backend: str) -> nn.Module:
@@ -562,13 +552,13 @@ def _objective(model, losses, data: TrainData, normalize: Normalizer, settings: 
 
 
 def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: Normalizer, settings: TrainSettings,
-          *, device: torch.device, dist: DistInfo = DistInfo(), hooks: list[Hook] = (),
-          progress: bool = True) -> list[dict]:
+          runtime: Runtime) -> list[dict]:
     """Train in place; returns per-epoch stats. Under torchrun (``dist.world`` > 1, process group
     up) every rank draws the same global batch from the shared seed and trains on its slice
     ``batch[rank::world]``; DDP averages the gradients, so the global batch is ``batch_size``.
     With ``accumulate`` > 1 each rank's slice runs as that many micro-batches whose gradients add
     up to the slice's before the one optimizer step."""
+    device, dist, hooks, progress = runtime.device, runtime.dist, runtime.hooks, runtime.progress
     auto = settings.accumulate == "auto"  # the history records the value found
     inner, objective, settings = _objective(model, losses, data, normalize, settings, device, dist)
     n = len(data.labels)

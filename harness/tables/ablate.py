@@ -27,7 +27,7 @@ from ..engine.run import execute
 from ..keypoints.featurizers import FEATURIZERS, create_featurizer
 from ..keypoints.recipes import is_recipe, parse_recipe
 from ..keypoints.sources import ORACLE, split_noise
-from ..methods import METHODS
+from ..method import METHODS
 from ..model.backbones import (OPTIMIZER_STATE_BYTES, skeleton, training_memory_gb, weights_download_gb,
                                weights_problem)
 from .cells import Cell, cells, resolve_cell

@@ -12,7 +12,7 @@ from ..config import RunConfig
 from ..data.loaders import get_card
 from ..engine.run import resolve_run
 from ..keypoints.recipes import is_recipe
-from ..methods import METHODS
+from ..method import METHODS
 from .settings import CARD_TEMPLATE, SETTINGS, Setting, get_setting, replace_recipe
 
 

@@ -17,7 +17,7 @@ from ..config import RunConfig
 from ..core.errors import ResultsError
 from ..evaluation import statistics
 from ..engine.records import load_records, read_result
-from ..methods import METHODS
+from ..method import METHODS
 from .cells import Cell, Table, cells, resolve_cell
 from .declarations import get_table
 from .settings import SETTINGS

@@ -22,7 +22,7 @@ from ..config import RunConfig
 from ..data.loaders import get_card
 from ..engine.records import read_result, result_path
 from ..engine.run import resolve_run
-from ..methods import METHODS
+from ..method import METHODS
 from .settings import SMALL_COMMON
 
 TUNING_METHODS = ("vit", "ckpe")

@@ -4,7 +4,12 @@ A method says how keypoints enter the model: ``encoding`` (none / binary = KPE /
 CKPE) and ``point_source`` (none / the run's ``--keypoints`` / uniform random points). A plugin is one
 file in ``methods/`` (or in a folder on HARNESS_PLUGIN_PATH, or a module behind the
 ``harness.methods`` entry-point group) that registers a factory returning a ``Method``. A plugin
-that needs new behaviour subclasses ``Method`` and overrides ``build_model`` or ``caveats``.
+that needs new behaviour subclasses ``Method`` and overrides ``build_model`` or ``caveats``. A method
+may declare its loss terms (``losses``, registered in ``model/losses.py``); the default is ArcFace +
+ce_weight x cross-entropy.
+
+(The module is ``method``, singular: it defines the one ``Method`` type, while the root ``methods/``
+folder holds the plugins of that type; the entry-point group stays ``harness.methods``.)
 """
 from __future__ import annotations
 
@@ -12,16 +17,13 @@ from dataclasses import dataclass, field, replace
 
 from torch import nn
 
-from .config import RunConfig
+from .config import TRAINING_FIELDS, RunConfig
 from .core.registry import Registry, plugin_loader
 from .model.backbones import RANDOM_INIT
 from .model.keypoint_vit import ENCODINGS, KeypointViT
+from .model.losses import DEFAULT_LOSSES, canonical_losses, parse_losses
 
 POINT_SOURCES = ("none", "keypoints", "random")
-# fields that only matter when a method trains
-TRAINING_FIELDS = ("epochs", "batch_size", "accumulate", "optimizer", "lr", "lr_min", "momentum", "weight_decay",
-                   "warmup_epochs", "ce_weight", "arcface_margin", "arcface_scale", "hflip", "augment",
-                   "randaugment_ops", "randaugment_magnitude", "compile")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class Method:
     point_source: str = "none"  # none | keypoints (the run's --keypoints) | random
     trains: bool = True
     defaults: dict = field(default_factory=dict)  # run-config defaults between the card's and the CLI's
+    # loss terms, each a registered name or (name, weight); a bare name trains with the term's default weight
+    losses: tuple = tuple(DEFAULT_LOSSES.split(","))
 
     def __post_init__(self):
         if self.encoding not in ENCODINGS:
@@ -38,6 +42,18 @@ class Method:
             raise ValueError(f"unknown point source {self.point_source!r}; valid: {', '.join(POINT_SOURCES)}")
         if (self.encoding == "none") != (self.point_source == "none"):
             raise ValueError("a method encodes keypoints exactly when it uses points")
+        parse_losses(self.loss_spec)  # an unknown term fails when the method is made, naming the valid ones
+
+    @property
+    def loss_spec(self) -> str:
+        """``losses`` as a ``--losses`` value: ``"arcface,ce,triplet=0.5"``."""
+        return ",".join(t if isinstance(t, str) else f"{t[0]}={float(t[1])!r}" for t in self.losses)
+
+    def layer(self) -> dict:
+        """The run-config values this method sets (the "method" layer of ``config.resolve``): its
+        ``defaults`` and, when it declares other terms than the default, ``losses``."""
+        declared = {} if self.loss_spec == DEFAULT_LOSSES else {"losses": self.loss_spec}
+        return {**declared, **self.defaults}
 
     @property
     def uses_keypoints(self) -> bool:
@@ -52,7 +68,8 @@ class Method:
         keypoint source of a method without keypoints, training settings of one that does not
         train, momentum without SGD, RandAugment settings without RandAugment, `pretrained` of a
         random-init test-bed backbone or of a run with --weights. Those stay out of the record's
-        hash, so runs that differ only there are one experiment."""
+        hash, so runs that differ only there are one experiment. ``losses`` is spelled one way
+        (``canonical_losses``; None for the default objective) for the same reason."""
         off: dict = {}
         if self.point_source != "keypoints":
             off["keypoints"] = None
@@ -65,6 +82,7 @@ class Method:
                 off["momentum"] = None
             if cfg.augment != "randaugment":
                 off.update(randaugment_ops=None, randaugment_magnitude=None)
+            off["losses"] = canonical_losses(cfg.losses, cfg)
         if cfg.weights or cfg.backbone in RANDOM_INIT:
             off["pretrained"] = None
         return replace(cfg, **off)
