@@ -260,7 +260,8 @@ def plot(result: TableResult, path: Path) -> Path:
         colour = colours[i % len(colours)]
         keys = [(a.label, line.label) if along_rows else (line.label, a.label) for a in steps]
         paper = [t.paper[[r.label for r in t.rows].index(r)][[c.label for c in t.cols].index(c)] for r, c in keys]
-        ax.plot(xs, paper, "--o", color=colour, label=f"paper {line.label}")
+        if any(value is not None for value in paper):  # tables of our own have no published line
+            ax.plot(xs, paper, "--o", color=colour, label=f"paper {line.label}")
         for setting, marker in zip(PLOTTED, ("s", "^")):
             points = []
             for x, (row, col) in zip(xs, keys):
@@ -272,12 +273,16 @@ def plot(result: TableResult, path: Path) -> Path:
                 ax.errorbar([p[0] for p in points], [p[1] for p in points],
                             yerr=[[p[2] for p in points], [p[3] for p in points]], fmt="-" + marker, color=colour,
                             capsize=3, label=f"ours {line.label} ({setting}, 95% CI)")
+    if not ax.lines:
+        ax.text(0.5, 0.5, "no records yet: `harness ablate " + t.id + " --small`", transform=ax.transAxes,
+                ha="center", va="center")
     ax.set_xlabel(t.plot.get("xlabel", "")), ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(f"Table {t.id} (tiny smoke-test numbers are not drawn)", fontsize=10)
     ax.set_xticks(xs, [a.label for a in steps])
     ax.tick_params(axis="x", labelrotation=45)  # dense ticks (Table 3: 0, 50, 100, ...) stay readable
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.lines:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     replace_atomic(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
     plt.close(fig)
