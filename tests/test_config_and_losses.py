@@ -143,3 +143,22 @@ def test_a_method_declaring_a_triplet_term_trains_a_tiny_job(triplet_plugin, cli
     plain = RunConfig.from_dict({**rec["config"], "losses": None})
     assert rec["experiment"] != plain.experiment_hash()  # its records never collide with default-loss ones
     assert "triplet" in LOSS_TERMS and "loss terms" in cli("list").output
+
+
+def test_triplet_term_is_the_batch_hard_hinge_on_cosine_distances():
+    from harness.model.losses import BatchHardTriplet
+    emb = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.8, -0.6], [-1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 1, 2])  # the last image has no positive: not an anchor
+    x = torch.nn.functional.normalize(emb, dim=1)
+    dist = 1 - x @ x.T
+    expected = []
+    for a in range(4):
+        pos = max(dist[a, p] for p in range(5) if labels[p] == labels[a] and p != a)
+        neg = min(dist[a, n] for n in range(5) if labels[n] != labels[a])
+        expected.append(max(0.0, float(pos - neg) + 0.3))
+    got = BatchHardTriplet(margin=0.3)(emb.requires_grad_(), labels)
+    assert got.item() == pytest.approx(sum(expected) / 4, abs=1e-6) and got.item() > 0
+    got.backward()
+    assert emb.grad is not None and emb.grad.abs().sum() > 0
+    alone = BatchHardTriplet()(torch.randn(3, 2, requires_grad=True), torch.tensor([0, 1, 2]))
+    assert alone.item() == 0.0  # no anchor has a positive: nothing to learn, and still differentiable

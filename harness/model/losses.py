@@ -14,7 +14,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pytorch_metric_learning.losses import ArcFaceLoss
+from pytorch_metric_learning import distances, miners, reducers
+from pytorch_metric_learning.losses import ArcFaceLoss, TripletMarginLoss
 from torch import nn
 
 from ..core.registry import Registry, plugin_loader
@@ -58,25 +59,18 @@ class ClassifierCE(nn.Module):
 
 class BatchHardTriplet(nn.Module):
     """Batch-hard triplet loss on cosine distances: per anchor, its farthest same-identity image
-    against its nearest other-identity one, hinged at ``margin``. Anchors without both are left out
-    (a batch without any gives 0, still attached to the graph so backward works)."""
+    against its nearest other-identity one, hinged at ``margin``, averaged over the anchors that
+    have both (pytorch-metric-learning's miner and loss; the mean, not its default average over
+    non-zero terms, so easy batches pull the loss down as they should)."""
 
     def __init__(self, margin: float = 0.3):
         super().__init__()
-        self.margin = margin
+        cosine = distances.CosineSimilarity()
+        self.miner = miners.BatchHardMiner(distance=cosine)
+        self.loss = TripletMarginLoss(margin=margin, distance=cosine, reducer=reducers.MeanReducer())
 
     def forward(self, emb, labels):
-        x = F.normalize(emb, dim=1)
-        dist = 1.0 - x @ x.T
-        same = labels[:, None] == labels[None, :]
-        other_self = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-        positive = same & other_self
-        hardest_pos = dist.masked_fill(~positive, float("-inf")).amax(dim=1)
-        hardest_neg = dist.masked_fill(same, float("inf")).amin(dim=1)
-        valid = positive.any(dim=1) & (~same).any(dim=1)
-        if not valid.any():
-            return emb.sum() * 0.0
-        return F.relu(hardest_pos[valid] - hardest_neg[valid] + self.margin).mean()
+        return self.loss(emb, labels, self.miner(emb, labels))
 
 
 @register_loss("arcface", "ArcFace (additive angular margin; --arcface-margin, --arcface-scale)", weight=1.0)
