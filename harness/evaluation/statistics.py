@@ -339,7 +339,7 @@ def seed_groups(records: list[dict], per_side: int = 2) -> tuple[list[dict], lis
     compared with itself; or why the cell cannot give such a pair. The interval needs 2 seeds per
     side (a seed variance to estimate); ``per_side=1`` is for the identity-only comparison."""
     seeds = sorted({r["seed"] for r in records}, key=str)
-    half = len(seeds) // 2
+    half = len(seeds) // 2 if per_side > 1 else min(1, len(seeds) // 2)  # the contrast: one seed a side
     if half < per_side:
         return f"{len(seeds)} seed(s): an A/A pair needs {per_side} seed(s) per side"
     side_a, side_b = seeds[:half], seeds[half : 2 * half]
@@ -459,6 +459,8 @@ def identity_only_paired(a_records: list[dict], b_records: list[dict], metric: s
         return None
     sa, ca = identity_sums(a, metric)
     sb, cb = identity_sums(b, metric)
+    if sa.shape[1] != sb.shape[1]:  # the sides tested other animals (an unfinished seed): not paired
+        return None
     weights = np.vstack([np.ones(sa.shape[1]), bootstrap_weights(sa.shape[1], replicates)])
     diff = pooled_value(sa, ca, weights) - pooled_value(sb, cb, weights)
     return float(diff[0]), percentile_interval(diff[1:])
