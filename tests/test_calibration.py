@@ -127,5 +127,5 @@ def test_identity_only_contrast_takes_one_seed_a_side_and_skips_unpaired_sides()
     recs = [{"seed": s, "fold": f} for s in (0, 1, 2, 3) for f in (0, 1)]
     a, b = statistics.seed_groups(recs, per_side=1)
     assert {r["seed"] for r in a} == {0} and {r["seed"] for r in b} == {0} and len(b) == 2  # seed 1, relabelled
-    a2, b2 = statistics.seed_groups(recs, per_side=2)
+    a2, b2 = statistics.seed_groups(recs)
     assert {r["seed"] for r in a2} == {0, 1} and len(b2) == 4

@@ -42,7 +42,7 @@ def test_dry_runs_of_the_control_tables_see_through_the_keypoint_wrappers(cli, t
     assert out.exit_code == 0, out.output
     assert "75 run(s) planned (real)" in out.output  # 5 sigmas x 5 folds x 3 seeds
     lines = [x for x in out.output.splitlines() if x.startswith("    memory: ")]
-    assert len(lines) == 5 and all("DIFT" in x or "downloads: none" not in x for x in lines), lines
+    assert len(lines) == 5 and all("featurizer dift ~5.2 GB" in x for x in lines), lines
     tiny = cli("ablate", "pose", "--tiny", "--dry-run", "--results-dir", tmp_path / "r")
     assert tiny.exit_code == 0 and "65 run(s) planned (tiny)" in tiny.output  # frozen: 1 seed
 

@@ -333,15 +333,17 @@ def holm(pairs: list[Paired], level: float = LEVEL) -> list[Paired]:
 
 # --- A/A calibration -------------------------------------------------------------------------------
 
-def seed_groups(records: list[dict], per_side: int = 2) -> tuple[list[dict], list[dict]] | str:
-    """A cell's records split into two disjoint seed groups of equal size (the first half of its
-    sorted seeds and the second), B's seeds relabelled as A's, so that A - B is the configuration
-    compared with itself; or why the cell cannot give such a pair. The interval needs 2 seeds per
-    side (a seed variance to estimate); ``per_side=1`` is for the identity-only comparison."""
+def seed_groups(records: list[dict], per_side: int | None = None) -> tuple[list[dict], list[dict]] | str:
+    """A cell's records split into two disjoint seed groups, B's seeds relabelled as A's, so that
+    A - B is the configuration compared with itself; or why the cell cannot give such a pair.
+    ``per_side``: the seeds on each side, the lowest first (the identity-only contrast takes 1);
+    by default each side gets half of the cell's sorted seeds and needs at least 2 of them (a seed
+    variance to estimate)."""
     seeds = sorted({r["seed"] for r in records}, key=str)
-    half = len(seeds) // 2 if per_side > 1 else min(1, len(seeds) // 2)  # the contrast: one seed a side
-    if half < per_side:
-        return f"{len(seeds)} seed(s): an A/A pair needs {per_side} seed(s) per side"
+    need = per_side or 2
+    half = len(seeds) // 2 if per_side is None else min(per_side, len(seeds) // 2)
+    if half < need:
+        return f"{len(seeds)} seed(s): an A/A pair needs {need} seed(s) per side"
     side_a, side_b = seeds[:half], seeds[half : 2 * half]
     relabel = dict(zip(side_b, side_a))
     a = [r for r in records if r["seed"] in side_a]

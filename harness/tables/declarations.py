@@ -71,10 +71,17 @@ def _oracle_axis(label: str, suffix: str = "") -> Axis:
                 tiny={"method": "ckpe", "keypoints": ORACLE["tiny"] + suffix})
 
 
-POSE_ROWS = (TASK_ROWS[0],
+def _task_row(label: str) -> Axis:
+    return next(row for row in TASK_ROWS if row.label == label)
+
+
+# the task rows, except that KPE/CKPE propagate in the tiny stand-in too (the perturbed images' own
+# points), and the oracle row beside them
+POSE_ROWS = (_task_row("WildLife Dataset"),
              Axis("ours (KPE)", {"method": "kpe"}, tiny={"method": "kpe", **TINY_PROPAGATED}),
              Axis("ours (CKPE)", {"method": "ckpe"}, tiny={"method": "ckpe", **TINY_PROPAGATED}),
-             _oracle_axis("CKPE, oracle points"), *TASK_ROWS[3:])
+             _oracle_axis("CKPE, oracle points"),
+             *(_task_row(label) for label in ("fixed template", "random points", "ViT, no keypoints")))
 POSE_COL = "MacaqueFaces, perturbed"
 POSE_COMPARISONS = tuple((f"{a}|{POSE_COL}", f"{b}|{POSE_COL}") for a, b in (
     ("ours (CKPE)", "ViT, no keypoints"), ("ours (CKPE)", "fixed template"), ("CKPE, oracle points", "ViT, no keypoints"),
