@@ -10,19 +10,19 @@ import torch
 from harness.config import RunConfig
 from harness.engine import records
 from harness.engine.run import execute
-from harness.engine.scoring import (RELIANCE_METRICS, RELIANCE_VARIANTS, removed_points, shuffle_order,
-                                    shuffle_point_sets)
+from harness.engine.scoring import RELIANCE_VARIANTS, removed_points, shuffle_order, shuffle_point_sets
 from harness.engine.train import batch_masks
 from harness.model.backbones import create_backbone
 from harness.model.keypoint_vit import KeypointViT
 
+RELIANCE_METRICS = ("top1", "top5", "mAP")  # a closed-set record's metrics
 KEYS = [f"{m}_{v}" for v in RELIANCE_VARIANTS for m in RELIANCE_METRICS]
 
 
 def _cfg(method: str, epochs: int, sessions: int | None = None, **over) -> RunConfig:
     """12 identities x 8 images at 32 px (2 test identities, 16 queries); settings under which a
     nano CKPE learns something in 4 epochs."""
-    options = (("identities", "12"), ("image_size", "32"), ("images_per_identity", "8"))
+    options = (("identities", str(over.pop("identities", 12))), ("image_size", "32"), ("images_per_identity", "8"))
     options += (("sessions", str(sessions)),) if sessions else ()
     return RunConfig(method=method, dataset="synthetic", backbone="nano", image_size=32, epochs=epochs, batch_size=8,
                      lr=0.03, warmup_epochs=0.0, arcface_scale=16.0, arcface_margin=0.2, dataset_options=options,
@@ -83,6 +83,15 @@ def test_trained_ckpe_loses_top1_when_its_points_are_shuffled(tmp_path):
     assert m["top1_keypoints_shuffled"] <= m["top1"] - 2 * step
     assert m["mAP_keypoints_removed"] != m["mAP"] and m["mAP_keypoints_shuffled"] != m["mAP"]
     assert record["keypoint_reliance"]["shuffle"]["own_set_kept"] == 0
+
+
+def test_an_open_set_record_holds_the_reliance_of_its_open_set_metrics(tmp_path):
+    record, _ = execute(_cfg("ckpe", 0, protocol="open", identities=24), tmp_path, progress=False)
+    m = record["metrics"]
+    for name in ("baks", "baus", "baks_baus_gmean", "new_auroc"):
+        # untrained: the keypoint projection starts at zero, so altering the points changes nothing
+        assert m[f"{name}_keypoints_removed"] == m[name] == m[f"{name}_keypoints_shuffled"], name
+    assert "baks_keypoints_shuffled" in record["keypoint_reliance"]["metrics"]
 
 
 def test_shuffle_moves_whole_point_sets_among_the_evaluated_rows():

@@ -62,10 +62,13 @@ def test_pessimistic_ties_and_per_query_outcomes():
 def test_per_query_outcomes_round_trip_to_the_metrics(run_record):
     rec = run_record
     runs = statistics.outcomes_of(rec)
-    assert runs is not None and len(runs.identity) == rec["metrics"]["queries"]
-    assert runs.scores("top1").mean() == pytest.approx(rec["metrics"]["top1"])
-    assert runs.scores("top5").mean() == pytest.approx(rec["metrics"]["top5"])
-    assert runs.scores("mAP").mean() == pytest.approx(rec["metrics"]["mAP"], abs=1e-3)
+    assert runs is not None and len(runs.scores("top1")[0]) == rec["metrics"]["queries"]
+    assert runs.scores("top1")[1].mean() == pytest.approx(rec["metrics"]["top1"])
+    assert runs.scores("top5")[1].mean() == pytest.approx(rec["metrics"]["top5"])
+    assert runs.scores("mAP")[1].mean() == pytest.approx(rec["metrics"]["mAP"], abs=1e-3)
+    assert statistics.pooled_metrics()[:3] == ["top1", "top5", "mAP"]
+    with pytest.raises(ValueError, match="pools per-query means; 'baks' is not one"):
+        runs.scores("baks")
     assert {"image_id", "identity", "first_rank", "ap"} <= set(rec["queries"])
     assert json.loads(json.dumps(rec))["queries"] == rec["queries"]
 

@@ -33,7 +33,7 @@ from ..model.backbones import create_backbone
 from ..model.losses import build_losses
 from ..model.tokens import flip_permutation
 from . import records
-from .scoring import (RELIANCE_METRICS, Scored, gallery_rules, needed_rows, reliance_metrics, removed_points, score,
+from .scoring import (Scored, gallery_rules, needed_rows, reliance_metrics, removed_points, score,
                       shuffle_point_sets, table_lookup)
 from .train import Checkpoint, Normalizer, Runtime, TrainData, TrainSettings, embed, train
 
@@ -261,8 +261,7 @@ def reliance_embeddings(prepared: Prepared, model: Model, inputs: Inputs, rows: 
     takes = {variant: table_lookup(rows["all"], embed(model.network, inputs.images, pts, model.normalize, device,
                                                       rows=rows["all"]))
              for variant, pts in points.items()}
-    about = {"metrics": [f"{m}_{v}" for v in points for m in RELIANCE_METRICS],
-             "training": "none: the run's trained model, evaluated again with its keypoints altered",
+    about = {"training": "none: the run's trained model, evaluated again with its keypoints altered",
              "keypoints_removed": "every point NaN: no patch holds a keypoint, so the keypoint embedding adds nothing",
              "keypoints_shuffled": "each evaluated image (query and gallery alike) gets the whole point set of "
                                    "another one: a random cycle over the evaluated images, seeded by shuffle.seed",
@@ -359,8 +358,9 @@ def score_rule(prepared: Prepared, inputs: Inputs, take, rows: dict, rule: str |
     takes, about = reliance
     variants = {variant: score(other, inputs.identities, prepared.split, rows, prepared.days, rule, warn=False)
                 for variant, other in takes.items()}
-    scored.metrics.update(reliance_metrics(variants))
-    return scored, {**about, "exclude": rule}
+    extra = reliance_metrics(variants)
+    scored.metrics.update(extra)
+    return scored, {"metrics": list(extra), **about, "exclude": rule}
 
 
 def _shared_with(path: Path) -> str | None:

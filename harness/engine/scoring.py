@@ -152,8 +152,8 @@ def score(take: Callable, identities: np.ndarray, split: Split, rows: dict, days
 
 # Keypoint reliance: the same trained model evaluated again with its keypoints altered. Each
 # variant's retrieval metrics go into the record's metrics as `<metric>_<variant>`, e.g.
-# `top1_keypoints_removed`, scored under the record's own gallery rule.
-RELIANCE_METRICS = ("top1", "top5", "mAP")
+# `top1_keypoints_removed` (every registered metric the run has: BAKS and BAUS too in the open
+# set), scored under the record's own gallery rule.
 RELIANCE_VARIANTS = ("keypoints_removed", "keypoints_shuffled")
 
 
@@ -193,4 +193,4 @@ def shuffle_point_sets(points: torch.Tensor, rows: np.ndarray, seed: int) -> tup
 def reliance_metrics(variants: dict[str, Scored]) -> dict:
     """``{variant: Scored}`` -> the record's extra metrics, ``<metric>_<variant>``."""
     return {f"{name}_{variant}": scored.metrics[name] for variant, scored in variants.items()
-            for name in RELIANCE_METRICS if name in scored.metrics}
+            for name in registry.defined() if name in scored.metrics}

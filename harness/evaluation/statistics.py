@@ -39,10 +39,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import stats as sps
 
+from . import metrics as registry
+
 LEVEL = 0.95
 POWER = 0.80  # of the minimum detectable effect
 MIN_IDENTITIES = 10  # fewer test animals than this: an interval would describe those animals, not the species
-METRICS = ("top1", "top5", "mAP")  # what the identity-only bootstrap can recompute from per-query outcomes
 BOOTSTRAP = 2000  # replicates of the identity-only bootstrap
 BOOTSTRAP_SEED = 0  # measured: paired end points (small CKPE - ViT) moved by <= 0.08 over 10 bootstrap seeds
 
@@ -384,24 +385,33 @@ def calibrate(cells: list[list[dict]], metric: str = "top1") -> Calibration:
 
 # --- the identity-only bootstrap: kept to show what it misses ----------------------------------------
 
+def pooled_metrics() -> list[str]:
+    """The metrics whose value is the mean of their per-query outcomes (top-1, top-5, mAP): the only
+    kind the identity-only bootstrap can pool over resampled animals (BAKS and the like are balanced
+    per identity, the AUROC ranks queries against each other)."""
+    return [m for m in registry.defined() if registry.METRICS.get(m).factory.aggregate is registry.percent_mean]
+
+
+def pooled_metric(name: str) -> registry.Metric:
+    if name not in pooled_metrics():
+        raise ValueError(f"the identity-only bootstrap pools per-query means; {name!r} is not one "
+                         f"(valid: {', '.join(pooled_metrics())})")
+    return registry.METRICS.get(name).factory
+
+
 @dataclass(frozen=True)
 class Outcomes:
-    """Per-query outcomes of one run: answerable queries only."""
+    """Per-query outcomes of one run: the record's per-query columns as arrays."""
 
     run: tuple  # (split fingerprint, seed)
-    identity: np.ndarray  # (Q,) str
-    first_rank: np.ndarray  # (Q,) int >= 1
-    ap: np.ndarray  # (Q,) float in [0, 1]
+    columns: dict
 
-    def scores(self, metric: str) -> np.ndarray:
-        """Per-query value whose mean is the metric (in %)."""
-        if metric == "top1":
-            return 100.0 * (self.first_rank <= 1)
-        if metric == "top5":
-            return 100.0 * (self.first_rank <= 5)
-        if metric == "mAP":
-            return 100.0 * self.ap
-        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+    def scores(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """(identities, values in %) of the queries that count for ``metric``; the values' mean is
+        the record's metric."""
+        values = pooled_metric(metric).outcome(self.columns)
+        counted = ~np.isnan(values)
+        return self.columns["identity"][counted].astype(str), 100.0 * values[counted]
 
 
 def outcomes_of(record: dict) -> Outcomes | None:
@@ -409,25 +419,22 @@ def outcomes_of(record: dict) -> Outcomes | None:
     queries = record.get("queries")
     if not queries:
         return None
-    rank = np.array([np.nan if r is None else r for r in queries["first_rank"]], dtype=float)
-    ok = np.isfinite(rank)
-    return Outcomes(run=run_key(record), identity=np.asarray(queries["identity"], dtype=str)[ok],
-                    first_rank=rank[ok].astype(np.int64),
-                    ap=np.asarray([np.nan if a is None else a for a in queries["ap"]], dtype=float)[ok])
+    return Outcomes(run=run_key(record), columns=registry.columns(queries))
 
 
 def identity_sums(runs: list[Outcomes], metric: str) -> tuple[np.ndarray, np.ndarray]:
     """(sums, counts), each (seeds, identities): per seed and identity, the summed per-query scores
     and the number of queries (0 where that seed never tested it)."""
-    seeds = sorted({run.run[1] for run in runs}, key=str)
-    identities = sorted({i for run in runs for i in run.identity})
+    scored = [(run.run[1], *run.scores(metric)) for run in runs]
+    seeds = sorted({seed for seed, _, _ in scored}, key=str)
+    identities = sorted({i for _, ids, _ in scored for i in ids})
     col = {name: j for j, name in enumerate(identities)}
     sums = np.zeros((len(seeds), len(identities)))
     counts = np.zeros_like(sums)
-    for run in runs:
-        idx = np.array([col[i] for i in run.identity], dtype=np.int64)
-        np.add.at(sums[seeds.index(run.run[1])], idx, run.scores(metric))
-        np.add.at(counts[seeds.index(run.run[1])], idx, 1.0)
+    for seed, ids, values in scored:
+        idx = np.array([col[i] for i in ids], dtype=np.int64)
+        np.add.at(sums[seeds.index(seed)], idx, values)
+        np.add.at(counts[seeds.index(seed)], idx, 1.0)
     return sums, counts
 
 

@@ -36,7 +36,7 @@ def _by_dataset(records: list[tuple[str, dict]]) -> dict[str, list[list[dict]]]:
 
 def _identity_only(cells: list[list[dict]], metric: str) -> tuple[int, int]:
     significant = decided = 0
-    if metric not in statistics.METRICS:  # the bootstrap recomputes retrieval metrics from per-query ranks only
+    if metric not in statistics.pooled_metrics():  # it pools per-query means only
         return 0, 0
     for recs in cells:
         split = statistics.seed_groups(recs, per_side=1)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.io import replace_atomic
-from ..evaluation import statistics
+from ..evaluation import metrics, statistics
 from ..engine.records import load_records
 from . import calibration
 from .collect import CellResult, TableResult, collect, index_records, paired_comparisons
@@ -145,20 +145,21 @@ def answer_lines(results: list[TableResult]) -> list[str]:
     return lines
 
 
-RELIANCE = (("removed", "top1_keypoints_removed"), ("shuffled", "top1_keypoints_shuffled"))
+RELIANCE = (("removed", "keypoints_removed"), ("shuffled", "keypoints_shuffled"))
 
 
 def _reliance_lines(result: TableResult) -> list[str]:
     """What trained models take from their keypoints: per cell whose records were also evaluated with
-    the keypoints removed and shuffled (same trained models), top-1 minus each, with its interval."""
+    the keypoints removed and shuffled (same trained models), the table's metric minus each, with
+    its interval."""
+    metric = result.table.metric
+    label = metrics.METRICS.get(metric).factory.label
     lines = []
     for (setting, row, col), cell in result.cells.items():
-        if not any(RELIANCE[0][1] in r["metrics"] for r in cell.recs):
+        if not any(f"{metric}_{RELIANCE[0][1]}" in r["metrics"] for r in cell.recs):
             continue
-        parts = []
-        for label, name in RELIANCE:
-            gap = statistics.within(cell.recs, "top1", name)
-            parts.append(f"top-1 - {label} keypoints: {verdict(gap)}")
+        parts = [f"{label} - {how} keypoints: {verdict(statistics.within(cell.recs, metric, f'{metric}_{variant}'))}"
+                 for how, variant in RELIANCE]
         lines.append(f"- {setting}: {row} / {col}: " + "; ".join(parts))
     return lines
 
