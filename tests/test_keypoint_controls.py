@@ -15,7 +15,7 @@ from harness.keypoints.pck import pck
 from harness.keypoints.sets import KeypointSet
 from harness.keypoints.sources import image_seed, resolve_keypoints, source_problem
 from harness.keypoints.store import load_keypoint_set, save_keypoint_set, stored_path
-from harness.keypoints.template import patch_cells, template_share
+from harness.keypoints.template import patch_cells, share_table, template_share
 
 SYN = {"identities": "10", "images_per_identity": "6", "image_size": "32"}
 CFG = SimpleNamespace(backbone="nano", image_size=32, num_keypoints=None, seed=0, dataset="synthetic")
@@ -145,6 +145,33 @@ def test_score_cli_against_the_oracle_stores_pck_and_template_share(cli, pair):
     assert geometry == f"{share['image_size']}px/4px" and share["patch"] == 4 and 0 < share["all"] <= 1
     bad = cli("keypoints", "score", *DS, "--keypoints", "oracle:ground-truth")
     assert bad.exit_code != 0 and "needs a perturbed dataset" in bad.output and "Traceback" not in bad.output
+
+
+def test_score_cli_stores_a_recipes_scores_with_the_set_it_resolved_to(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))  # the recipe's set is the only one stored
+    res = cli("keypoints", "score", *DS, "--keypoints", "ground-truth@sift:size=32,step=4", "--patch-size", "4")
+    assert res.exit_code == 0, res.output
+    path, = (tmp_path / "cache" / "keypoints").glob("synthetic-*/sift-*.json")  # its hash name, not the recipe
+    assert f"stored with {path}" in res.output and "not stored" not in res.output
+    stored = json.loads(path.read_text())
+    assert 0.0 <= stored["score"]["0.1"]["pck"] <= 1.0 and len(stored["score"]["0.1"]["per_image"]) == 60
+    (geometry, share), = stored["template_share"].items()
+    assert geometry == f"{share['image_size']}px/4px" and share["patch"] == 4 and set(share["per_category"]) == set(stored["categories"])
+    assert share_table(share) in res.output  # the stored share is the printed one
+
+
+@pytest.mark.parametrize("name, why", [
+    ("ground-truth", "it is a registered source"),
+    ("ground-truth+noise=0.5", "it is derived on the fly from another source"),
+    ("ground-truth@template", "is placed on the fly, not stored"),
+])
+def test_score_cli_says_in_one_line_why_a_source_has_no_stored_scores(cli, tmp_path, monkeypatch, name, why):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    res = cli("keypoints", "score", *DS, "--keypoints", name)
+    assert res.exit_code == 0, res.output
+    line, = (x for x in res.output.splitlines() if x.startswith("scores not stored"))
+    assert line.startswith(f"scores not stored: {name}: ") and why in line and "stored with" not in res.output
+    assert not any((tmp_path / "cache").rglob("*@template*"))  # a template recipe leaves no set file
 
 
 def test_a_run_on_perturbed_data_records_the_perturbation_oracle_and_noise(cli, tiny_args, tmp_path):

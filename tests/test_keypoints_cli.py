@@ -31,7 +31,11 @@ def test_annotate_propagate_score_show_and_run(cli, tiny_args, tmp_path, monkeyp
     stored = json.loads(next(cache_dir().glob(f"keypoints/synthetic-*/{name}.json")).read_text())
     assert 0.0 <= stored["score"]["0.1"]["pck"] <= 1.0 and len(stored["score"]["0.1"]["per_image"]) == 60
     png = tmp_path / "grid.png"
-    assert ok(cli, "keypoints", "show", *DS, "--keypoints", name, "--n", "4", "--out", png).strip() == str(png)
+    show = ok(cli, "keypoints", "show", *DS, "--keypoints", name, "--n", "4", "--out", png)
+    assert show.strip().splitlines()[-1] == str(png)  # the PNG's path stays the last line
+    # the template share table, exactly as `score` prints it for the same set
+    share = score[score.index("points in another patch than the fixed template's"):].split("\nstored with")[0]
+    assert share in show and "\nall " in share and "left_eye" in share
     assert Image.open(png).size[0] > 0
     res_dir = tmp_path / "results"
     ok(cli, "run", "--method", "ckpe", "--keypoints", name, "--results-dir", res_dir, *tiny_args)

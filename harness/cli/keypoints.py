@@ -14,9 +14,11 @@ from ..data.loaders import get_card, load_dataset
 from ..keypoints.featurizers import FEATURIZERS, create_featurizer, featurizer_options, option_value
 from ..keypoints.pck import pck, table
 from ..keypoints.propagate import MODES, PIXELS, PropagateSettings, propagate
+from ..keypoints.recipes import from_recipe, is_recipe
 from ..keypoints.references import REFERENCE_SOURCES, annotate_options, declared_options, reference_name
 from ..keypoints.show import draw_grid
-from ..keypoints.sources import patch_pixels, resolve_keypoints
+from ..keypoints.sets import KeypointSet, Target
+from ..keypoints.sources import KEYPOINT_SOURCES, ORACLE, patch_pixels, resolve_keypoints, split_noise
 from ..keypoints.store import (REFERENCE_FORMAT, load_reference, read_reference, save_reference, store_dir,
                                store_score, store_template_share, stored_names, stored_path)
 from ..keypoints.template import share_table, template_row, template_share
@@ -196,6 +198,18 @@ def propagate_cmd(dataset, reference, featurizer, plugin_options, mode, pixels, 
                f"use: harness run --method ckpe --dataset {dataset} --keypoints {name}")
 
 
+_image_size = click.option("--image-size", type=int, default=None,
+                           help="template share: model-input size [the run's --image-size]")
+_patch_size = click.option("--patch-size", type=int, default=None,
+                           help="template share: patch width in input pixels [the run's backbone's]")
+
+
+def _share(kps: KeypointSet, data, card, cfg, image_size: int | None, patch_size: int | None) -> dict:
+    """The template share at the run's input geometry unless given: `score` and `show` report the same."""
+    row = template_row(kps, data, card)
+    return template_share(kps, data, row, image_size or cfg.image_size, patch_size or patch_pixels(cfg))
+
+
 @keypoints_group.command("show")
 @_dataset
 @click.option("--keypoints", "name", required=True, help="stored keypoint set (or source, e.g. ground-truth)")
@@ -203,15 +217,46 @@ def propagate_cmd(dataset, reference, featurizer, plugin_options, mode, pixels, 
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="PNG path [default: next to the set]")
 @click.option("--blank", is_flag=True, help="draw the points on grey, without the images (for datasets whose "
               "images may not be redistributed)")
+@_image_size
+@_patch_size
 @_dataset_options
 @_data_root
 @user_errors
-def show_cmd(dataset, name, n, out, blank, dataset_options, data_root):
-    """Draw a PNG grid of images with their keypoints, coloured by category."""
+def show_cmd(dataset, name, n, out, blank, image_size, patch_size, dataset_options, data_root):
+    """Draw a PNG grid of images with their keypoints, coloured by category, and print the share of
+    points in another patch than the fixed template's (as `score` does; the PNG's path comes last)."""
     card, data, cfg = _load_with_config(dataset, dataset_options, data_root)
     kps = resolve_keypoints(name, data, cfg, card=card)
     out = out or store_dir(data) / f"{Path(name).stem}.png"
-    click.echo(str(draw_grid(data, kps, out, n=n, title=f"{dataset}: {Path(name).stem}", blank=blank)))
+    png = draw_grid(data, kps, out, n=n, title=f"{dataset}: {Path(name).stem}", blank=blank)
+    click.echo(share_table(_share(kps, data, card, cfg, image_size, patch_size)))
+    click.echo(str(png))
+
+
+def scored_keypoints(name: str, data, cfg, card) -> tuple[KeypointSet, Path | None, str | None]:
+    """(keypoints, the stored set file their scores are kept in, why none when that is None).
+
+    Checked in the order ``resolve_target`` resolves a name. A recipe is resolved here, not through
+    ``resolve_keypoints``, because only ``from_recipe`` returns the hash name its set is stored
+    under; without it a recipe's scores would be printed and silently dropped."""
+    _, sigma = split_noise(name)
+    if sigma is not None or name.startswith(ORACLE):
+        kps = resolve_keypoints(name, data, cfg, card=card)
+        return kps, None, "it is derived on the fly from another source (score that source to store with its set)"
+    if name in KEYPOINT_SOURCES:
+        kps = resolve_keypoints(name, data, cfg, card=card)
+        return kps, None, "it is a registered source, made from the dataset each time"
+    if not is_recipe(name):
+        return resolve_keypoints(name, data, cfg, card=card), stored_path(name, data), None
+    full, set_name = from_recipe(name, Target(data, card, cfg))
+    kps = full.first(getattr(cfg, "num_keypoints", None))  # as resolve_target cuts a recipe's set
+    path = stored_path(set_name, data)
+    if path is None:  # SOURCE@template places its points anew each time
+        return kps, None, f"the recipe's set {set_name} is placed on the fly, not stored"
+    if len(kps.categories) != len(full.categories):  # scores of a subset would pass for the whole set's
+        return kps, None, (f"--num-keypoints {len(kps.categories)} keeps fewer than the {len(full.categories)} "
+                           f"keypoints of its stored set {set_name}")
+    return kps, path, None
 
 
 @keypoints_group.command("score")
@@ -220,18 +265,17 @@ def show_cmd(dataset, name, n, out, blank, dataset_options, data_root):
 @click.option("--alpha", type=float, default=0.1, show_default=True, help="PCK threshold, fraction of max(h, w)")
 @click.option("--against", default=None, help="score against this keypoint source instead of the ground truth, "
               "e.g. oracle:SOURCE on a perturbed dataset (--dataset-option perturb=...)")
-@click.option("--image-size", type=int, default=None, help="template share: model-input size [the run's --image-size]")
-@click.option("--patch-size", type=int, default=None, help="template share: patch width in input pixels "
-              "[the run's backbone's]")
+@_image_size
+@_patch_size
 @_dataset_options
 @_data_root
 @user_errors
 def score_cmd(dataset, name, alpha, against, image_size, patch_size, dataset_options, data_root):
     """PCK@alpha against the ground truth (or --against a keypoint source), per category and per
-    image, and the share of points in another patch than the fixed template's; stored with the set."""
+    image, and the share of points in another patch than the fixed template's; stored with the set
+    (a recipe's: with the set it resolved to)."""
     card, data, cfg = _load_with_config(dataset, dataset_options, data_root)
-    kps = resolve_keypoints(name, data, cfg, card=card)
-    path = stored_path(name, data)
+    kps, path, why = scored_keypoints(name, data, cfg, card)
     if against is not None or data.keypoints is not None:
         truth = resolve_keypoints(against, data, cfg, card=card) if against is not None else None
         score = {**pck(kps, data, alpha, truth=truth), "against": against or "ground-truth"}
@@ -242,12 +286,13 @@ def score_cmd(dataset, name, alpha, against, image_size, patch_size, dataset_opt
     else:
         click.echo(f"no PCK: dataset {dataset} has no ground-truth keypoints (on a perturbed dataset pass "
                    "--against oracle:SOURCE)")
-    image_size = image_size or cfg.image_size
-    share = template_share(kps, data, template_row(kps, data, card), image_size, patch_size or patch_pixels(cfg))
+    share = _share(kps, data, card, cfg, image_size, patch_size)
     click.echo(share_table(share))
-    if path is not None:
-        store_template_share(path, share)
-        click.echo(f"stored with {path}")
+    if path is None:
+        click.echo(f"scores not stored: {name}: {why}")
+        return
+    store_template_share(path, share)
+    click.echo(f"stored with {path}")
 
 
 def how_to_start(card) -> list[str]:
