@@ -32,3 +32,17 @@ def test_run_checks_weights_before_training_anything(cli, tmp_path, monkeypatch)
     assert res.exit_code != 0 and "Traceback" not in res.output
     assert "would stop a run after it started" in res.output and "HF_HUB_OFFLINE is set" in res.output
     assert not list((tmp_path / "r").glob("*.json"))
+
+
+def test_dry_run_says_an_undated_dataset_cannot_exclude_same_day(cli, tmp_path):
+    # the synthetic dataset is dated only with `sessions`, known from its options: no image is made
+    args = ["run", "--method", "vit", "--dataset", "synthetic", "--exclude", "same-day", "--dry-run",
+            "--results-dir", tmp_path / "r", "--dataset-option", "identities=10"]
+    res = cli(*args)
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert res.output.splitlines()[-1] == (
+        "Error: --exclude same-day needs capture dates, and dataset synthetic has none (no `date` column) (the "
+        "synthetic dataset has them with --dataset-option sessions=4); run without --exclude")
+    assert "result: " in res.output  # the plan is still shown before the error
+    dated = cli(*args, "--dataset-option", "sessions=3")
+    assert dated.exit_code == 0, dated.output

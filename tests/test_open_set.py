@@ -96,6 +96,23 @@ def test_the_threshold_sees_no_test_image():
     assert scored.metrics["new_queries"] == sum(1 for k in scored.per_query["known"] if not k)
 
 
+def test_a_known_animal_the_same_day_rule_empties_is_new_to_its_queries():
+    # every animal filmed on one day: a known one's gallery images share its queries' day
+    df, days, split, _, identity, vectors = _open_problem()
+    one_day = np.full(len(df), "2024-01-01", dtype=object)
+    split = make_split(df, "open", 666, dataset="d", days=one_day)
+    rows = needed_rows(split, split.train, split.test, np.array([], dtype=np.int64))
+    take = table_lookup(rows["all"], vectors[rows["all"]])
+    whole = score(take, identity, split, rows, one_day, None)
+    other_day = score(take, identity, split, rows, one_day, "same-day")
+    known_before = sum(whole.per_query["known"])
+    assert known_before > 0 and whole.metrics["known_without_gallery_after_exclusion"] == 0
+    assert not any(other_day.per_query["known"])  # no query keeps a gallery image of its animal
+    assert other_day.metrics["known_without_gallery_after_exclusion"] == known_before
+    assert other_day.metrics["new_queries"] == len(split.open.queries)
+    assert other_day.metrics["baks"] is None  # no known query left: nothing to score, not a 0
+
+
 def test_acceptance_open_protocol_run_records_baks_and_baus(cli, tmp_path):
     args = ["--backbone", "nano", "--image-size", "32", "--batch-size", "16", "--dataset-option", "identities=10",
             "--dataset-option", "images_per_identity=6", "--dataset-option", "image_size=32", "--quiet"]
@@ -122,3 +139,31 @@ def test_too_few_identities_for_an_open_set():
         open_set(df, np.flatnonzero(df["identity"] == "id00"), 0, days)
     small = open_set(df, np.arange(len(df)), 0, days)  # 4 identities: 2 new, 2 known
     assert len(small.new_identities) == 2 and len(_ids(df, small.gallery)) == 2
+
+
+def test_open_protocol_names_the_identities_it_needs(cli, tmp_path):
+    # fold 0 of 5 tests 2 of 8 identities, 1/5 of the other 6 calibrates: 2 each, a known and a new one
+    need = "--protocol open needs at least 8 identities (test: identity fold 0 of 5; calibration: 1/5 of the "
+    for n_ids in (4, 6, 7):
+        df, days = _frame(n_ids=n_ids)
+        with pytest.raises(DataError) as err:
+            make_split(df, "open", 666, dataset="d", days=days)
+        assert str(err.value).startswith(need) and str(err.value).endswith(f"; the dataset has {n_ids}")
+    make_split(_frame(n_ids=8)[0], "open", 666, dataset="d")  # the smallest that splits
+    with pytest.raises(DataError, match="^--protocol open --validate needs at least 10 identities .* has 9$"):
+        make_split(_frame(n_ids=9)[0], "open", 666, dataset="d", held_out=HeldOut(validate=True))
+    make_split(_frame(n_ids=10)[0], "open", 666, dataset="d", held_out=HeldOut(validate=True))
+    args = ["--backbone", "nano", "--image-size", "32", "--batch-size", "4", "--dataset-option", "identities=6",
+            "--dataset-option", "images_per_identity=2", "--dataset-option", "image_size=16", "--quiet"]
+    result = cli("run", "--method", "vit", "--dataset", "synthetic", "--protocol", "open", "--epochs", "1",
+                 "--results-dir", tmp_path, *args)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert result.output.splitlines()[-1].startswith(f"Error: {need}")
+    assert result.output.rstrip().endswith("the dataset has 6") and "--folds" not in result.output
+
+
+def test_a_validation_split_names_its_own_need():
+    df, _ = _frame(n_ids=5)  # fold 0 of 5 leaves 4 training identities: 1/5 of 4 is none
+    with pytest.raises(DataError, match="^a validation split holds out 1/5 of the training identities: it needs at "
+                                        "least 5 of them, this split trains on 4$"):
+        make_split(df, "disjoint", 666, dataset="d", held_out=HeldOut(folds=5, validate=True))

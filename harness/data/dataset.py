@@ -76,6 +76,11 @@ class Loader:
         get it (no loading, no side effects). Loaders that need no files are always present."""
         return None
 
+    def has_dates(self, card: Card, options: dict) -> bool | None:
+        """Whether the data will have capture dates, where that is known without loading it (a
+        dry run must work before a download); None: known only once loaded."""
+        return None
+
     def location(self, card: Card, data_root: Path) -> str:
         """Where the card's data is expected (for `harness data list`)."""
         return "generated on first use, in the cache"

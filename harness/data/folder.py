@@ -31,6 +31,9 @@ class FolderLoader(Loader):
             raise DataError("--dataset folder:PATH needs a path, e.g. folder:data/my_animals")
         return Card(name=name, loader="folder", description=f"identity folders under {path}", options={"path": path})
 
+    def has_dates(self, card: Card, options: dict) -> bool | None:
+        return False  # identity folders of image files carry no capture date
+
     def location(self, card: Card, data_root: Path) -> str:
         return str(Path(card.options["path"]).expanduser())
 

@@ -77,12 +77,55 @@ def inner_validation(df: pd.DataFrame, train: np.ndarray, seed: int) -> tuple[np
     """(train rows, validation rows): 1/5 of the training identities held out, by GroupKFold with
     its own seed; the test identities of the outer split are not in either."""
     inner = df.iloc[train].reset_index(drop=True)
+    n_ids = _identity_count(inner)
+    if n_ids < VALIDATION_FOLDS:  # identity_folds' own message would name a --folds the user never gave
+        raise DataError(f"a validation split holds out 1/{VALIDATION_FOLDS} of the training identities: it needs "
+                        f"at least {VALIDATION_FOLDS} of them, this split trains on {n_ids}")
     fit, held = identity_folds(inner, VALIDATION_FOLDS, seed + 1)[0]
     return np.sort(train[fit]), np.sort(train[held])
 
 
 OPEN_NEW_SHARE = 0.5  # of an open set's identities, the share that is new (no gallery image)
 OPEN_FOLDS = 5  # identity folds of the open protocol without --folds (fold 0: 80/20 by individuals)
+
+
+def _identity_count(df: pd.DataFrame) -> int:
+    """Identities a split can use: the unknown identity is in no split (as in ``identity_folds``)."""
+    return len(set(df["identity"].astype(str)) - {"unknown"})
+
+
+def _fold_size(n_ids: int, folds: int, fold: int) -> int:
+    """Identities in fold ``fold`` of ``folds`` over ``n_ids`` identities (0 when GroupKFold cannot
+    split them). GroupKFold(shuffle=True) deals the shuffled identities out by np.array_split, so
+    the count depends on ``n_ids`` alone, not on the seed or on how many images each one has."""
+    return len(np.array_split(np.arange(n_ids), folds)[fold]) if n_ids >= folds else 0
+
+
+def _open_fits(n_ids: int, folds: int, fold: int, validate: bool) -> bool:
+    """Whether ``n_ids`` identities give the open protocol's split: the test side and the calibration
+    split of the training identities each need 2 identities, a known and a new one (``open_set``)."""
+    test = _fold_size(n_ids, folds, fold)
+    train = n_ids - test
+    if validate:  # the test side is then a validation split of the outer training identities
+        test = _fold_size(train, VALIDATION_FOLDS, 0)
+        train -= test
+    return test >= 2 and _fold_size(train, VALIDATION_FOLDS, 0) >= 2
+
+
+def check_open_size(df: pd.DataFrame, folds: int, fold: int, validate: bool) -> None:
+    """One line naming what the open protocol needs, before the fold and open-set checks inside it
+    fail on a subset with a count the user cannot relate to their dataset."""
+    n_ids = _identity_count(df)
+    if _open_fits(n_ids, folds, fold, validate):
+        return
+    need = n_ids + 1
+    while not _open_fits(need, folds, fold, validate):  # fold sizes never shrink as identities are added
+        need += 1
+    test = f"identity fold {fold} of {folds}"
+    test = f"1/{VALIDATION_FOLDS} of the training identities of {test}" if validate else test
+    raise DataError(f"--protocol open{' --validate' if validate else ''} needs at least {need} identities "
+                    f"(test: {test}; calibration: 1/{VALIDATION_FOLDS} of the remaining training identities, held "
+                    f"out from training; each needs 2, a known and a new one); the dataset has {n_ids}")
 
 
 def open_set(df: pd.DataFrame, rows: np.ndarray, seed: int, days: np.ndarray | None = None) -> OpenSet:
@@ -113,6 +156,10 @@ def _known_halves(own: np.ndarray, days: np.ndarray | None, rng: np.random.Gener
     (half of them, rounded up; undated images count as one last day) in the gallery, so that no
     day is on both sides (frames of one day are near-duplicates); else half its images (rounded
     up), in a seeded shuffle."""
+    # Not wildlife-datasets' TimeProportionSplit(ratio=0.5), which differs in what matters here:
+    # an identity with one date goes wholly to its training side (no query left of a known
+    # identity), undated images are dropped, and min(n - 1, np.round(n / 2)) rounds half to even
+    # (2 of 5 days, not 3). Switching would also move images of committed records' splits.
     if days is not None:
         day = np.array(["~" if d is None else str(d) for d in days[own]])
         names = np.unique(day)
@@ -160,6 +207,8 @@ def make_split(df: pd.DataFrame, protocol: str, seed: int = 666, *, dataset: str
     folds, fold = held_out.folds, held_out.fold
     if protocol == "open" and folds is None:
         folds, fold = OPEN_FOLDS, 0
+    if protocol == "open":
+        check_open_size(df, folds, fold or 0, held_out.validate)
     outer = _outer_split(df, by_identity, seed, held_out.test_fraction, dataset, folds, fold)
     if held_out.validate:
         if by_identity != "disjoint":

@@ -268,6 +268,12 @@ def _typed_options(cls, options: dict, dataset: str) -> dict:
 
 @LOADERS.register("synthetic", "generated keypoint dataset (no downloads)")
 class SyntheticLoader(Loader):
+    def has_dates(self, card: Card, options: dict) -> bool | None:
+        try:  # its images are dated only with the sessions option
+            return int({**card.options, **options}.get("sessions", 0)) > 0
+        except (TypeError, ValueError):
+            return None  # a bad value: load() names it
+
     def load(self, card: Card, options: dict, data_root: Path) -> ReidData:
         try:
             spec = SyntheticSpec(**_typed_options(SyntheticSpec, options, card.name))

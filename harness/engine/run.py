@@ -24,7 +24,7 @@ from ..core.errors import DataError, ResultsError
 from ..data.cards import Card, dataset_names
 from ..data.dataset import ReidData, capture_days, row_bboxes, row_perturbations
 from ..data.images import DecodeSettings, decode_images
-from ..data.loaders import data_problem, get_card, load_dataset
+from ..data.loaders import data_problem, get_card, load_dataset, loader_of
 from ..data.splits import HeldOut, Split, make_split
 from ..keypoints.sets import KeypointSet
 from ..keypoints.sources import resolve_keypoints, source_problem
@@ -103,6 +103,9 @@ def plan_and_check(given: dict, data_root: Path | None = None) -> tuple[list[Res
         if problem is None and source is not None:
             why = source_problem(source)  # a recipe's names, also inside oracle: / +noise= wrappers
             problem = f"dataset {card.name}: {why}" if why else None
+        undated = loader_of(card).has_dates(card, dict(cfg.dataset_options)) is False
+        if problem is None and cfg.exclude == "same-day" and undated:
+            problem = no_dates_message(card.name)  # else a dry run passes and `prepare` fails
         if problem:
             problems.append(problem)
         plans += [Resolved(run, resolved.origins, resolved.warnings) for run in fold_runs(cfg)]
@@ -144,11 +147,15 @@ class Prepared:
     days: np.ndarray | None = None  # each row's capture day (None: the dataset has no dates)
 
 
+def no_dates_message(name: str) -> str:
+    hint = " (the synthetic dataset has them with --dataset-option sessions=4)" if name == "synthetic" else ""
+    return (f"--exclude same-day needs capture dates, and dataset {name} has none (no `date` column){hint}; "
+            "run without --exclude")
+
+
 def check_dates(cfg: RunConfig, data: ReidData, days: np.ndarray | None) -> None:
     if cfg.exclude == "same-day" and days is None:
-        hint = " (the synthetic dataset has them with --dataset-option sessions=4)" if data.name == "synthetic" else ""
-        raise DataError(f"--exclude same-day needs capture dates, and dataset {data.name} has none (no `date` "
-                        f"column){hint}; run without --exclude")
+        raise DataError(no_dates_message(data.name))
 
 
 def prepare(cfg: RunConfig, data_root: Path | None = None, progress: bool = True) -> Prepared:

@@ -102,7 +102,12 @@ def score_open(take: Callable, identities: np.ndarray, labels: torch.Tensor, spl
                                  _known(identities, cal_queries, cal_gallery))
     gallery, queries = rows["gallery"], rows["test"]
     summary, lists, arrays = _retrieve(take, identities, labels, queries, gallery, keys)
-    known = _known(identities, queries, gallery)
+    # known: the query's own gallery holds its animal. Under --exclude same-day an animal filmed on
+    # one day only can lose every gallery image to the rule; for that query it is new, and "new" is
+    # the right answer (a known label would make it unanswerable yet count it wrong)
+    in_gallery = _known(identities, queries, gallery)
+    known = in_gallery & ~np.isnan(arrays["first_rank"])
+    summary["known_without_gallery_after_exclusion"] = int((in_gallery & ~known).sum())
     predicted = answer(arrays["best_score"], arrays["best_identity"], threshold.value)
     lists.update(known=known.tolist(), predicted=predicted)
     arrays.update(known=known, predicted=np.array(predicted, dtype=object))
