@@ -152,6 +152,14 @@ def test_a_over_a_pairs_need_two_seeds_per_side():
     assert (result.decided, result.significant) == (2, 1)
     assert result.undecided == {"2 seed(s): an A/A pair needs 2 seed(s) per side": 1}
     assert result.line().startswith("A/A: 1 of 2 significant at 95% (rate 50.0%, binomial 95% CI [1.3%, 98.7%])")
+    assert "p-values" not in result.line()  # too few pairs to say how they spread
+
+
+def test_the_a_over_a_line_shows_p_values_piled_up_high():
+    spread = statistics.Calibration(0, 20, {}, tuple(np.linspace(0.025, 0.975, 20)))
+    assert spread.line().endswith("A/A p-values median 0.50 (calibrated: 0.50), uniform by Kolmogorov-Smirnov p = 1.000")
+    high = statistics.Calibration(0, 20, {}, tuple(np.linspace(0.5, 0.99, 20)))
+    assert "median 0.74" in high.line() and "Kolmogorov-Smirnov p = 0.000" in high.line()
 
 
 def test_compare_refuses_a_folder_that_mixes_protocols_or_fold_counts(tmp_path):

@@ -357,6 +357,7 @@ class Calibration:
     significant: int
     decided: int
     undecided: dict  # reason -> count of cells
+    p_values: tuple = ()  # of the decided pairs
 
     def line(self, level: float = LEVEL) -> str:
         if not self.decided:
@@ -365,12 +366,23 @@ class Calibration:
         low, high = sps.binomtest(self.significant, self.decided).proportion_ci(level)
         rate = self.significant / self.decided
         return (f"A/A: {self.significant} of {self.decided} significant at {level:.0%} (rate {rate:.1%}, binomial "
-                f"{level:.0%} CI [{low:.1%}, {high:.1%}]); implied coverage {1 - rate:.1%}")
+                f"{level:.0%} CI [{low:.1%}, {high:.1%}]); implied coverage {1 - rate:.1%}{self._spread()}")
+
+    def _spread(self) -> str:
+        """The count says whether there are too many false alarms; the p-values also show too few
+        (a calibrated test's A/A p-values are uniform; piled up high, its intervals are wider than
+        they need be and its minimum detectable effects pessimistic). Said from 10 pairs on."""
+        if len(self.p_values) < 10:
+            return ""
+        ks = sps.kstest(self.p_values, "uniform")
+        return (f"; A/A p-values median {np.median(self.p_values):.2f} (calibrated: 0.50), uniform by "
+                f"Kolmogorov-Smirnov p = {ks.pvalue:.3f}")
 
 
 def calibrate(cells: list[list[dict]], metric: str = "top1") -> Calibration:
     significant = decided = 0
     undecided: dict = {}
+    p_values = []
     for records in cells:
         split = seed_groups(records)
         pair = Paired(why=split) if isinstance(split, str) else paired(*split, metric)
@@ -380,7 +392,8 @@ def calibrate(cells: list[list[dict]], metric: str = "top1") -> Calibration:
             continue
         decided += 1
         significant += pair.significant
-    return Calibration(significant, decided, undecided)
+        p_values.append(pair.p)
+    return Calibration(significant, decided, undecided, tuple(p_values))
 
 
 # --- the identity-only bootstrap: kept to show what it misses ----------------------------------------
