@@ -406,10 +406,11 @@ def pooled_metrics() -> list[str]:
 
 
 def pooled_metric(name: str) -> registry.Metric:
-    if name not in pooled_metrics():
+    chosen = registry.METRICS.get(name).factory
+    if chosen.aggregate is not registry.percent_mean:
         raise ValueError(f"the identity-only bootstrap pools per-query means; {name!r} is not one "
                          f"(valid: {', '.join(pooled_metrics())})")
-    return registry.METRICS.get(name).factory
+    return chosen
 
 
 @dataclass(frozen=True)

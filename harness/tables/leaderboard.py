@@ -10,6 +10,7 @@ from pathlib import Path
 from ..core.io import replace_atomic
 from ..evaluation import metrics, statistics
 from ..engine.records import load_records
+from ..engine.scoring import RELIANCE_VARIANTS
 from . import calibration
 from .collect import CellResult, TableResult, collect, index_records, paired_comparisons
 from .cells import Table, cells
@@ -145,9 +146,6 @@ def answer_lines(results: list[TableResult]) -> list[str]:
     return lines
 
 
-RELIANCE = (("removed", "keypoints_removed"), ("shuffled", "keypoints_shuffled"))
-
-
 def _reliance_lines(result: TableResult) -> list[str]:
     """What trained models take from their keypoints: per cell whose records were also evaluated with
     the keypoints removed and shuffled (same trained models), the table's metric minus each, with
@@ -156,10 +154,10 @@ def _reliance_lines(result: TableResult) -> list[str]:
     label = metrics.METRICS.get(metric).factory.label
     lines = []
     for (setting, row, col), cell in result.cells.items():
-        if not any(f"{metric}_{RELIANCE[0][1]}" in r["metrics"] for r in cell.recs):
+        if not any(f"{metric}_{RELIANCE_VARIANTS[0]}" in r["metrics"] for r in cell.recs):
             continue
-        parts = [f"{label} - {how} keypoints: {verdict(statistics.within(cell.recs, metric, f'{metric}_{variant}'))}"
-                 for how, variant in RELIANCE]
+        parts = [f"{label} - {variant.split('_')[1]} keypoints: "
+                 f"{verdict(statistics.within(cell.recs, metric, f'{metric}_{variant}'))}" for variant in RELIANCE_VARIANTS]
         lines.append(f"- {setting}: {row} / {col}: " + "; ".join(parts))
     return lines
 
