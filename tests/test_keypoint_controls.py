@@ -12,8 +12,8 @@ from harness.core.errors import DataError
 from harness.data.dataset import ReidData
 from harness.data.loaders import get_card, load_dataset
 from harness.keypoints.pck import pck
-from harness.keypoints.sets import KeypointSet
-from harness.keypoints.sources import image_seed, resolve_keypoints, source_problem
+from harness.keypoints.sets import KeypointSet, Target
+from harness.keypoints.sources import image_seed, resolve_keypoints, resolve_origin, source_problem
 from harness.keypoints.store import load_keypoint_set, save_keypoint_set, stored_path
 from harness.keypoints.template import patch_cells, share_table, template_share
 
@@ -172,6 +172,19 @@ def test_score_cli_says_in_one_line_why_a_source_has_no_stored_scores(cli, tmp_p
     line, = (x for x in res.output.splitlines() if x.startswith("scores not stored"))
     assert line.startswith(f"scores not stored: {name}: ") and why in line and "stored with" not in res.output
     assert not any((tmp_path / "cache").rglob("*@template*"))  # a template recipe leaves no set file
+
+
+def test_a_stored_set_is_its_own_origin_unless_num_keypoints_cuts_it(pair, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    aligned, _ = pair
+    points = np.random.default_rng(1).uniform(2, 30, (len(aligned.df), 3, 2))
+    save_keypoint_set(KeypointSet(("a", "b", "c"), (), points, {"source": "test"}), aligned, "three")
+    whole = resolve_origin("three", Target(aligned, None, CFG))
+    assert whole.stored_set == "three" and whole.not_stored is None and whole.keypoints.categories == ("a", "b", "c")
+    cut = resolve_origin("three", Target(aligned, None, SimpleNamespace(**{**vars(CFG), "num_keypoints": 2})))
+    assert cut.stored_set is None and cut.keypoints.categories == ("a", "b")
+    assert cut.not_stored == "--num-keypoints 2 keeps fewer than the 3 keypoints of its stored set three"
+    assert resolve_origin("ground-truth", Target(aligned, None, CFG)).stored_set is None
 
 
 def test_a_run_on_perturbed_data_records_the_perturbation_oracle_and_noise(cli, tiny_args, tmp_path):

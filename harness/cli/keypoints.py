@@ -14,11 +14,10 @@ from ..data.loaders import get_card, load_dataset
 from ..keypoints.featurizers import FEATURIZERS, create_featurizer, featurizer_options, option_value
 from ..keypoints.pck import pck, table
 from ..keypoints.propagate import MODES, PIXELS, PropagateSettings, propagate
-from ..keypoints.recipes import from_recipe, is_recipe
 from ..keypoints.references import REFERENCE_SOURCES, annotate_options, declared_options, reference_name
 from ..keypoints.show import draw_grid
 from ..keypoints.sets import KeypointSet, Target
-from ..keypoints.sources import KEYPOINT_SOURCES, ORACLE, patch_pixels, resolve_keypoints, split_noise
+from ..keypoints.sources import patch_pixels, resolve_keypoints, resolve_origin
 from ..keypoints.store import (REFERENCE_FORMAT, load_reference, read_reference, save_reference, store_dir,
                                store_score, store_template_share, stored_names, stored_path)
 from ..keypoints.template import share_table, template_row, template_share
@@ -234,29 +233,9 @@ def show_cmd(dataset, name, n, out, blank, image_size, patch_size, dataset_optio
 
 
 def scored_keypoints(name: str, data, cfg, card) -> tuple[KeypointSet, Path | None, str | None]:
-    """(keypoints, the stored set file their scores are kept in, why none when that is None).
-
-    Checked in the order ``resolve_target`` resolves a name. A recipe is resolved here, not through
-    ``resolve_keypoints``, because only ``from_recipe`` returns the hash name its set is stored
-    under; without it a recipe's scores would be printed and silently dropped."""
-    _, sigma = split_noise(name)
-    if sigma is not None or name.startswith(ORACLE):
-        kps = resolve_keypoints(name, data, cfg, card=card)
-        return kps, None, "it is derived on the fly from another source (score that source to store with its set)"
-    if name in KEYPOINT_SOURCES:
-        kps = resolve_keypoints(name, data, cfg, card=card)
-        return kps, None, "it is a registered source, made from the dataset each time"
-    if not is_recipe(name):
-        return resolve_keypoints(name, data, cfg, card=card), stored_path(name, data), None
-    full, set_name = from_recipe(name, Target(data, card, cfg))
-    kps = full.first(getattr(cfg, "num_keypoints", None))  # as resolve_target cuts a recipe's set
-    path = stored_path(set_name, data)
-    if path is None:  # SOURCE@template places its points anew each time
-        return kps, None, f"the recipe's set {set_name} is placed on the fly, not stored"
-    if len(kps.categories) != len(full.categories):  # scores of a subset would pass for the whole set's
-        return kps, None, (f"--num-keypoints {len(kps.categories)} keeps fewer than the {len(full.categories)} "
-                           f"keypoints of its stored set {set_name}")
-    return kps, path, None
+    """(keypoints, the stored set file their scores are kept in, why none when that is None)."""
+    got = resolve_origin(name, Target(data, card, cfg))
+    return got.keypoints, (stored_path(got.stored_set, data) if got.stored_set else None), got.not_stored
 
 
 @keypoints_group.command("score")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -147,16 +147,36 @@ def resolve_keypoints(name: str, data: ReidData, cfg, progress: bool = True, car
 
 def resolve_target(name: str, target: Target) -> KeypointSet:
     """``resolve_keypoints`` for a target made once: every step below reads its card and sizes."""
+    return resolve_origin(name, target).keypoints
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A name's keypoints and the stored set they are read from, so that what is measured on them
+    (PCK, template share) can be kept with that set; ``not_stored`` says why there is none."""
+
+    keypoints: KeypointSet
+    stored_set: str | None = None
+    not_stored: str | None = None
+
+
+def resolve_origin(name: str, target: Target) -> Resolved:
+    """The one dispatch on a keypoint name (see the module docstring for the order)."""
     base, sigma = split_noise(name)
+    derived = "it is derived on the fly from another source (score that source to store with its set)"
     if sigma is not None:
-        return noisy(resolve_target(base, target), target, sigma, patch_pixels(target.cfg))
+        return Resolved(noisy(resolve_target(base, target), target, sigma, patch_pixels(target.cfg)), None, derived)
     if name.startswith(ORACLE):
-        return oracle_keypoints(name, target)
+        return Resolved(oracle_keypoints(name, target), None, derived)
     data, num = target.data, getattr(target.cfg, "num_keypoints", None)
     if name in KEYPOINT_SOURCES:
-        return KEYPOINT_SOURCES.create(name, data, target.cfg).first(num)
+        return Resolved(KEYPOINT_SOURCES.create(name, data, target.cfg).first(num), None,
+                        "it is a registered source, made from the dataset each time")
     if is_recipe(name):
-        return from_recipe(name, target)[0].first(num)
+        full, set_name = from_recipe(name, target)
+        if stored_path(set_name, data) is None:  # SOURCE@template places its points anew each time
+            return Resolved(full.first(num), None, f"the recipe's set {set_name} is placed on the fly, not stored")
+        return kept_with(full, set_name, num)
     path = stored_path(name, data)
     if path is None:
         stored = stored_names(data)
@@ -165,4 +185,13 @@ def resolve_target(name: str, target: Target) -> KeypointSet:
             f"nor a stored keypoint set of dataset {data.name} "
             f"({', '.join(stored) if stored else 'none stored yet: see `harness keypoints propagate`'})"
         )
-    return load_keypoint_set(path, data, target.sizes)[0].first(num)
+    return kept_with(load_keypoint_set(path, data, target.sizes)[0], name, num)
+
+
+def kept_with(full: KeypointSet, set_name: str, num: int | None) -> Resolved:
+    """A stored set cut to --num-keypoints; a cut one keeps no scores, which would pass for the whole set's."""
+    kps = full.first(num)
+    if len(kps.categories) == len(full.categories):
+        return Resolved(kps, set_name)
+    return Resolved(kps, None, f"--num-keypoints {len(kps.categories)} keeps fewer than the "
+                               f"{len(full.categories)} keypoints of its stored set {set_name}")
