@@ -10,11 +10,11 @@ import torch
 from harness.config import RunConfig
 from harness.core.errors import DataError
 from harness.data.dataset import capture_days
-from harness.data.splits import Split
+from harness.data.splits import OpenSet, Split
 from harness.data.synthetic import SyntheticSpec, load
 from harness.engine import records
 from harness.engine.run import execute, prepare
-from harness.engine.scoring import exclusion_keys, needed_rows, score, table_lookup
+from harness.engine.scoring import exclusion_keys, needed_rows, same_day_matters, score, table_lookup
 
 # identity, day, embedding: q0 and q1 are same-day near-duplicates of A; C is seen on one day only
 CASE = [("A", "d0", (1.0, 0.0)), ("A", "d0", (0.98, 0.2)), ("A", "d1", (0.6, 0.8)), ("B", "d0", (0.8, 0.6)),
@@ -45,6 +45,25 @@ def test_same_day_rule_by_hand():
     # chance per query's own gallery: q0, q1 have 5 images left (1 positive), q2 6 (2), q3 and q4 6 (1)
     assert cross.metrics["chance_top1"] == pytest.approx(100 * (0.2 + 0.2 + 1 / 3 + 1 / 6 + 1 / 6) / 5)
     assert whole.metrics["chance_top1"] == pytest.approx(100 * (2 + 2 + 2 + 1 + 1 + 1 + 1) / 6 / 7)
+
+
+def test_the_rule_matters_only_where_a_query_shares_its_day_with_a_gallery_image():
+    identities = np.array([c[0] for c in CASE])
+    days = np.array([c[1] for c in CASE], dtype=object)
+    none = np.array([], dtype=np.int64)
+    rows = np.arange(len(CASE))
+    disjoint = Split("disjoint", none, rows, "fp")
+    assert same_day_matters(identities, days, disjoint, needed_rows(disjoint, none, rows, none))
+    other_days = np.array([f"d{i}" for i in range(len(CASE))], dtype=object)
+    assert not same_day_matters(identities, other_days, disjoint, needed_rows(disjoint, none, rows, none))
+    assert not same_day_matters(identities, None, disjoint, needed_rows(disjoint, none, rows, none))
+    # open: A's gallery is its day d0, its query d1; B, C new. Calibration: C's two d0 images split
+    test_side = OpenSet(np.array([0, 1]), np.array([2, 3, 4]), ("B",))
+    calibration = OpenSet(np.array([5]), np.array([6]), ())
+    opened = Split("open", none, test_side.queries, "fp", test_side, calibration)
+    assert same_day_matters(identities, days, opened, needed_rows(opened, none, test_side.queries, none))
+    apart = Split("open", none, test_side.queries, "fp", test_side, OpenSet(np.array([2]), np.array([6]), ()))
+    assert not same_day_matters(identities, days, apart, needed_rows(apart, none, test_side.queries, none))
 
 
 def test_undated_images_exclude_only_themselves():
@@ -106,6 +125,15 @@ def test_one_training_writes_both_gallery_rules_and_never_replaces_a_twin(tmp_pa
     path.unlink()
     execute(cfg, tmp_path, progress=False)  # trains again: the twin's record exists and stays
     assert twin_path.read_bytes() == before and path.exists()
+
+
+def test_an_open_run_whose_galleries_are_other_days_writes_no_twin(tmp_path):
+    options = (("identities", "10"), ("image_size", "32"), ("images_per_identity", "6"), ("sessions", "3"))
+    cfg = RunConfig(method="vit", dataset="synthetic", backbone="nano", image_size=32, epochs=1, batch_size=16,
+                    dataset_options=options, protocol="open")
+    record, path = execute(cfg, tmp_path, progress=False)
+    assert [p.name for p in tmp_path.glob("*.json")] == [path.name]  # the same-day twin would repeat it
+    assert record["metrics"]["new_queries"] > 0 and "training_shared_with" not in record
 
 
 def test_force_replaces_the_twin_of_its_own_training_only(tmp_path):

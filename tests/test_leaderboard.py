@@ -247,3 +247,25 @@ def test_column_filter_keeps_a_cell_shared_with_an_earlier_table(tmp_path):
     jobs, _ = plan("all", tmp_path, setting="tiny", columns=("keypoint (1)",))
     assert jobs and {j.cell.col for j in jobs} == {"keypoint (1)"}
     assert {j.cell.table for j in jobs} == {"6-7"}
+
+
+def test_a_record_another_table_averages_in_is_no_refusal_but_one_no_table_takes_is(cli, tmp_path):
+    """The open-set table's records share every field but the protocol with Table 1's row: Table 1
+    does not list them as refused. A record of the same cell under a split seed no table uses is."""
+    res, md = tmp_path / "results", tmp_path / "leaderboard.md"
+    for table in ("1", "open-set"):
+        out = cli("ablate", table, "--tiny", "--seeds", "1", "--column", "MacaqueFaces", "--row", "WildLife Dataset",
+                  "--results-dir", res)
+        assert out.exit_code == 0, out.output
+    opened = [p for p in res.glob("*.json") if json.loads(p.read_text())["config"]["protocol"] == "open"]
+    assert len(opened) == 5
+    stray = json.loads(opened[0].read_text())
+    stray["config"]["split_seed"] += 1
+    (res / "stray.json").write_text(json.dumps(stray))
+    assert cli("leaderboard", "--results-dir", res, "--output", md).exit_code == 0
+    text = md.read_text()
+    table1 = text.split("## Table 1")[1].split("## Table 2")[0]
+    refused = [x for x in text.splitlines() if x.startswith("- tiny: `")]
+    assert "Refused" not in table1 and refused and all("`stray.json`" in x for x in refused)
+    want = f"split_seed {stray['config']['split_seed']}; this table uses split_seed {stray['config']['split_seed'] - 1}"
+    assert all(x.endswith(want) for x in refused)

@@ -50,7 +50,9 @@ def make_macaquefaces(root: Path) -> Path:
             for _ in range(count):
                 n += 1
                 name = f"Macaque_Face_{n}.jpg"
-                rows.append(f"{name},/{category}/{ident},{ident},{group},{category},{1 + n % 28:02d}-0{1 + n % 9}-2014")
+                # consecutive images share a day, as frames of one session do (the same-day rule has work)
+                day = f"{1 + n // 2 % 28:02d}-0{1 + n // 2 % 9}-2014"
+                rows.append(f"{name},/{category}/{ident},{ident},{group},{category},{day}")
                 _image(folder / "MacaqueFaces" / category / ident / name, (100, 100), k, n)
     (folder / "MacaqueFaces_ImageInfo.csv").write_text("FileName,Path,ID,Group,Category,DateTaken\n" + "\n".join(rows) + "\n")
     (folder / "already_downloaded").touch()
@@ -64,7 +66,7 @@ def make_giraffes(root: Path) -> Path:
     for k, ident in enumerate(["1", "2", "3", "4", "5"]):
         for j in range(4):
             n += 1
-            date = "None" if n == 3 else f"2016{1 + n % 9:02d}{10 + n:02d}"
+            date = "None" if n == 3 else f"2016{1 + n // 2 % 9:02d}{10 + n // 2:02d}"  # pairs share a day too
             _image(mirror / "clusters" / ident / f"img_{date}_{n:04d}.jpg", (48, 64), k, 100 + n)
     for j in range(2):  # raw photographs outside clusters/: not part of the dataset
         _image(mirror / "images" / f"raw_2016010{j + 1}_{j:04d}.jpg", (64, 48), 0, 200 + j)

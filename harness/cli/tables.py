@@ -185,7 +185,7 @@ def calibrate_cmd(metric, results_dir):
         if decided:
             click.echo(f"{report.dataset}: identity-only bootstrap, one seed per side (for contrast): {significant} "
                        f"of {decided} significant")
-    for line in calibration.power_lines(calibration.collect_all(records), metric=metric):
+    for line in calibration.power_lines(calibration.table_results(records), metric=metric):
         click.echo(line)
 
 

@@ -33,7 +33,7 @@ from ..model.backbones import create_backbone
 from ..model.losses import build_losses
 from ..model.tokens import flip_permutation
 from . import records
-from .scoring import (Scored, gallery_rules, needed_rows, reliance_metrics, removed_points, score,
+from .scoring import (Scored, gallery_rules, needed_rows, reliance_metrics, removed_points, same_day_matters, score,
                       shuffle_point_sets, table_lookup)
 from .train import Checkpoint, Normalizer, Runtime, TrainData, TrainSettings, embed, train
 
@@ -390,7 +390,9 @@ def score_and_write(prepared: Prepared, model: Model, inputs: Inputs, trained: O
     cfg, own = prepared.cfg, None
     rows, take = embeddings(prepared, model, inputs, prov.device)
     reliance = reliance_embeddings(prepared, model, inputs, rows, prov.device)
-    for rule in gallery_rules(cfg.exclude, prepared.days):
+    # a dataset without days, or a split the rule changes nothing in, has no twin
+    days = prepared.days if same_day_matters(inputs.identities, prepared.days, prepared.split, rows) else None
+    for rule in gallery_rules(cfg.exclude, days):
         run = replace(prepared, cfg=replace(cfg, exclude=rule))
         path = records.result_path(results_dir, run.cfg)
         twin = rule != cfg.exclude

@@ -45,6 +45,26 @@ def exclusion_keys(days: np.ndarray, rule: str | None) -> np.ndarray | None:
     return np.where(codes >= 0, codes, -1 - np.arange(len(codes))).astype(np.int64)
 
 
+def same_day_matters(identities: np.ndarray, days: np.ndarray | None, split: Split, rows: dict) -> bool:
+    """Whether the same-day rule would take any gallery image from any query: a query and another
+    gallery image of its animal on its day. Where none exist (the open protocol's galleries are a
+    known animal's earlier days) a run scored under the rule repeats the record without it."""
+    if days is None:
+        return False
+    keys = exclusion_keys(days, "same-day")
+
+    def pairs(part: np.ndarray) -> list:
+        return list(zip(identities[part].tolist(), keys[part].tolist()))
+
+    if split.open is not None:
+        sides = [(rows["test"], rows["gallery"]), _usable(split.calibration, rows["bad"])[::-1]]
+        return any(set(pairs(queries)) & set(pairs(gallery)) for queries, gallery in sides)
+    if split.protocol == "closed":
+        return bool(set(pairs(rows["test"])) & set(pairs(rows["train"])))
+    test = pairs(rows["test"])  # disjoint: the test images are each other's gallery
+    return len(set(test)) < len(test)
+
+
 @dataclass
 class Scored:
     metrics: dict

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..evaluation import statistics
-from .collect import TableResult, collect, experiments, index_records
+from .collect import TableResult, collect_all, experiments, index_records
 from .declarations import TABLES
 
 SEED_OPTIONS = (2, 3, 4, 5, 6)  # seed counts the power argument projects
@@ -54,9 +54,8 @@ def reports(records: list[tuple[str, dict]], metric: str = "top1") -> list[Repor
             for dataset, cells in sorted(_by_dataset(records).items())]
 
 
-def collect_all(records: list[tuple[str, dict]]) -> list[TableResult]:
-    by_key = index_records(records)
-    return [collect(table, by_key) for table in TABLES]
+def table_results(records: list[tuple[str, dict]]) -> list[TableResult]:
+    return collect_all(TABLES, index_records(records))
 
 
 def power_lines(results: list[TableResult], setting: str = "small", metric: str = "top1") -> list[str]:

@@ -60,6 +60,7 @@ class TableResult:
     table: Table
     cells: dict = field(default_factory=dict)  # (setting, row, col) -> CellResult
     refused: list = field(default_factory=list)  # (setting, file, reason)
+    other_split: list = field(default_factory=list)  # the refusals for protocol, split seed or folds alone
 
     def cell(self, setting: str, key: str) -> CellResult | None:
         row, _, col = key.partition("|")
@@ -92,14 +93,27 @@ def collect(table: Table, by_key: dict[str, list]) -> TableResult:
                 if wrong:
                     got = ", ".join(f"{f} {getattr(cfg, f)}" for f in wrong)
                     want = ", ".join(f"{f} {getattr(result.cfg, f)}" for f in wrong)
-                    out.refused.append((setting.name, name, f"{got}; this table uses {want}"))
+                    out.other_split.append((setting.name, name, f"{got}; this table uses {want}"))
                 else:
                     result.records.append((name, rec))
         _refuse_other_splits(out, setting.name)
     # a record another cell of the table accepted (e.g. the closed-protocol row's) is no refusal
-    used = {(s, name) for (s, _, _), cell in out.cells.items() for name, _ in cell.records}
-    out.refused = [item for item in out.refused if (item[0], item[1]) not in used]
+    out.refused += [item for item in out.other_split if (item[0], item[1]) not in averaged_in([out])]
     return out
+
+
+def averaged_in(results: list[TableResult]) -> set[tuple[str, str]]:
+    return {(s, name) for result in results for (s, _, _), cell in result.cells.items() for name, _ in cell.records}
+
+
+def collect_all(tables: list[Table], by_key: dict[str, list]) -> list[TableResult]:
+    """Every table, where a record under another protocol or split that some other table averages
+    in (Table 1's records seen from the open-set table) is that table's, not a refusal here."""
+    results = [collect(table, by_key) for table in tables]
+    used = averaged_in(results)
+    for result in results:
+        result.refused = [item for item in result.refused if item not in result.other_split or item[:2] not in used]
+    return results
 
 
 def _refuse_other_splits(out: TableResult, setting: str) -> None:

@@ -12,7 +12,7 @@ from ..evaluation import metrics, statistics
 from ..engine.records import load_records
 from ..engine.scoring import RELIANCE_VARIANTS
 from . import calibration
-from .collect import CellResult, TableResult, collect, index_records, paired_comparisons
+from .collect import CellResult, TableResult, collect_all, index_records, paired_comparisons
 from .cells import Table, cells
 from .declarations import TABLES
 from .settings import SETTINGS
@@ -222,7 +222,7 @@ def _render_table(result: TableResult) -> list[str]:
 def render(results_dir: Path) -> tuple[str, list[TableResult]]:
     records = load_records(results_dir)
     by_key = index_records(records)
-    results = [collect(t, by_key) for t in TABLES]
+    results = collect_all(TABLES, by_key)
     lines = [HEADER]
     counts = {s.name: sum(1 for r in results for (name, _, _), c in r.cells.items() if name == s.name and c.records)
               for s in SETTINGS}
