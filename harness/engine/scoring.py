@@ -57,7 +57,8 @@ def same_day_matters(identities: np.ndarray, days: np.ndarray | None, split: Spl
         return list(zip(identities[part].tolist(), keys[part].tolist()))
 
     if split.open is not None:
-        sides = [(rows["test"], rows["gallery"]), _usable(split.calibration, rows["bad"])[::-1]]
+        cal_gallery, cal_queries = _usable(split.calibration, rows["bad"])
+        sides = [(rows["test"], rows["gallery"]), (cal_queries, cal_gallery)]
         return any(set(pairs(queries)) & set(pairs(gallery)) for queries, gallery in sides)
     if split.protocol == "closed":
         return bool(set(pairs(rows["test"])) & set(pairs(rows["train"])))

@@ -98,7 +98,8 @@ def collect(table: Table, by_key: dict[str, list]) -> TableResult:
                     result.records.append((name, rec))
         _refuse_other_splits(out, setting.name)
     # a record another cell of the table accepted (e.g. the closed-protocol row's) is no refusal
-    out.refused += [item for item in out.other_split if (item[0], item[1]) not in averaged_in([out])]
+    mine = averaged_in([out])
+    out.refused += [item for item in out.other_split if item[:2] not in mine]
     return out
 
 
@@ -112,7 +113,8 @@ def collect_all(tables: list[Table], by_key: dict[str, list]) -> list[TableResul
     results = [collect(table, by_key) for table in tables]
     used = averaged_in(results)
     for result in results:
-        result.refused = [item for item in result.refused if item not in result.other_split or item[:2] not in used]
+        elsewhere = {item for item in result.other_split if item[:2] in used}
+        result.refused = [item for item in result.refused if item not in elsewhere]
     return results
 
 

@@ -208,7 +208,8 @@ def _render_table(result: TableResult) -> list[str]:
     reliance = _reliance_lines(result)
     if reliance:
         out += ["", "What the trained models take from their keypoints (the same models evaluated with the keypoints "
-                "removed or shuffled between images; top-1 points):", "", *reliance]
+                f"removed or shuffled between images; {metrics.METRICS.get(t.metric).factory.label} points):", "",
+                *reliance]
     caveats = _caveat_lines(result)
     if caveats:
         out += ["", "Caveats carried by these records:", "", *caveats]
