@@ -12,7 +12,7 @@ from harness.tables import settings as table_settings
 
 
 def test_every_table_declares_published_numbers_and_resolvable_cells():
-    assert tables.table_ids() == ["1", "2", "3", "4", "5", "6-7", "cross-day", "open-set", "pose", "noise"]
+    assert tables.table_ids() == ["1", "2", "3", "4", "5", "6-7", "cross-day", "open-set", "pose", "noise", "pretrained"]
     for t in tables.TABLES:
         grids = {s.name: table_cells.cells(t, s.name) for s in table_settings.SETTINGS}
         assert all(len(g) == len(t.rows) * len(t.cols) for g in grids.values())
@@ -27,9 +27,10 @@ def test_every_table_declares_published_numbers_and_resolvable_cells():
                     assert cfg.dataset == "synthetic" and (cfg.epochs or 0) <= 12
                 else:
                     assert cfg.dataset in ("macaquefaces", "giraffes", "ipanda50", "ctai")
-                if setting == "small":  # random-init models, but the frozen pretrained baseline's analogue
+                if setting == "small":  # random-init models, but the frozen ImageNet MobileNetV2 and its trunk
                     assert cfg.dataset == "macaquefaces"
-                    assert cfg.pretrained is None or (cfg.method, cfg.backbone) == ("wildlife-baseline", "mobilenetv2-dsr")
+                    assert cfg.pretrained is None or (cfg.method, cfg.backbone) == ("wildlife-baseline", "mobilenetv2-dsr") \
+                        or (cfg.backbone == "mobilenetv2-dsr-hybrid" and t.id == "pretrained")
         for a, b in t.comparisons:  # every declared comparison names two cells of the table
             keys = {c.key for c in grids["real"]}
             assert a in keys and b in keys, (t.id, a, b)
@@ -59,6 +60,8 @@ def test_ablate_dry_run_prints_resolved_configs_and_runs_nothing(cli, tmp_path):
     assert "81 run(s) planned (real)" in real.output  # 3 seeds each; the frozen baseline rows 1
     bad = cli("ablate", "12", "--dry-run")
     assert bad.exit_code != 0 and "unknown table '12'" in bad.output
+    helped = " ".join(cli("ablate", "--help").output.split())  # the help lists every declared table
+    assert f"TABLE ({', '.join(tables.table_ids())} or all)" in helped
 
 
 def test_ablate_tiny_sweeps_folds_and_seeds_resumes_and_renders_intervals(cli, tmp_path, monkeypatch):
@@ -198,6 +201,13 @@ def test_run_all_summary_includes_other_methods(tmp_path):
 def test_committed_leaderboard_is_generated_from_committed_results(cli):
     out = cli("leaderboard", "--check", "--results-dir", REPO_ROOT / "results", "--output", REPO_ROOT / "leaderboard.md")
     assert out.exit_code == 0, out.output
+    # the file is the generator's output, so its reliance headers pin the unit each table speaks in:
+    # the open-set table's lines are differences of sqrt(BAKS x BAUS), not of top-1
+    sections = (REPO_ROOT / "leaderboard.md").read_text().split("\n## Table ")
+    headers = {s.split(":")[0]: [line for line in s.splitlines() if line.startswith("What the trained models take")]
+               for s in sections[1:]}
+    assert headers["open-set"] and all(h.endswith("sqrt(BAKS x BAUS) points):") for h in headers["open-set"])
+    assert headers["1"] and all(h.endswith("top-1 points):") for h in headers["1"])
 
 
 def test_ablate_reports_a_run_that_cannot_run_and_goes_on(cli, tmp_path, monkeypatch):

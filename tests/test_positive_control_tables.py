@@ -1,4 +1,8 @@
-"""The positive-control tables (issue 24): pose-perturbed faces across days, and the noise curve."""
+"""The positive-control tables (issue 24): pose-perturbed faces across days, the noise curve, and
+a pretrained trunk under KPE/CKPE."""
+import dataclasses
+
+from harness.engine.run import execute
 from harness.tables import cells as table_cells
 from harness.tables import declarations as tables
 
@@ -55,3 +59,43 @@ def test_the_noise_curve_is_drawn_even_before_its_runs(cli, tmp_path):
     assert (tmp_path / "out" / "leaderboard-tablenoise.png").stat().st_size > 1000
     text = md.read_text()
     assert "Positive control: pose-perturbed faces, another day" in text and "oracle points + noise" in text
+    # a setting with no runnable cell in a table gets its reason once, no command and no per-cell lines
+    pretrained = text.split("## Table pretrained:")[1]
+    assert "- real: 0 of 0 runnable cells have results (12 cannot run in this setting): the small setting's " \
+           "stand-in for a pretrained backbone" in pretrained
+    assert "harness ablate pretrained --small   # small:" in pretrained and "# real:" not in pretrained
+    assert "| real |" not in pretrained and pretrained.count("| small |") == 12
+    assert "harness ablate pose           # real: the paper's setting (GPU)" in text
+
+
+def test_pretrained_trunk_table_runs_the_hybrid_on_aligned_and_perturbed_faces_in_small_only():
+    table = tables.get_table("pretrained")
+    real = table_cells.cells(table, "real")
+    assert all(c.overrides is None for c in real) and sum("Tables 1 and 4" in c.reason for c in real) == 11
+    small = {c.key: table_cells.resolve_cell(c, seed=0, fold=0) for c in table_cells.cells(table, "small")
+             if c.overrides is not None}
+    assert len(small) == 11  # 6 rows x 2 columns; the oracle's aligned cell is the CKPE cell
+    for key, cfg in small.items():
+        row, col = key.split("|")
+        assert cfg.exclude == "same-day" and cfg.pretrained and cfg.image_size == 224, key
+        assert ("perturb", "strong") in cfg.dataset_options if col.endswith("perturbed") else not cfg.dataset_options
+        assert cfg.backbone == ("mobilenetv2-dsr" if row.startswith("frozen") else "mobilenetv2-dsr-hybrid"), key
+    keypoints = {key: cfg.keypoints for key, cfg in small.items() if cfg.method in ("kpe", "ckpe")}
+    assert sorted(set(keypoints.values())) == ["expert@sift", "expert@template",
+                                               "oracle:results/keypoints/macaquefaces-expert-sift-k3.json"]
+    assert len(keypoints) == 7
+    # its frozen cells are the cross-day and pose tables' own: the same experiments, so the same records
+    cross_day = _configs("cross-day", "small")["WildLife Dataset"]
+    assert small["frozen MobileNetV2 features|MacaqueFaces, aligned"].experiment_hash() == cross_day.experiment_hash()
+    pose = _configs("pose", "small")["WildLife Dataset"]
+    assert small["frozen MobileNetV2 features|MacaqueFaces, perturbed"].experiment_hash() == pose.experiment_hash()
+    assert table.comparisons[0] == ("hybrid CKPE|MacaqueFaces, perturbed", "hybrid ViT, no keypoints|MacaqueFaces, perturbed")
+
+
+def test_a_tiny_hybrid_ckpe_cell_of_the_pretrained_table_trains_on_perturbed_images(tmp_path):
+    cell = next(c for c in table_cells.cells(tables.get_table("pretrained"), "tiny")
+                if c.key == "hybrid CKPE|MacaqueFaces, perturbed")
+    cfg = dataclasses.replace(table_cells.resolve_cell(cell, seed=0, fold=0), epochs=1)
+    record, _ = execute(cfg, tmp_path, progress=False)
+    assert record["config"]["backbone"] == "mobilenetv2-dsr-hybrid" and record["dataset"]["perturb"]["level"] == "strong"
+    assert 0.0 <= record["metrics"]["top1"] <= 100.0 and "top1_keypoints_shuffled" in record["metrics"]

@@ -16,6 +16,7 @@ from ..tables import leaderboard as lb
 from ..tables import tuning
 from ..tables.ablate import LAUNCHERS, download_line, executor, memory_line, plan, run_one, sweep_local
 from ..tables.cells import command_line
+from ..tables.declarations import table_ids
 from ..tables.settings import SETTINGS
 from .common import HarnessCLIError, data_root_option, results_dir_option, user_errors
 
@@ -50,7 +51,17 @@ def setting_flags(command):
     return command
 
 
-@click.command("ablate")
+# the help lists the declared tables, so a new table shows up in it without an edit here
+ABLATE_HELP = f"""Run the cells of TABLE ({', '.join(table_ids())} or all) that have no result yet, every fold
+    and seed of each (the paper's setting by default; a setting's flag, e.g. --small or --tiny, for the
+    others).
+
+    A finished run is never recomputed, so an interrupted sweep resumes. Runs go in declaration
+    order, one progress bar over them; results land in --results-dir exactly as `harness run`
+    writes them."""
+
+
+@click.command("ablate", help=ABLATE_HELP)
 @click.argument("table")
 @click.option("--dataset", default=None, help="run only the cells on this dataset (e.g. Table 1's giraffes column)")
 @click.option("--column", "columns", multiple=True, help="run only the cells of this column label (repeatable), e.g. 100")
@@ -72,13 +83,6 @@ def setting_flags(command):
 @user_errors
 def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, setting, launcher, partition, gpus, cpus, time_min,
                results_dir, data_root):
-    """Run the cells of TABLE (1, 2, 3, 4, 5, 6-7 or all) that have no result yet, every fold and
-    seed of each (the paper's setting by default; a setting's flag, e.g. --small or --tiny, for the
-    others).
-
-    A finished run is never recomputed, so an interrupted sweep resumes. Runs go in declaration
-    order, one progress bar over them; results land in --results-dir exactly as `harness run`
-    writes them."""
     setting = setting or next(x.name for x in SETTINGS if x.flag is None)
     jobs, skipped = plan(table, results_dir, setting=setting, seeds=seeds, dataset=dataset, columns=tuple(columns),
                          rows=tuple(rows))

@@ -171,19 +171,35 @@ def _caveat_lines(result: TableResult) -> list[str]:
     return [f"- {text} [{'; '.join(sorted(where))}]" for text, where in sorted(seen.items())]
 
 
+# what each setting's line of a table's "Reproduce" block says it runs
+REPRODUCE = {"real": "real: the paper's setting (GPU)", "small": "small: real MacaqueFaces, small models (CPU)",
+             "tiny": "tiny: synthetic smoke test"}
+
+
+def _only_reason(cells_of_setting: list) -> str:
+    """Why none of a setting's cells can run: their reasons, each once."""
+    return "; ".join(dict.fromkeys(c.cell.reason for c in cells_of_setting if c.cell.reason))
+
+
 def _render_table(result: TableResult) -> list[str]:
     t = result.table
     out = [f"## Table {t.id}: {t.title}", ""]
     if t.note:
         out += [t.note, ""]
-    out += ["Reproduce:", "", "```bash", f"harness ablate {t.id}           # real: the paper's setting (GPU)",
-            f"harness ablate {t.id} --small   # small: real MacaqueFaces, random-init ViTs (CPU)",
-            f"harness ablate {t.id} --tiny    # tiny: synthetic smoke test", "harness leaderboard", "```", ""]
+    runnable = {setting.name: sum(1 for (s, _, _), c in result.cells.items() if s == setting.name and c.cfg is not None)
+                for setting in SETTINGS}
+    # a setting none of whose cells can run (the small-only pretrained-trunk table's real one) gets no
+    # command and no per-cell lines: its status line says why once
+    shown = [setting for setting in SETTINGS if runnable[setting.name]]
+    width = len(f"harness ablate {t.id} --small") + 3
+    commands = [" ".join(filter(None, ("harness ablate", t.id, setting.flag))).ljust(width)
+                + f"# {REPRODUCE.get(setting.name, setting.summary)}" for setting in shown]
+    out += ["Reproduce:", "", "```bash", *commands, "harness leaderboard", "```", ""]
     for setting in SETTINGS:
         mine = [c for (s, _, _), c in result.cells.items() if s == setting.name]
-        runnable = sum(1 for c in mine if c.cfg is not None)
-        out.append(f"- {setting.name}: {sum(1 for c in mine if c.records)} of {runnable} runnable cells have results "
-                   f"({len(mine) - runnable} cannot run in this setting)")
+        out.append(f"- {setting.name}: {sum(1 for c in mine if c.records)} of {runnable[setting.name]} runnable cells "
+                   f"have results ({len(mine) - runnable[setting.name]} cannot run in this setting)"
+                   + ("" if runnable[setting.name] else f": {_only_reason(mine)}"))
     out.append("")
     if t.plot:
         out += [f"![Table {t.id}: ours (real, small; 95% CI) and the paper's](leaderboard-table{_tid(t)}.png)", ""]
@@ -193,7 +209,7 @@ def _render_table(result: TableResult) -> list[str]:
     out += ["| row | column | published | ours | 95% CI | sd | runs (folds x seeds) | chance | setting | protocol | "
             "backbone | commit |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for cell in cells(t):
-        for setting in SETTINGS:
+        for setting in shown:
             result_cell = result.cells[(setting.name, cell.row, cell.col)]
             if result_cell.records:
                 out.append(_cell_line(cell, setting.name, result_cell, t.metric))

@@ -106,13 +106,17 @@ def small(overrides: dict) -> dict | str:
 
 
 SMALL_QUEUED = (SMALL_COMMON["backbone"], "mobilenetv2-dsr")  # the default size, and the frozen baseline
+# the pretrained trunk's tokens under a micro-sized ViT (the `pretrained` table): about 3 micro runs each
+SMALL_HYBRID = "mobilenetv2-dsr-hybrid"
 
 
 def small_unrun(cfg: RunConfig) -> str:
     """The small sweep's CPU budget on 2 cores takes the default size's cells (and the cheap frozen
-    baseline) first; the other ViT sizes are beyond it."""
+    baseline) first, then the pretrained trunk's; the other ViT sizes are beyond it."""
     if cfg.backbone in SMALL_QUEUED:
         return "queued within the small sweep's CPU budget; the resumable sweep has not reached it yet"
+    if cfg.backbone == SMALL_HYBRID:
+        return "queued after the positive control's sweeps: a hybrid run costs about 3 micro runs"
     return "beyond the small sweep's CPU budget, which the default size (micro) takes first"
 
 
