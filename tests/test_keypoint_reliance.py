@@ -14,6 +14,7 @@ from harness.engine.scoring import RELIANCE_VARIANTS, removed_points, shuffle_or
 from harness.engine.train import batch_masks
 from harness.model.backbones import create_backbone
 from harness.model.keypoint_vit import KeypointViT
+from harness.tables.leaderboard import reliance_verdict, same_points_everywhere
 
 RELIANCE_METRICS = ("top1", "top5", "mAP")  # a closed-set record's metrics
 KEYS = [f"{m}_{v}" for v in RELIANCE_VARIANTS for m in RELIANCE_METRICS]
@@ -127,3 +128,13 @@ def test_removed_points_turn_a_trained_embedding_off():
         off = model(images, batch_masks(model, removed_points(points), "cpu"))
         on = model(images, batch_masks(model, points, "cpu"))
     assert torch.equal(off, plain) and not torch.allclose(on, plain)
+
+
+def test_the_leaderboard_says_a_fixed_template_has_nothing_to_shuffle():
+    template = [{"keypoint_reliance": {"shuffle": {"seed": s, "images": 40, "own_set_kept": 0, "equal_set_received": 40}},
+                 "metrics": {"top1": 50.0, "top1_keypoints_shuffled": 50.0}} for s in (0, 1)]
+    assert same_points_everywhere(template)
+    assert reliance_verdict(template, "top1", "keypoints_shuffled") == "nothing to shuffle (the same points on every image)"
+    # one image that received another set is enough for shuffling to mean something; so is a record without the note
+    mixed = [template[0], {**template[1], "keypoint_reliance": {"shuffle": {"images": 40, "equal_set_received": 39}}}]
+    assert not same_points_everywhere(mixed) and not same_points_everywhere([{"metrics": {}}])

@@ -146,6 +146,19 @@ def answer_lines(results: list[TableResult]) -> list[str]:
     return lines
 
 
+def same_points_everywhere(recs: list[dict]) -> bool:
+    """Every evaluated image of every record received a point set equal to its own when shuffled
+    (a fixed template): shuffling cannot change what the model sees."""
+    shuffles = [(r.get("keypoint_reliance") or {}).get("shuffle") or {} for r in recs]
+    return all(s.get("images") and s.get("equal_set_received") == s["images"] for s in shuffles)
+
+
+def reliance_verdict(recs: list[dict], metric: str, variant: str) -> str:
+    if variant.endswith("shuffled") and same_points_everywhere(recs):
+        return "nothing to shuffle (the same points on every image)"
+    return verdict(statistics.within(recs, metric, f"{metric}_{variant}"))
+
+
 def _reliance_lines(result: TableResult) -> list[str]:
     """What trained models take from their keypoints: per cell whose records were also evaluated with
     the keypoints removed and shuffled (same trained models), the table's metric minus each, with
@@ -156,8 +169,8 @@ def _reliance_lines(result: TableResult) -> list[str]:
     for (setting, row, col), cell in result.cells.items():
         if not any(f"{metric}_{RELIANCE_VARIANTS[0]}" in r["metrics"] for r in cell.recs):
             continue
-        parts = [f"{label} - {variant.split('_')[1]} keypoints: "
-                 f"{verdict(statistics.within(cell.recs, metric, f'{metric}_{variant}'))}" for variant in RELIANCE_VARIANTS]
+        parts = [f"{label} - {variant.split('_')[1]} keypoints: {reliance_verdict(cell.recs, metric, variant)}"
+                 for variant in RELIANCE_VARIANTS]
         lines.append(f"- {setting}: {row} / {col}: " + "; ".join(parts))
     return lines
 
