@@ -194,26 +194,32 @@ def _only_reason(cells_of_setting: list) -> str:
     return "; ".join(dict.fromkeys(c.cell.reason for c in cells_of_setting if c.cell.reason))
 
 
+def _reproduce_lines(result: TableResult) -> tuple[list[str], list]:
+    """The table's "Reproduce" block and one status line per setting, and the settings with a
+    runnable cell. A setting none of whose cells can run (the small-only pretrained-trunk table's
+    real one) gets no command and no per-cell lines: its status line says why once."""
+    t = result.table
+    mine = {setting.name: [c for (s, _, _), c in result.cells.items() if s == setting.name] for setting in SETTINGS}
+    runnable = {name: sum(1 for c in got if c.cfg is not None) for name, got in mine.items()}
+    shown = [setting for setting in SETTINGS if runnable[setting.name]]
+    width = len(f"harness ablate {t.id} --small") + 3
+    commands = [" ".join(filter(None, ("harness ablate", t.id, setting.flag))).ljust(width)
+                + f"# {REPRODUCE.get(setting.name, setting.summary)}" for setting in shown]
+    out = ["Reproduce:", "", "```bash", *commands, "harness leaderboard", "```", ""]
+    for name, got in mine.items():
+        out.append(f"- {name}: {sum(1 for c in got if c.records)} of {runnable[name]} runnable cells have results "
+                   f"({len(got) - runnable[name]} cannot run in this setting)"
+                   + ("" if runnable[name] else f": {_only_reason(got)}"))
+    return out + [""], shown
+
+
 def _render_table(result: TableResult) -> list[str]:
     t = result.table
     out = [f"## Table {t.id}: {t.title}", ""]
     if t.note:
         out += [t.note, ""]
-    runnable = {setting.name: sum(1 for (s, _, _), c in result.cells.items() if s == setting.name and c.cfg is not None)
-                for setting in SETTINGS}
-    # a setting none of whose cells can run (the small-only pretrained-trunk table's real one) gets no
-    # command and no per-cell lines: its status line says why once
-    shown = [setting for setting in SETTINGS if runnable[setting.name]]
-    width = len(f"harness ablate {t.id} --small") + 3
-    commands = [" ".join(filter(None, ("harness ablate", t.id, setting.flag))).ljust(width)
-                + f"# {REPRODUCE.get(setting.name, setting.summary)}" for setting in shown]
-    out += ["Reproduce:", "", "```bash", *commands, "harness leaderboard", "```", ""]
-    for setting in SETTINGS:
-        mine = [c for (s, _, _), c in result.cells.items() if s == setting.name]
-        out.append(f"- {setting.name}: {sum(1 for c in mine if c.records)} of {runnable[setting.name]} runnable cells "
-                   f"have results ({len(mine) - runnable[setting.name]} cannot run in this setting)"
-                   + ("" if runnable[setting.name] else f": {_only_reason(mine)}"))
-    out.append("")
+    reproduce, shown = _reproduce_lines(result)
+    out += reproduce
     if t.plot:
         out += [f"![Table {t.id}: ours (real, small; 95% CI) and the paper's](leaderboard-table{_tid(t)}.png)", ""]
     if any(row.cite != "paper" for row in t.rows):
