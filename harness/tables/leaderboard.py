@@ -184,11 +184,6 @@ def _caveat_lines(result: TableResult) -> list[str]:
     return [f"- {text} [{'; '.join(sorted(where))}]" for text, where in sorted(seen.items())]
 
 
-# what each setting's line of a table's "Reproduce" block says it runs
-REPRODUCE = {"real": "real: the paper's setting (GPU)", "small": "small: real MacaqueFaces, small models (CPU)",
-             "tiny": "tiny: synthetic smoke test"}
-
-
 def _only_reason(cells_of_setting: list) -> str:
     """Why none of a setting's cells can run: their reasons, each once."""
     return "; ".join(dict.fromkeys(c.cell.reason for c in cells_of_setting if c.cell.reason))
@@ -202,9 +197,9 @@ def _reproduce_lines(result: TableResult) -> tuple[list[str], list]:
     mine = {setting.name: [c for (s, _, _), c in result.cells.items() if s == setting.name] for setting in SETTINGS}
     runnable = {name: sum(1 for c in got if c.cfg is not None) for name, got in mine.items()}
     shown = [setting for setting in SETTINGS if runnable[setting.name]]
-    width = len(f"harness ablate {t.id} --small") + 3
+    width = len(f"harness ablate {t.id} ") + max(len(setting.flag or "") for setting in SETTINGS) + 3
     commands = [" ".join(filter(None, ("harness ablate", t.id, setting.flag))).ljust(width)
-                + f"# {REPRODUCE.get(setting.name, setting.summary)}" for setting in shown]
+                + f"# {setting.name}: {setting.reproduce or setting.summary}" for setting in shown]
     out = ["Reproduce:", "", "```bash", *commands, "harness leaderboard", "```", ""]
     for name, got in mine.items():
         out.append(f"- {name}: {sum(1 for c in got if c.records)} of {runnable[name]} runnable cells have results "

@@ -106,17 +106,18 @@ def small(overrides: dict) -> dict | str:
 
 
 SMALL_QUEUED = (SMALL_COMMON["backbone"], "mobilenetv2-dsr")  # the default size, and the frozen baseline
-# the pretrained trunk's tokens under a micro-sized ViT (the `pretrained` table): about 3 micro runs each
+# the pretrained trunk's tokens under a micro-sized ViT (the `pretrained` table): about 3 micro runs each,
+# cut from the positive control's 10 CPU-hours on this machine
 SMALL_HYBRID = "mobilenetv2-dsr-hybrid"
 
 
 def small_unrun(cfg: RunConfig) -> str:
     """The small sweep's CPU budget on 2 cores takes the default size's cells (and the cheap frozen
-    baseline) first, then the pretrained trunk's; the other ViT sizes are beyond it."""
+    baseline) first; the pretrained trunk's and the other ViT sizes are beyond it."""
     if cfg.backbone in SMALL_QUEUED:
         return "queued within the small sweep's CPU budget; the resumable sweep has not reached it yet"
     if cfg.backbone == SMALL_HYBRID:
-        return "queued after the positive control's sweeps: a hybrid run costs about 3 micro runs"
+        return "beyond this machine's CPU budget for the positive control: a hybrid run costs about 3 micro runs"
     return "beyond the small sweep's CPU budget, which the default size (micro) takes first"
 
 
@@ -144,18 +145,19 @@ class Setting:
     flag: str | None = None  # `--small`, `--tiny`; None: the default setting
     plotted: bool = True  # drawn beside the paper's curves (smoke-test numbers are not)
     on_dataset: Callable[[RunConfig, str], bool] = _same_dataset  # `harness ablate --dataset`
+    reproduce: str = ""  # a few words: what the leaderboard's "Reproduce" line of the setting runs
 
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("real", {"folds": 5}, lambda overrides: overrides, 3,
             "the paper's configuration on the real dataset (GPU, pretrained weights, DIFT)",
-            lambda cfg: "a GPU run, not done here"),
+            lambda cfg: "a GPU run, not done here", reproduce="the paper's setting (GPU)"),
     Setting("small", SMALL_COMMON, small, 4,
             "real MacaqueFaces images, random-init ViTs (mini / micro / midi) at 64 px, offline featurizer (CPU)",
-            small_unrun, flag="--small"),
+            small_unrun, flag="--small", reproduce="real MacaqueFaces, small models (CPU)"),
     Setting("tiny", TINY_COMMON, tiny, 2,
             "synthetic smoke test: random-init test-bed ViTs, 32 px; tests the pipeline, never the method",
-            flag="--tiny", plotted=False, on_dataset=_tiny_stand_in),
+            flag="--tiny", plotted=False, on_dataset=_tiny_stand_in, reproduce="synthetic smoke test"),
 )
 
 
