@@ -110,7 +110,7 @@ def test_ablate_records_a_failed_cell_goes_on_and_lists_it(tmp_path, monkeypatch
         return {}, None
 
     monkeypatch.setattr(ablate, "execute", execute)
-    failed = ablate.sweep_local(jobs, tmp_path, None, report=lambda job: None, fail=lambda job, exc: None)
+    failed = ablate.sweep_local(jobs, tmp_path, None)
     assert failed == [jobs[1]] and len(ran) == 3  # the third still ran
     saved = json.loads(ablate.failure_path(tmp_path, jobs[1]).read_text())
     assert saved["kind"] == "OutOfMemory" and "try --accumulate 2" in saved["error"]
@@ -118,8 +118,34 @@ def test_ablate_records_a_failed_cell_goes_on_and_lists_it(tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert "1 run(s) failed, recorded in" in err and f"[{jobs[1].cell.row} | {jobs[1].cell.col}]" in err
     monkeypatch.setattr(ablate, "execute", lambda cfg, results_dir, **kwargs: ({}, None))
-    assert ablate.sweep_local([jobs[1]], tmp_path, None, report=lambda job: None, fail=lambda job, exc: None) == []
+    assert ablate.sweep_local([jobs[1]], tmp_path, None) == []
     assert not ablate.failure_path(tmp_path, jobs[1]).exists()  # a later success clears the record
+
+
+def test_ablate_events_end_a_run_only_after_it_wrote_its_record_and_count_every_job(tmp_path, monkeypatch):
+    from harness.tables import ablate
+
+    jobs, _ = ablate.plan("1", tmp_path, setting="tiny", seeds=1)
+    jobs = jobs[:3]
+    jobs[0].path.write_text("{}")  # finished by another sweep meanwhile: it starts and ends, never runs
+    log = []
+
+    def execute(cfg, results_dir, **kwargs):
+        if cfg is jobs[2].cfg:
+            raise ValueError("no data")
+        log.append(("wrote", cfg.method, cfg.fold))
+        return {}, None
+
+    monkeypatch.setattr(ablate, "execute", execute)
+    events = ablate.SweepEvents(started=lambda job: log.append(("started", job.cfg.method, job.cfg.fold)),
+                                failed=lambda job, exc: log.append(("failed", str(exc))),
+                                ended=lambda job: log.append(("ended", job.cfg.method, job.cfg.fold)))
+    failed = ablate.sweep_local(jobs, tmp_path, None, events)
+    keys = [(job.cfg.method, job.cfg.fold) for job in jobs]
+    assert failed == [jobs[2]]
+    assert log == [("started", *keys[0]), ("ended", *keys[0]),
+                   ("started", *keys[1]), ("wrote", *keys[1]), ("ended", *keys[1]),
+                   ("started", *keys[2]), ("failed", "no data"), ("ended", *keys[2])]
 
 
 def test_ablate_fails_a_cell_whose_preflight_finds_a_problem_before_anything_runs(tmp_path, monkeypatch):
@@ -132,6 +158,6 @@ def test_ablate_fails_a_cell_whose_preflight_finds_a_problem_before_anything_run
                         lambda cfg, results_dir: ["giraffes: its checkpoint need ~2.4 GB under /, 1.0 GB free"]
                         if cfg.method == jobs[1].cfg.method else [])
     monkeypatch.setattr(ablate, "execute", lambda cfg, results_dir, **kwargs: ran.append(cfg) or ({}, None))
-    failed = ablate.sweep_local(jobs, tmp_path, None, report=lambda job: None, fail=lambda job, exc: None)
+    failed = ablate.sweep_local(jobs, tmp_path, None)
     assert failed == [jobs[1]] and ran == [jobs[0].cfg]
     assert "1.0 GB free" in json.loads(ablate.failure_path(tmp_path, jobs[1]).read_text())["error"]

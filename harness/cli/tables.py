@@ -14,7 +14,8 @@ from ..engine.run import execute
 from ..tables import calibration
 from ..tables import leaderboard as lb
 from ..tables import tuning
-from ..tables.ablate import LAUNCHERS, download_line, executor, memory_line, plan, run_one, sweep_local
+from ..tables.ablate import (LAUNCHERS, SweepEvents, download_line, executor, memory_line, plan, run_one,
+                             sweep_local)
 from ..tables.cells import command_line
 from ..tables.declarations import table_ids
 from ..tables.settings import SETTINGS
@@ -101,14 +102,12 @@ def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, setting, launcher,
     if launcher == "local":
         bar = tqdm(total=len(todo), desc=f"ablate {table}", unit="cell", file=sys.stderr, dynamic_ncols=True)
 
-        def report(job):
-            bar.set_postfix_str(f"{job.cell.table}: {job.cell.row} | {job.cell.col} | seed {job.cfg.seed}")
-            bar.update(1)
-
-        def fail(job, exc):
-            bar.write(f"failed: {_label(job)} seed {job.cfg.seed}: {exc}", file=sys.stderr)
-
-        failed = sweep_local(todo, results_dir, data_root, report, fail)
+        events = SweepEvents(
+            started=lambda job: bar.set_postfix_str(f"{job.cell.table}: {job.cell.row} | {job.cell.col} | "
+                                                    f"seed {job.cfg.seed}"),
+            failed=lambda job, exc: bar.write(f"failed: {_label(job)} seed {job.cfg.seed}: {exc}", file=sys.stderr),
+            ended=lambda job: bar.update(1))
+        failed = sweep_local(todo, results_dir, data_root, events)
         bar.close()
         if failed:
             raise HarnessCLIError(f"{len(failed)} of {len(todo)} run(s) failed (see above); the others are in {results_dir}")

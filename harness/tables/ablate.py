@@ -223,30 +223,44 @@ def blocked_jobs(todo: list[Job], results_dir: Path) -> dict[Path, str]:
     return blocked
 
 
-def sweep_local(todo: list[Job], results_dir: Path, data_root: Path | None, report: Callable[[Job], None],
-                fail: Callable[[Job, Exception], None]) -> list[Job]:
+def _ignore(*_args) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class SweepEvents:
+    """What a local sweep tells its caller about each job: it starts, it failed (with the error), it
+    ended (trained, failed, or found finished by another sweep). A progress bar counts ``ended``, so
+    it reaches its total only once the last run's records are written."""
+    started: Callable[[Job], None] = _ignore
+    failed: Callable[[Job, Exception], None] = _ignore
+    ended: Callable[[Job], None] = _ignore
+
+
+def sweep_local(todo: list[Job], results_dir: Path, data_root: Path | None,
+                events: SweepEvents = SweepEvents()) -> list[Job]:
     """Run the jobs in this process, in order; returns those that failed. A job finished meanwhile
     (another sweep on the same folder) is skipped; one that cannot run (no data, no API key,
-    diverged, out of GPU memory, ...) is recorded under ``.failed/``, handed to ``fail`` and does
-    not stop the others; the failures are listed again on stderr at the end. Every job's
+    diverged, out of GPU memory, ...) is recorded under ``.failed/``, handed to ``events.failed`` and
+    does not stop the others; the failures are listed again on stderr at the end. Every job's
     ``preflight_problems`` are checked before the first one trains: a job with one fails at once."""
     failed = []
     blocked = blocked_jobs(todo, results_dir)
     for job in todo:
-        report(job)
-        if job.done:
-            continue
-        try:
-            if job.path in blocked:
-                raise ValueError(blocked[job.path])
-            execute(job.cfg, results_dir, data_root=data_root, progress=False)
-        except CELL_ERRORS as exc:
-            failed.append(job)
-            record_failure(results_dir, job, exc)
-            fail(job, exc)
-            release_gpu_memory()
-            continue
-        failure_path(results_dir, job).unlink(missing_ok=True)  # an earlier failure is history now
+        events.started(job)
+        if not job.done:
+            try:
+                if job.path in blocked:
+                    raise ValueError(blocked[job.path])
+                execute(job.cfg, results_dir, data_root=data_root, progress=False)
+            except CELL_ERRORS as exc:
+                failed.append(job)
+                record_failure(results_dir, job, exc)
+                events.failed(job, exc)
+                release_gpu_memory()
+            else:
+                failure_path(results_dir, job).unlink(missing_ok=True)  # an earlier failure is history now
+        events.ended(job)
     if failed:
         print("\n".join(failure_lines(results_dir, failed)), file=sys.stderr)
     return failed
