@@ -115,7 +115,8 @@ def small_unrun(cfg: RunConfig) -> str:
     """The small sweep's CPU budget on 2 cores takes the default size's cells (and the cheap frozen
     baseline) first; the pretrained trunk's and the other ViT sizes are beyond it."""
     if cfg.backbone in SMALL_QUEUED:
-        return "queued within the small sweep's CPU budget; the resumable sweep has not reached it yet"
+        return ("the default size, which the small sweep runs first, but not reached by it yet (README's "
+                "budget says what was cut to fit and the command that runs it)")
     if cfg.backbone == SMALL_HYBRID:
         return "beyond this machine's CPU budget for the positive control: a hybrid run costs about 3 micro runs"
     return "beyond the small sweep's CPU budget, which the default size (micro) takes first"
