@@ -91,7 +91,7 @@ def test_ablate_tiny_sweeps_folds_and_seeds_resumes_and_renders_intervals(cli, t
     assert "not run (a GPU run, not done here)" in real
     small = {line.split("|")[1].strip() + "/" + line.split("|")[2].strip(): line
              for line in text.splitlines() if "| small |" in line}
-    assert "the default size, which the small sweep runs first" in small["CKPE/Expert"]  # default size (micro): in the budget
+    assert "the default size, which the small sweep runs first" in small["CKPE/Expert"]  # default size (micro): run first
     assert "beyond the small sweep's CPU budget" in small["base/CKPE"]  # Table 4's mini row: beyond it
     assert "needs the network or weights" in small["CKPE/GPT-4"]
     cells = [c.strip() for c in expert.split("|")]

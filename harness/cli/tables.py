@@ -100,7 +100,7 @@ def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, setting, launcher,
         return
     check_writable(results_dir)
     if launcher == "local":
-        bar = tqdm(total=len(todo), desc=f"ablate {table}", unit="cell", file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(total=len(todo), desc=f"ablate {table}", unit="run", file=sys.stderr, dynamic_ncols=True)
 
         events = SweepEvents(
             started=lambda job: bar.set_postfix_str(f"{job.cell.table}: {job.cell.row} | {job.cell.col} | "
@@ -118,7 +118,7 @@ def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, setting, launcher,
     for j, job in submitted:
         click.echo(f"submitted {job.job_id}: {_label(j)} seed {j.cfg.seed}", err=True)
     if launcher == "submitit-local":  # wait, so the command ends when the results are there
-        for j, job in tqdm(submitted, desc=f"ablate {table}", unit="cell", file=sys.stderr):
+        for j, job in tqdm(submitted, desc=f"ablate {table}", unit="run", file=sys.stderr):
             try:
                 job.result()
             except Exception as exc:  # noqa: BLE001 - a failed job is reported, the others still finish

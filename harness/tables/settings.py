@@ -105,7 +105,7 @@ def small(overrides: dict) -> dict | str:
     return out
 
 
-SMALL_QUEUED = (SMALL_COMMON["backbone"], "mobilenetv2-dsr")  # the default size, and the frozen baseline
+SMALL_RUN_FIRST = (SMALL_COMMON["backbone"], "mobilenetv2-dsr")  # the default size, and the frozen baseline
 # the pretrained trunk's tokens under a micro-sized ViT (the `pretrained` table): about 3 micro runs each,
 # cut from the positive control's 10 CPU-hours on this machine
 SMALL_HYBRID = "mobilenetv2-dsr-hybrid"
@@ -114,7 +114,7 @@ SMALL_HYBRID = "mobilenetv2-dsr-hybrid"
 def small_unrun(cfg: RunConfig) -> str:
     """The small sweep's CPU budget on 2 cores takes the default size's cells (and the cheap frozen
     baseline) first; the pretrained trunk's and the other ViT sizes are beyond it."""
-    if cfg.backbone in SMALL_QUEUED:
+    if cfg.backbone in SMALL_RUN_FIRST:
         return ("the default size, which the small sweep runs first, but not reached by it yet (README's "
                 "budget says what was cut to fit and the command that runs it)")
     if cfg.backbone == SMALL_HYBRID:
