@@ -24,7 +24,9 @@ def train_once(folder: Path, policy, backbone: str, size: int, epochs: int, imag
     import torch
 
     from harness.core.distributed import pick_device
-    from harness.engine.train import Checkpoint, Normalizer, Runtime, TrainData, TrainSettings, reid_loss, train
+    from harness.engine.checkpoint import Checkpoint
+    from harness.engine.settings import TrainSettings
+    from harness.engine.train import Normalizer, Runtime, TrainData, reid_loss, train
     from harness.model.backbones import create_backbone
     from harness.model.keypoint_vit import KeypointViT
 
@@ -63,7 +65,7 @@ def state_gb(name: str) -> float:
 def main() -> None:
     from _common import record
 
-    from harness.engine.train import SavePolicy
+    from harness.engine.checkpoint import SavePolicy
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--backbone", default="nano")

@@ -12,23 +12,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 PROTOCOLS = ("disjoint", "closed", "open")
 EXCLUDES = ("same-day",)  # gallery rules besides the whole gallery (None)
 OPTIMIZERS = ("adamw", "sgd")
+# how the keypoint embedding starts (model/keypoint_vit.py says what each means); the paper leaves it open
+KPE_INITS = ("zero", "normal", "token")
 AUGMENTATIONS = ("none", "randaugment")
 
 
 def option(default=MISSING, help: str = "", *, training: bool = False, run_only: bool = False,
-           setting: bool | str = False, default_factory=MISSING):
+           setting: bool | str = False, default_factory=MISSING, since=None):
     """A RunConfig field with what it means, declared once (the field's metadata): ``help`` is its
     `harness run` option's text; ``training``: it only matters when a method trains (a method that
     does not train sets it to None); ``run_only``: it tells runs of one cell apart, or says how a run
     was computed without changing the experiment (gradient accumulation and torch.compile give the
     same training), so it stays out of the experiment hash; ``setting``: training copies it into
-    ``TrainSettings`` (True: under the same name, a string: under that name)."""
-    metadata = {"help": help, "training": training, "run_only": run_only, "setting": setting}
+    ``TrainSettings`` (True: under the same name, a string: under that name); ``since``: for a field
+    added after records existed, the value every earlier run had in effect. A record without the
+    field reads it as that value, and that value stays out of the experiment hash, so an old record
+    keeps its name and matches a new run of the same experiment."""
+    metadata = {"help": help, "training": training, "run_only": run_only, "setting": setting, "since": since}
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -100,6 +106,12 @@ class RunConfig:
     losses: str | None = option(None, "loss terms, comma-separated, each NAME or NAME=WEIGHT (see `harness list`; "
                                 "a term's weight defaults to its own: --ce-weight for ce, 1 for the others); "
                                 "none: the method's, usually arcface,ce", training=True)
+    # the keypoint channel (methods with keypoints only): how its embedding starts and how fast it learns
+    kpe_init: str | None = option("zero", "keypoint embedding init: zero (the model starts as the plain ViT), normal "
+                                  "(std 0.02, as timm's position embeddings) or token (random directions at the "
+                                  "mean patch-token norm of the first training batch)", training=True, since="zero")
+    kpe_lr_scale: float | None = option(1.0, "the keypoint embedding's learning rate as a multiple of --lr",
+                                        training=True, setting=True, since=1.0)
 
     def __post_init__(self):
         checks = (
@@ -122,6 +134,10 @@ class RunConfig:
              f"--fold {self.fold} needs --folds K with 0 <= fold < K"),
             (self.folds is None or self.protocol in ("disjoint", "open"),
              "--folds splits identities: it needs --protocol disjoint or open"),
+            (self.kpe_init is None or self.kpe_init in KPE_INITS,
+             f"unknown --kpe-init {self.kpe_init!r}; valid: {', '.join(KPE_INITS)}"),
+            (self.kpe_lr_scale is None or (math.isfinite(self.kpe_lr_scale) and self.kpe_lr_scale > 0),
+             f"--kpe-lr-scale must be a number > 0, got {self.kpe_lr_scale}"),
             (self.exclude is None or self.exclude in EXCLUDES,
              f"unknown --exclude {self.exclude!r}; valid: {', '.join(EXCLUDES)} (or leave it out: the whole gallery)"),
         )
@@ -142,8 +158,10 @@ class RunConfig:
 
     def experiment(self) -> dict:
         """What defines the experiment: every field that applied (not None), without the fields
-        that tell runs of one cell apart or only say how it was computed (``RUN_FIELDS``)."""
-        return {k: v for k, v in self.to_dict().items() if v is not None and k not in RUN_FIELDS}
+        that tell runs of one cell apart or only say how it was computed (``RUN_FIELDS``) and
+        without a later field at the value every earlier run had (``LEGACY``)."""
+        return {k: v for k, v in self.to_dict().items()
+                if v is not None and k not in RUN_FIELDS and not (k in LEGACY and v == LEGACY[k])}
 
     def experiment_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.experiment(), sort_keys=True).encode()).hexdigest()[:10]
@@ -154,8 +172,9 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
-        """A config as a record stores it; fields added later take their defaults, dropped ones are ignored."""
-        known = {k: v for k, v in d.items() if k in cls.field_names()}
+        """A config as a record stores it; fields added later take the value earlier runs had in
+        effect (``LEGACY``) or else their defaults; dropped ones are ignored."""
+        known = {**LEGACY, **{k: v for k, v in d.items() if k in cls.field_names()}}
         known["dataset_options"] = tuple(sorted((str(k), str(v)) for k, v in dict(known.get("dataset_options") or {}).items()))
         return cls(**known)
 
@@ -165,6 +184,8 @@ def _marked(key: str) -> tuple[str, ...]:
 
 
 RUN_FIELDS = _marked("run_only")
+# field -> the value it had in effect before it existed (``option``'s ``since``)
+LEGACY = {f.name: f.metadata["since"] for f in fields(RunConfig) if f.metadata.get("since") is not None}
 TRAINING_FIELDS = _marked("training")
 # config field -> the TrainSettings attribute training copies it into
 SETTING_FIELDS = {f.name: f.name if f.metadata["setting"] is True else f.metadata["setting"]

@@ -74,7 +74,7 @@ class Method:
         if self.point_source != "keypoints":
             off["keypoints"] = None
         if not self.uses_keypoints:
-            off["num_keypoints"] = None
+            off.update(num_keypoints=None, kpe_init=None, kpe_lr_scale=None)
         if not self.trains:
             off.update(dict.fromkeys(TRAINING_FIELDS))
         else:
@@ -97,8 +97,10 @@ class Method:
         """Warnings a result record must carry for this method and config ({"id", "text"} each)."""
         return []
 
-    def build_model(self, backbone: nn.Module, num_categories: int) -> nn.Module:
-        return KeypointViT(backbone, self.encoding, num_categories if self.uses_keypoints else 0)
+    def build_model(self, backbone: nn.Module, num_categories: int, init: str = "zero") -> nn.Module:
+        """The network: ``backbone`` wrapped with this method's keypoint encoding, its embedding
+        started as ``init`` (``--kpe-init``)."""
+        return KeypointViT(backbone, self.encoding, num_categories if self.uses_keypoints else 0, init=init)
 
 
 METHODS: Registry = Registry("method", loader=plugin_loader("harness.methods"))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.engine.train import (CHECKPOINT_ENV, Checkpoint, Normalizer, Runtime, SavePolicy, TrainData,
-                                  TrainSettings, TrainState, checkpoint_minutes, reid_loss, train)
+from harness.engine.checkpoint import CHECKPOINT_ENV, Checkpoint, SavePolicy, TrainState, checkpoint_minutes
+from harness.engine.settings import TrainSettings
+from harness.engine.train import Normalizer, Runtime, TrainData, reid_loss, train
 from harness.model.backbones import create_backbone
 from harness.model.keypoint_vit import KeypointViT
 

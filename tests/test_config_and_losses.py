@@ -16,7 +16,7 @@ from pytorch_metric_learning.losses import ArcFaceLoss
 from harness.config import RUN_FIELDS, TRAINING_FIELDS, RunConfig
 from harness.core.errors import RegistryError
 from harness.engine.augment import RandAugment
-from harness.engine.train import TrainSettings
+from harness.engine.settings import TrainSettings
 from harness.method import METHODS, Method
 from harness.model.backbones import ALIASES
 from harness.model.losses import LOSS_TERMS, build_losses, canonical_losses

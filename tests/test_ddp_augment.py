@@ -12,7 +12,8 @@ import torch
 
 from harness.core.distributed import DistInfo
 from harness.engine.augment import RandAugment, image_seed
-from harness.engine.train import Normalizer, TrainData, TrainSettings, batch_maker
+from harness.engine.settings import TrainSettings
+from harness.engine.train import Normalizer, TrainData, batch_maker
 
 from test_distributed import find_torchrun
 

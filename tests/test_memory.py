@@ -9,7 +9,9 @@ import json
 import pytest
 import torch
 
-from harness.engine.train import Normalizer, OutOfMemory, Runtime, TrainData, TrainSettings, embed, reid_loss, train
+from harness.engine.memory import OutOfMemory
+from harness.engine.settings import TrainSettings
+from harness.engine.train import Normalizer, Runtime, TrainData, embed, reid_loss, train
 from harness.model.backbones import create_backbone
 from harness.model.keypoint_vit import KeypointViT
 

@@ -11,7 +11,8 @@ import torch
 from harness.config import RunConfig
 from harness.data.loaders import get_card
 from harness.engine.augment import NAMES, RandAugment
-from harness.engine.train import TrainSettings, parameter_groups
+from harness.engine.settings import TrainSettings
+from harness.engine.train import parameter_groups
 from harness.keypoints.references import REFERENCE_SOURCES, AnnotateOptions
 from harness.model.tokens import hflip, token_mask
 from harness.tables import cells as table_cells

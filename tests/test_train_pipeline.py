@@ -49,7 +49,7 @@ def test_batch_starts_drop_a_last_batch_some_ranks_would_see_empty():
 def test_checkpoint_restores_the_torch_rng_and_discard_removes_killed_writes(tmp_path):
     import torch
 
-    from harness.engine.train import Checkpoint, TrainState
+    from harness.engine.checkpoint import Checkpoint, TrainState
 
     def state():
         net = torch.nn.Linear(2, 2)
@@ -75,7 +75,7 @@ def test_checkpoint_restores_the_torch_rng_and_discard_removes_killed_writes(tmp
 def test_a_damaged_checkpoint_is_ignored_with_a_warning(tmp_path):
     import torch
 
-    from harness.engine.train import Checkpoint, TrainState
+    from harness.engine.checkpoint import Checkpoint, TrainState
 
     net = torch.nn.Linear(2, 2)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)

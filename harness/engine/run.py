@@ -35,7 +35,9 @@ from ..model.tokens import flip_permutation
 from . import records
 from .scoring import (Scored, gallery_rules, needed_rows, reliance_metrics, removed_points, same_day_matters, score,
                       shuffle_point_sets, table_lookup)
-from .train import Checkpoint, Normalizer, Runtime, TrainData, TrainSettings, embed, train
+from .checkpoint import Checkpoint
+from .settings import TrainSettings
+from .train import Normalizer, Runtime, TrainData, embed, train
 
 
 def seed_everything(seed: int) -> None:
@@ -207,7 +209,8 @@ def make_backbone(cfg: RunConfig, method: Method):
 def build_model(prepared: Prepared, backbone) -> Model:
     categories = len(prepared.keypoints.categories) if prepared.keypoints is not None else 0
     normalize = Normalizer(*prepared.method.normalization(backbone))
-    return Model(prepared.method.build_model(backbone, categories), backbone, normalize)
+    network = prepared.method.build_model(backbone, categories, init=prepared.cfg.kpe_init or "zero")
+    return Model(network, backbone, normalize)
 
 
 def decode_inputs(prepared: Prepared, progress: bool = True) -> Inputs:

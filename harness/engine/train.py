@@ -2,20 +2,18 @@
 L = L_arcface + lambda * L_ce); hooks for extras.
 
 The loop knows nothing about checkpoints, logging or evaluation: those are hooks called at the end
-of each epoch. Batches are built on tensors (images already decoded and resized; keypoints already
+of each epoch (``checkpoint.py``); running out of memory is ``memory.py``'s. Batches are built on tensors (images already decoded and resized; keypoints already
 in model-input pixels), so the loop stays simple and fast.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-import os
 import queue
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -24,12 +22,14 @@ from torch import _dynamo, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..config import SETTING_FIELDS, RunConfig
+from ..config import RunConfig
 from ..core.distributed import DistInfo
-from ..core.io import leftover_temps, replace_atomic
 from ..model.losses import build_losses
 from ..model.tokens import hflip, token_mask
-from .augment import RandAugment, default_workers, image_seed
+from .augment import default_workers, image_seed
+from .checkpoint import TrainState
+from .memory import OutOfMemory, auto_accumulate, oom_message
+from .settings import TrainSettings
 
 
 @dataclass
@@ -61,135 +61,6 @@ def reid_loss(dim: int, num_classes: int, margin_rad: float, scale: float, ce_we
     callers without a run config: tests, benchmarks)."""
     cfg = replace(RunConfig(), arcface_margin=margin_rad, arcface_scale=scale, ce_weight=ce_weight)
     return build_losses(None, dim, num_classes, cfg)
-
-
-@dataclass
-class TrainState:
-    """What a hook may read or restore: everything that determines the rest of training."""
-
-    objective: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    generator: torch.Generator
-    history: list
-    epoch: int = 0  # epochs completed
-    total: int | None = None  # epochs planned (None: unknown; hooks then never treat an epoch as the last)
-
-
-class Hook:
-    """Training extras (checkpoints, logging, ...) without branches in the loop."""
-
-    def on_start(self, state: TrainState) -> None:
-        """Called once before the first epoch; may restore ``state`` (e.g. from a checkpoint)."""
-
-    def on_epoch_end(self, state: TrainState) -> None:
-        """Called after every epoch with ``state.epoch`` epochs completed."""
-
-
-CHECKPOINT_ENV = "HARNESS_CHECKPOINT_MINUTES"  # at most one checkpoint per this many minutes (default 0)
-
-
-def checkpoint_minutes() -> float:
-    raw = os.environ.get(CHECKPOINT_ENV, "0")
-    try:
-        minutes = float(raw)
-    except ValueError:
-        raise ValueError(f"{CHECKPOINT_ENV}={raw!r}: give the minutes between checkpoints as a number (0: the "
-                         "overhead bound alone)") from None
-    if minutes < 0 or not math.isfinite(minutes):
-        raise ValueError(f"{CHECKPOINT_ENV}={raw!r}: the minutes between checkpoints must be >= 0")
-    return minutes
-
-
-@dataclass
-class SavePolicy:
-    """When a finished epoch is checkpointed: always after the last one; otherwise only when at least
-    ``every_s`` seconds have passed since the last write ended AND that time is at least
-    1 / ``max_share`` times what the last write took. So writing costs at most ~``max_share`` of
-    training (a 2.4 GB ViT-L state after 1.5 s epochs is written about once a minute), and an
-    interruption loses at most that much training. A write of at most ``cheap_s`` (a small model's)
-    is always allowed, so such a run is checkpointed after every epoch however short."""
-
-    every_s: float = 0.0
-    max_share: float = 0.05
-    last_end: float = 0.0  # perf_counter when the last write ended (or training started)
-    last_cost: float = 0.0  # seconds the last write took
-    cheap_s: float = 0.1  # a write this quick is always allowed: a small model's state, seconds over a whole run
-
-    def due(self, now: float, final: bool) -> bool:
-        since = now - self.last_end
-        affordable = since * self.max_share >= self.last_cost or self.last_cost <= self.cheap_s
-        return final or (since >= self.every_s and affordable)
-
-
-def _frozen(module: nn.Module) -> set[str]:
-    """Parameters training never changes: rebuilt identically from the seed and weights on resume."""
-    return {name for name, p in module.named_parameters() if not p.requires_grad}
-
-
-class Checkpoint(Hook):
-    """Saves what resuming needs (trained parameters and buffers, loss heads, optimizer, scheduler,
-    RNG, history; not the frozen parameters) atomically under ``SavePolicy`` and resumes from it: a
-    run killed at any point continues after its last checkpointed epoch and, on a CPU, ends with
-    exactly the metrics of an uninterrupted run. The global torch RNG (dropout, drop-path) is saved
-    with the sampling generator, so that holds for backbones that draw random numbers too.
-    ``seconds`` / ``writes`` say what writing cost (the benchmark reads them)."""
-
-    def __init__(self, path: Path, on_resume: Callable[[int], None] | None = None, save: bool = True,
-                 policy: SavePolicy | None = None):
-        self.path = Path(path)
-        self.on_resume = on_resume
-        self.save = save  # under DDP every rank restores, rank 0 alone saves
-        self.policy = policy or SavePolicy(every_s=60.0 * checkpoint_minutes())
-        self.seconds, self.writes = 0.0, 0
-
-    def on_start(self, state: TrainState) -> None:
-        self.policy.last_end = time.perf_counter()
-        if not self.path.exists():
-            return
-        try:
-            saved = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a damaged checkpoint must not block a fresh start
-            warnings.warn(f"ignoring unreadable checkpoint {self.path}: {exc}")
-            return
-        every = set(state.objective.state_dict())
-        needed = every - _frozen(state.objective)
-        if not needed <= set(saved["objective"]) <= every:  # another model's: loading part would mix two runs
-            warnings.warn(f"ignoring checkpoint {self.path}: it holds another model's parameters")
-            return  # (a checkpoint that also holds the frozen ones, as written before they were left out, is fine)
-        state.objective.load_state_dict(saved["objective"], strict=False)
-        state.optimizer.load_state_dict(saved["optimizer"])
-        state.scheduler.load_state_dict(saved["scheduler"])
-        state.generator.set_state(saved["generator"])
-        if "torch_rng" in saved:  # checkpoints written before it was saved resume without it
-            torch.set_rng_state(saved["torch_rng"])
-        state.history[:] = saved["history"]
-        state.epoch = int(saved["epoch"])
-        if self.on_resume:
-            self.on_resume(state.epoch)
-
-    def on_epoch_end(self, state: TrainState) -> None:
-        t0 = time.perf_counter()
-        if not self.save or not self.policy.due(t0, final=state.total is not None and state.epoch >= state.total):
-            return
-        frozen = _frozen(state.objective)
-        replace_atomic(self.path, lambda tmp: torch.save({
-            "objective": {k: v for k, v in state.objective.state_dict().items() if k not in frozen},
-            "optimizer": state.optimizer.state_dict(),
-            "scheduler": state.scheduler.state_dict(),
-            "generator": state.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "history": state.history,
-            "epoch": state.epoch,
-        }, tmp))
-        end = time.perf_counter()
-        self.policy.last_end, self.policy.last_cost = end, end - t0
-        self.seconds += end - t0
-        self.writes += 1
-
-    def discard(self) -> None:
-        for p in [self.path, *leftover_temps(self.path)]:  # also what a killed run left mid-write
-            p.unlink(missing_ok=True)
 
 
 class Normalizer(nn.Module):
@@ -269,34 +140,6 @@ class Objective(nn.Module):
 
 
 @dataclass(frozen=True)
-class TrainSettings:
-    """How to train: the training fields of a run config."""
-
-    epochs: int
-    batch_size: int  # images per optimizer step (all ranks, all micro-batches)
-    lr: float
-    weight_decay: float
-    warmup_epochs: float
-    hflip: float  # probability of the left/right-swapping horizontal flip
-    seed: int
-    optimizer: str = "adamw"
-    momentum: float = 0.9  # sgd
-    lr_min: float = 0.0  # the cosine decay ends here
-    accumulate: int | str = 1  # micro-batches per optimizer step; "auto": the fewest that fit (``auto_accumulate``)
-    augment: RandAugment | None = None
-    compile_backend: str = "none"  # torch.compile backend; none = eager
-
-    @classmethod
-    def from_config(cls, cfg) -> TrainSettings:
-        """The config fields declared with ``setting`` (``config.SETTING_FIELDS``), copied; one that
-        is None (not applied, e.g. momentum without SGD) keeps this class's default. RandAugment is
-        built from its three fields."""
-        copied = {name: getattr(cfg, field) for field, name in SETTING_FIELDS.items() if getattr(cfg, field) is not None}
-        augment = RandAugment(cfg.randaugment_ops, cfg.randaugment_magnitude) if cfg.augment == "randaugment" else None
-        return cls(**copied, augment=augment)
-
-
-@dataclass(frozen=True)
 class Runtime:
     """Where and how a training loop runs, apart from what it computes: the device, the torchrun
     processes, the hooks (checkpoints, ...) and whether a progress bar shows."""
@@ -319,22 +162,31 @@ def compiled(objective: nn.Module, backend: str) -> nn.Module:
 
 # parameters weight decay never touches (besides every bias and norm: all 1-d parameters)
 NO_DECAY = ("pos_embed", "cls_token", "reg_token", "dist_token", "encoding.weight")
+KEYPOINT_EMBEDDING = "encoding.weight"  # KeypointViT's W: its own learning rate (--kpe-lr-scale)
 
 
-def parameter_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+def parameter_groups(module: nn.Module, weight_decay: float, kpe_lr: float | None = None) -> list[dict]:
     """Decayed and undecayed trainable parameters: norms, biases, position/class tokens and the
-    keypoint embedding are never decayed (decay pulls them towards zero for no benefit)."""
-    decay, keep = [], []
+    keypoint embedding are never decayed (decay pulls them towards zero for no benefit). With
+    ``kpe_lr`` the keypoint embedding is a third group at that learning rate."""
+    decay, keep, channel = [], [], []
     for name, param in module.named_parameters():
         if not param.requires_grad:
             continue
+        if kpe_lr is not None and name.endswith(KEYPOINT_EMBEDDING):
+            channel.append(param)
+            continue
         exempt = param.ndim <= 1 or any(part in name for part in NO_DECAY)
         (keep if exempt else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
+    return groups + ([{"params": channel, "weight_decay": 0.0, "lr": kpe_lr}] if channel else [])
 
 
 def make_optimizer(module: nn.Module, settings: TrainSettings, device: torch.device) -> torch.optim.Optimizer:
-    groups = parameter_groups(module, settings.weight_decay)
+    """SGD or AdamW at ``settings.lr``; the keypoint embedding at ``kpe_lr_scale`` times that (the
+    scheduler scales every group's rate alike)."""
+    kpe_lr = settings.lr * settings.kpe_lr_scale if settings.kpe_lr_scale != 1.0 else None
+    groups = parameter_groups(module, settings.weight_decay, kpe_lr)
     if settings.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum)
     return torch.optim.AdamW(groups, lr=settings.lr, **({"fused": True} if device.type == "cuda" else {}))
@@ -430,36 +282,6 @@ def run_epoch(loop: Loop, order: torch.Tensor, flips: torch.Tensor, sums: torch.
     return data_time
 
 
-class OutOfMemory(ValueError):
-    """Training ran out of accelerator memory. A ValueError on purpose: the CLI reports it in one line
-    and `harness ablate` records the cell and goes on (``core.errors.EXPECTED_ERRORS``)."""
-
-
-def _micro_batch(settings: TrainSettings, dist: DistInfo, accumulate: int) -> int:
-    """The largest micro-batch one rank runs (``tensor_split`` makes the first pieces the larger)."""
-    return math.ceil(math.ceil(settings.batch_size / dist.world) / accumulate)
-
-
-def _accumulations(settings: TrainSettings, dist: DistInfo) -> list[int]:
-    """Valid --accumulate values, fewest first: divisors of the batch size leaving every rank's
-    micro-batch at least one image."""
-    b = settings.batch_size
-    return [d for d in range(1, b + 1) if b % d == 0 and b >= dist.world * d]
-
-
-def oom_message(settings: TrainSettings, dist: DistInfo, accumulate: int) -> str:
-    """One line: where memory ran out and the --accumulate to try (half the micro-batch or less)."""
-    over = f" over {dist.world} processes" if dist.world > 1 else ""
-    where = (f"out of GPU memory training micro-batches of {_micro_batch(settings, dist, accumulate)} image(s) "
-             f"(--batch-size {settings.batch_size}{over}, --accumulate {accumulate})")
-    now = _micro_batch(settings, dist, accumulate)
-    more = [a for a in _accumulations(settings, dist) if 2 * _micro_batch(settings, dist, a) <= now]
-    if not more:
-        return f"{where}; not even one image per micro-batch fits: use a smaller --backbone or --image-size"
-    return (f"{where}; try --accumulate {more[0]} (half the micro-batch, same effective batch and results), "
-            "or --accumulate auto to find the fewest micro-batches that fit")
-
-
 def _fits(objective: nn.Module, model: nn.Module, data: TrainData, normalize: Normalizer, device, micro: int) -> bool:
     """Whether one forward and backward pass over ``micro`` training images fits in memory. Run on
     the unwrapped objective: DDP's gradient hooks stay idle without a DDP forward."""
@@ -474,52 +296,6 @@ def _fits(objective: nn.Module, model: nn.Module, data: TrainData, normalize: No
         return False
     finally:
         objective.zero_grad(set_to_none=True)
-
-
-def _optimizer_reserve(objective: nn.Module, settings: TrainSettings, device) -> torch.Tensor | None:
-    """On a GPU, the memory the optimizer's state takes from its first step on (AdamW: two fp32
-    copies of the trainable parameters, SGD: one), held while probing, so the micro-batch chosen
-    still fits once that state exists."""
-    if device.type != "cuda":
-        return None
-    copies = 2 if settings.optimizer == "adamw" else 1
-    size = copies * sum(4 * p.numel() for p in objective.parameters() if p.requires_grad)
-    return torch.empty(size, dtype=torch.uint8, device=device)
-
-
-def auto_accumulate(objective: nn.Module, model: nn.Module, data: TrainData, normalize: Normalizer,
-                    settings: TrainSettings, device, dist: DistInfo) -> int:
-    """``--accumulate auto``: the fewest micro-batches per step whose micro-batch survives one
-    forward and backward pass. The probe leaves no trace (gradients cleared, buffers and the global
-    RNG restored, the sampling generator untouched), so training then is exactly the run with a
-    fixed ``--accumulate`` of that value: the same effective batch and the same losses."""
-    candidates = _accumulations(settings, dist)
-    buffers = [b.detach().clone() for b in objective.buffers()]
-    chosen = len(candidates)  # none fits
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        try:
-            reserve = _optimizer_reserve(objective, settings, device)
-        except torch.OutOfMemoryError:
-            raise OutOfMemory(f"out of GPU memory before training: the {settings.optimizer} state alone does not "
-                              "fit; use a smaller --backbone") from None
-        for i, a in enumerate(candidates):
-            if _fits(objective, model, data, normalize, device, _micro_batch(settings, dist, a)):
-                chosen = i
-                break
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-        del reserve
-    with torch.no_grad():
-        for b, saved in zip(objective.buffers(), buffers):
-            b.copy_(saved)
-    if dist.world > 1:  # every rank must step alike: the most micro-batches any rank needs
-        agreed = torch.tensor([chosen], device=device)
-        torch_dist.all_reduce(agreed, op=torch_dist.ReduceOp.MAX)
-        chosen = int(agreed)
-    if chosen == len(candidates):
-        raise OutOfMemory(oom_message(settings, dist, candidates[-1]))
-    return candidates[chosen]
 
 
 def _epoch_or_none(loop: Loop, order: torch.Tensor, flips: torch.Tensor, sums: torch.Tensor,
@@ -544,11 +320,30 @@ def _objective(model, losses, data: TrainData, normalize: Normalizer, settings: 
     if dist.world > 1:
         objective = DistributedDataParallel(inner, device_ids=[device.index] if device.type == "cuda" else None)
     if settings.accumulate == "auto":
-        settings = replace(settings, accumulate=auto_accumulate(inner, model, data, normalize, settings, device, dist))
+        fits = functools.partial(_fits, inner, model, data, normalize, device)
+        settings = replace(settings, accumulate=auto_accumulate(inner, fits, settings, device, dist))
     if settings.batch_size < dist.world * settings.accumulate:
         raise ValueError(f"--batch-size {settings.batch_size} gives fewer than one image per process and micro-batch "
                          f"({dist.world} processes x --accumulate {settings.accumulate})")
     return inner, objective, settings
+
+
+def start_channel(model: nn.Module, data: TrainData, normalize: Normalizer, settings: TrainSettings, device) -> None:
+    """Before the first step: a ``token``-initialised keypoint embedding takes the scale of the
+    patch tokens of the first ``batch_size`` training rows (the same on every rank; a checkpoint
+    restored afterwards overrides it), and token statistics from memory probes are dropped."""
+    match = getattr(model, "match_token_scale", None)
+    if match is None:
+        return
+    match(normalize(data.images[data.rows[: settings.batch_size]].to(device)))
+    model.channel_share()
+
+
+def channel_stats(model: nn.Module) -> dict:
+    """The keypoint channel's share of the token norm over the epoch just trained ({} for a model
+    without one): what a record's history shows about whether the channel ever carried weight."""
+    share = getattr(model, "channel_share", None)
+    return share() if share is not None else {}
 
 
 def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: Normalizer, settings: TrainSettings,
@@ -561,6 +356,7 @@ def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: N
     device, dist, hooks, progress = runtime.device, runtime.dist, runtime.hooks, runtime.progress
     auto = settings.accumulate == "auto"  # the history records the value found
     inner, objective, settings = _objective(model, losses, data, normalize, settings, device, dist)
+    start_channel(model, data, normalize, settings, device)
     n = len(data.labels)
     starts = batch_starts(n, settings.batch_size, dist.world * settings.accumulate)
     used = sum(min(settings.batch_size, n - s) for s in starts)  # images per epoch the losses average over
@@ -593,7 +389,7 @@ def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: N
         wall = time.perf_counter() - t_epoch
         stats = {"epoch": epoch + 1, **{k: float(v) / used for k, v in zip(names, sums.cpu())},
                  "lr": sched.get_last_lr()[0], "seconds": round(wall, 3),
-                 "data_share": round(data_time / max(wall, 1e-9), 4),
+                 "data_share": round(data_time / max(wall, 1e-9), 4), **channel_stats(model),
                  **({"accumulate": settings.accumulate} if auto else {})}
         if not math.isfinite(stats["loss"]):
             bar.close()
