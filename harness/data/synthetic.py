@@ -7,10 +7,17 @@ What tells identities apart is *which colour sits at which part*; pose and clutt
 identity. A model that is told where each part is (CKPE) can read the code directly; one that
 must find the parts among the distractors from their geometry alone (plain ViT) has a much
 harder problem. Everything is generated deterministically from a seed.
+
+With ``scramble`` the keypoints become *necessary* by construction: every identity wears the same
+``parts`` colours (identities are permutations of them) and the parts sit at independent random
+places, so an image's pixels have the same distribution whatever its identity. Only a model told
+which part is where (CKPE) can read the code; a plain ViT, KPE (told where parts are, not which)
+and random points can do no better than chance.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import shutil
@@ -79,13 +86,17 @@ class SyntheticSpec:
     # background level, as frames of one recording session do: same-day images are near-duplicates
     # in a way other-day ones are not (what `--exclude same-day` removes from the gallery).
     sessions: int = 0
+    # keypoints necessary: identities are permutations of one colour set, parts at random places
+    scramble: bool = False
 
     def __post_init__(self):
         if not 1 <= self.parts <= len(PARTS):
             raise ValueError(f"synthetic parts must be in 1..{len(PARTS)}, got {self.parts}")
         if not 2 <= self.colours <= len(PALETTE):
             raise ValueError(f"synthetic colours must be in 2..{len(PALETTE)}, got {self.colours}")
-        if self.colours**self.parts < self.identities:
+        if self.scramble:
+            self._check_scramble()
+        elif self.colours**self.parts < self.identities:
             raise ValueError(
                 f"synthetic: {self.colours}^{self.parts} colour codes cannot give {self.identities} distinct identities"
             )
@@ -97,12 +108,25 @@ class SyntheticSpec:
             raise ValueError(f"synthetic sessions must be in 0..images_per_identity ({self.images_per_identity}), "
                              f"got {self.sessions}")
 
+    def _check_scramble(self) -> None:
+        if self.colours < self.parts:
+            raise ValueError(f"synthetic scramble gives every part its own colour: colours ({self.colours}) must be "
+                             f">= parts ({self.parts})")
+        if math.factorial(self.parts) < self.identities:
+            raise ValueError(f"synthetic scramble: {self.parts}! orderings of the colours cannot give "
+                             f"{self.identities} distinct identities; use more parts")
+        if self.part_markers:
+            raise ValueError("synthetic scramble and part_markers exclude each other: markers would tell the parts "
+                             "apart without keypoints")
+
     @property
     def categories(self) -> tuple[str, ...]:
         return tuple(list(PARTS)[: self.parts])
 
     @property
     def flip_pairs(self) -> tuple[tuple[str, str], ...]:
+        if self.scramble:  # parts at random places have no sides: a mirror image keeps each part's name
+            return ()
         cats = set(self.categories)
         pairs = []
         for name in self.categories:
@@ -112,7 +136,7 @@ class SyntheticSpec:
 
     def fingerprint(self) -> str:
         d = asdict(self)
-        for name in ("part_markers", "sessions"):  # datasets made before an option existed keep their fingerprint
+        for name in ("part_markers", "sessions", "scramble"):  # datasets made before an option existed keep their fingerprint
             if not d[name]:
                 d.pop(name)
         blob = json.dumps(d, sort_keys=True).encode()
@@ -120,7 +144,11 @@ class SyntheticSpec:
 
 
 def identity_codes(spec: SyntheticSpec, rng: np.random.Generator) -> np.ndarray:
-    """Distinct colour codes, one row of ``parts`` palette indices per identity."""
+    """Distinct colour codes, one row of ``parts`` palette indices per identity (with ``scramble``:
+    distinct orderings of the palette's first ``parts`` colours)."""
+    if spec.scramble:
+        orders = np.array(list(itertools.permutations(range(spec.parts))), dtype=np.int64)
+        return orders[rng.choice(len(orders), size=spec.identities, replace=False)]
     total = spec.colours**spec.parts
     flat = rng.choice(total, size=spec.identities, replace=False)
     digits = np.zeros((spec.identities, spec.parts), dtype=np.int64)
@@ -161,6 +189,23 @@ def render(spec: SyntheticSpec, code: np.ndarray, rng: np.random.Generator,
         c = colour(PALETTE[rng.integers(spec.colours)])
         draw.ellipse([x - disc_r, y - disc_r, x + disc_r, y + disc_r], fill=c)
 
+    if spec.scramble:
+        points = scattered(spec.parts, size, disc_r, rng)
+    else:
+        points = face_points(spec, rng, size, face_r)
+    if spec.part_markers:  # all markers first, so no marker hides another part's colour
+        for p, (x, y) in enumerate(points):
+            draw_marker(draw, p, x, y, disc_r)
+    for p, (x, y) in enumerate(points):
+        c = colour(PALETTE[code[p]])
+        draw.ellipse([x - disc_r, y - disc_r, x + disc_r, y + disc_r], fill=c)
+
+    arr = np.asarray(img, dtype=np.float64) + rng.normal(0, spec.noise, (size, size, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)), points
+
+
+def face_points(spec: SyntheticSpec, rng: np.random.Generator, size: int, face_r: float) -> np.ndarray:
+    """(parts, 2) keypoints at the face's canonical places under a random pose."""
     theta = math.radians(rng.uniform(-spec.max_rotation, spec.max_rotation))
     mirror = -1.0 if (spec.mirror and rng.random() < 0.5) else 1.0
     reach = face_r * 1.25
@@ -172,15 +217,21 @@ def render(spec: SyntheticSpec, code: np.ndarray, rng: np.random.Generator,
         u, v = PARTS[name]
         u *= mirror
         points[p] = (cx + face_r * (cos * u - sin * v), cy + face_r * (sin * u + cos * v))
-    if spec.part_markers:  # all markers first, so no marker hides another part's colour
-        for p, (x, y) in enumerate(points):
-            draw_marker(draw, p, x, y, disc_r)
-    for p, (x, y) in enumerate(points):
-        c = colour(PALETTE[code[p]])
-        draw.ellipse([x - disc_r, y - disc_r, x + disc_r, y + disc_r], fill=c)
+    return points
 
-    arr = np.asarray(img, dtype=np.float64) + rng.normal(0, spec.noise, (size, size, 3))
-    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)), points
+
+def scattered(parts: int, size: int, disc_r: float, rng: np.random.Generator, tries: int = 200) -> np.ndarray:
+    """(parts, 2) keypoints at independent uniform places, no two discs overlapping (so every colour
+    stays visible and none is hidden more often at one part than another)."""
+    points = np.zeros((parts, 2))
+    for p in range(parts):
+        for _ in range(tries):
+            points[p] = rng.uniform(disc_r, size - disc_r, 2)
+            if p == 0 or np.min(np.linalg.norm(points[:p] - points[p], axis=1)) > 2.2 * disc_r:
+                break
+        else:
+            raise ValueError(f"synthetic scramble: {parts} discs do not fit apart in {size} px; use a larger image")
+    return points
 
 
 # Marker of part category p: rings (outermost first) as (radius in disc radii, grey level).
