@@ -39,7 +39,8 @@ def test_field_groups_are_derived_from_the_declarations():
     assert set(RUN_FIELDS) == {"seed", "device", "fold", "accumulate", "compile"}
     assert TRAINING_FIELDS == ("epochs", "batch_size", "accumulate", "optimizer", "lr", "lr_min", "momentum",
                                "weight_decay", "warmup_epochs", "ce_weight", "arcface_margin", "arcface_scale",
-                               "hflip", "augment", "randaugment_ops", "randaugment_magnitude", "compile", "losses")
+                               "hflip", "augment", "randaugment_ops", "randaugment_magnitude", "compile", "losses",
+                               "kpe_init", "kpe_lr_scale")
     assert all(f.metadata["help"] for f in fields(RunConfig))
 
 

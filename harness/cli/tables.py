@@ -13,7 +13,7 @@ from ..tables.collect import records_of
 from ..engine.run import execute
 from ..tables import calibration
 from ..tables import leaderboard as lb
-from ..tables import tuning
+from ..tables import channel_choice, tuning
 from ..tables.ablate import (LAUNCHERS, SweepEvents, download_line, executor, memory_line, plan, run_one,
                              sweep_local)
 from ..tables.cells import command_line
@@ -195,11 +195,15 @@ def calibrate_cmd(metric, results_dir):
 @click.command("tune")
 @results_dir_option
 @data_root_option
+@click.option("--channel", is_flag=True, help="choose the keypoint channel's init and learning-rate scale instead, "
+              "on the known-answer control's data (RESULTS_DIR/channel-selection)")
 @user_errors
-def tune_cmd(results_dir, data_root):
+def tune_cmd(results_dir, data_root, channel):
     """Choose the small setting's training settings and featurizer on an inner validation split of
     fold 0's training identities (never a test fold): runs the missing candidates into
     RESULTS_DIR/small-validation and prints each one's validation top-1 (plain ViT, CKPE)."""
+    if channel:
+        return tune_channel(Path(results_dir) / channel_choice.CHANNEL_FOLDER, data_root)
     folder = Path(results_dir) / tuning.VALIDATION_FOLDER
     check_writable(folder)
     for phase in ("training", "keypoints"):  # the featurizers run with the chosen training settings
@@ -219,3 +223,22 @@ def tune_cmd(results_dir, data_root):
     for trial, value in tuning.scores(folder, chosen or None):
         if trial.label.startswith("keypoints "):
             click.echo(f"  {trial.label} (ckpe): {'-' if value is None else f'{value:.1f}'}")
+
+
+def tune_channel(folder: Path, data_root) -> None:
+    """`harness tune --channel`: the missing channel candidates, then the table and the choice."""
+    check_writable(folder)
+    todo = [t for t, value in channel_choice.channel_scores(folder) if value is None]
+    for trial in tqdm(todo, desc="tuning: keypoint channel", unit="run", file=sys.stderr):
+        execute(trial.config(), folder, data_root=data_root, progress=False)
+    scores = channel_choice.channel_scores(folder)
+    click.echo("validation top-1 (%), fold 0's inner split of the control's data; CKPE's last-epoch kpe_share and "
+               "top-1 with its keypoints removed in brackets")
+    for trial, value in scores:
+        shown = "-" if value is None else f"{value['top1']:.1f}"
+        if value and value["kpe_share"] is not None:
+            shown += f" [share {value['kpe_share']:.3f}, removed {value['top1_removed']:.1f}]"
+        click.echo(f"  {trial.layout}, {trial.recipe}, {trial.label}: {shown}")
+    for recipe, best in channel_choice.best_channel(scores).items():
+        click.echo(f"best for {recipe}: " + ("(incomplete)" if best is None else f"--kpe-init {best[0]} "
+                                              f"--kpe-lr-scale {best[1]:g}"))

@@ -47,6 +47,10 @@ class Table:
     note: str = ""
     plot: dict | None = None  # {"xlabel": ..., "axis": "cols" | "rows"}: a PNG of accuracy along an ordered axis
     metric: str = "top1"  # the registered metric its cells and comparisons report
+    # False: the cells' overrides are whole in every setting (no translation, no setting common part):
+    # a table on the built-in synthetic data needs no stand-in; a string in settings_base is then
+    # the reason none of its cells runs in that setting
+    translated: bool = True
 
     def __post_init__(self):
         if len(self.paper) != len(self.rows) or any(len(line) != len(self.cols) for line in self.paper):
@@ -87,15 +91,19 @@ def _cell_overrides(table: Table, row: Axis, col: Axis, setting: Setting) -> dic
         if (r, c) == (row.label, col.label):
             return why
     own = [axis.setting(setting.name) for axis in (row, col)]
-    reasons = [part for part in own if isinstance(part, str)]
+    base = table.settings_base.get(setting.name, {})
+    reasons = [part for part in (*own, base) if isinstance(part, str)]
     if reasons:
         return reasons[0]
-    real = _merge(table.base, *(axis.overrides for axis, part in zip((row, col), own) if part is None))
-    translated = setting.translate(real)
-    if isinstance(translated, str):
-        return translated
-    merged = _merge(setting.common, translated, table.settings_base.get(setting.name, {}),
-                    *(part for part in own if part is not None))
+    if not table.translated:
+        merged = _merge(table.base, base, *(part if part is not None else axis.overrides
+                                            for axis, part in zip((row, col), own)))
+    else:
+        real = _merge(table.base, *(axis.overrides for axis, part in zip((row, col), own) if part is None))
+        translated = setting.translate(real)
+        if isinstance(translated, str):
+            return translated
+        merged = _merge(setting.common, translated, base, *(part for part in own if part is not None))
     return {key: value for key, value in merged.items() if value is not None}
 
 

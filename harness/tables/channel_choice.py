@@ -1,0 +1,89 @@
+"""Choosing how the keypoint embedding starts and learns (``--kpe-init``, ``--kpe-lr-scale``) by
+evidence, never on a test fold.
+
+The paper says only that W is learnable. From zero, at the backbone's learning rate, the channel can
+stay too small to matter (under SGD lr 1e-3 it reached 0.2% of the patch-token norm in 200 steps on
+a probe that needs the keypoint), so the choice decides whether CKPE is CKPE at all. Every
+candidate trains CKPE on the inner training part of fold 0's training identities of the
+known-answer control's data and is scored on the held-out fifth (``validate=True``): in both
+layouts (the standard synthetic faces, and ``scramble``, where the keypoints are necessary) and
+under both recipes (the synthetic card's AdamW and the paper's SGD, the real cells' optimizer). The
+plain ViT runs beside them as the floor. A candidate's score per optimizer is its mean validation
+top-1 over the two layouts; `harness tune --channel` runs what is missing and prints the table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import RunConfig
+from ..data.loaders import get_card
+from ..engine.records import read_result, result_path
+from ..engine.run import resolve_run
+from ..method import METHODS
+from .declarations import NECESSARY, PAPER_SGD
+
+# (init, lr scale): today's zero start; timm's position-embedding start; the tokens' own scale; and a
+# faster-learning zero or token start (30x: where the probe's micro ViT learned the keypoint in 120 steps)
+CHANNEL_CANDIDATES: tuple[tuple[str, float], ...] = (
+    ("zero", 1.0), ("normal", 1.0), ("token", 1.0), ("zero", 30.0), ("token", 30.0))
+LAYOUTS = {"standard": {}, "scrambled": NECESSARY}
+RECIPES = {"adamw": {}, "sgd": PAPER_SGD}
+CHANNEL_FOLDER = "channel-selection"
+
+
+@dataclass(frozen=True)
+class ChannelTrial:
+    method: str
+    layout: str
+    recipe: str
+    channel: tuple[str, float] | None  # None: the plain ViT (no channel)
+
+    @property
+    def label(self) -> str:
+        return "ViT, no keypoints" if self.channel is None else f"{self.channel[0]} x{self.channel[1]:g}"
+
+    def config(self) -> RunConfig:
+        given = {"dataset": "synthetic", "folds": 5, "fold": 0, "validate": True, "seed": 0, "method": self.method,
+                 **LAYOUTS[self.layout], **RECIPES[self.recipe]}
+        if self.channel is not None:
+            given.update(kpe_init=self.channel[0], kpe_lr_scale=self.channel[1])
+        given["dataset_options"] = {str(k): str(v) for k, v in (given.get("dataset_options") or {}).items()}
+        return resolve_run(get_card("synthetic"), METHODS.create(self.method), cell=given).config
+
+
+def channel_trials() -> list[ChannelTrial]:
+    """Per layout and recipe: the plain ViT, then CKPE under every candidate."""
+    return [trial for layout in LAYOUTS for recipe in RECIPES for trial in (
+        ChannelTrial("vit", layout, recipe, None),
+        *(ChannelTrial("ckpe", layout, recipe, c) for c in CHANNEL_CANDIDATES))]
+
+
+def channel_scores(folder: Path) -> list[tuple[ChannelTrial, dict | None]]:
+    """Each trial and its record's validation top-1 and last-epoch channel share (None: not run)."""
+    out = []
+    for trial in channel_trials():
+        path = result_path(folder, trial.config())
+        if not path.exists():
+            out.append((trial, None))
+            continue
+        record = read_result(path)
+        last = (record.get("history") or [{}])[-1]
+        out.append((trial, {"top1": record["metrics"]["top1"], "kpe_share": last.get("kpe_share"),
+                            "top1_removed": record["metrics"].get("top1_keypoints_removed")}))
+    return out
+
+
+def best_channel(scores: list[tuple[ChannelTrial, dict | None]]) -> dict[str, tuple[str, float] | None]:
+    """Per recipe, the candidate with the highest mean CKPE validation top-1 over the layouts
+    (ties: the earlier candidate); None while a candidate of that recipe has no record."""
+    chosen: dict[str, tuple[str, float] | None] = {}
+    for recipe in RECIPES:
+        means = {}
+        for candidate in CHANNEL_CANDIDATES:
+            values = [s["top1"] if s else None for t, s in scores
+                      if t.recipe == recipe and t.channel == candidate]
+            means[candidate] = None if None in values else sum(values) / len(values)
+        complete = all(v is not None for v in means.values())
+        chosen[recipe] = max(CHANNEL_CANDIDATES, key=lambda c: means[c]) if complete else None
+    return chosen
