@@ -106,12 +106,16 @@ class RunConfig:
     losses: str | None = option(None, "loss terms, comma-separated, each NAME or NAME=WEIGHT (see `harness list`; "
                                 "a term's weight defaults to its own: --ce-weight for ce, 1 for the others); "
                                 "none: the method's, usually arcface,ce", training=True)
-    # the keypoint channel (methods with keypoints only): how its embedding starts and how fast it learns
-    kpe_init: str | None = option("zero", "keypoint embedding init: zero (the model starts as the plain ViT), normal "
-                                  "(std 0.02, as timm's position embeddings) or token (random directions at the "
-                                  "mean patch-token norm of the first training batch)", training=True, since="zero")
-    kpe_lr_scale: float | None = option(1.0, "the keypoint embedding's learning rate as a multiple of --lr",
-                                        training=True, setting=True, since=1.0)
+    # the keypoint channel (methods with keypoints only): how its embedding starts and how fast it learns.
+    # Chosen on validation identities of the known-answer control (tables/channel_choice.py,
+    # docs/keypoint-channel.md): token x30 was best under AdamW in both layouts; from zero the channel
+    # stayed near 0% of the token norm under SGD and at chance where the keypoints are necessary
+    kpe_init: str | None = option("token", "keypoint embedding init: token (random directions at the mean patch-token "
+                                  "norm of the first training batch), zero (the model starts as the plain ViT; every "
+                                  "run before this option) or normal (std 0.02, as timm's position embeddings)",
+                                  training=True, since="zero")
+    kpe_lr_scale: float | None = option(30.0, "the keypoint embedding's learning rate as a multiple of --lr (1: every "
+                                        "run before this option)", training=True, setting=True, since=1.0)
 
     def __post_init__(self):
         checks = (

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning.losses import ArcFaceLoss
 
-from harness.config import RUN_FIELDS, TRAINING_FIELDS, RunConfig
+from harness.config import LEGACY, RUN_FIELDS, TRAINING_FIELDS, RunConfig
 from harness.core.errors import RegistryError
 from harness.engine.augment import RandAugment
 from harness.engine.settings import TrainSettings
@@ -28,9 +28,11 @@ HASHES = {"ckpe": "e03403051a", "vit": "dce44779c6", "wildlife-baseline": "5638b
 
 
 def test_experiment_hashes_of_fixed_configs_are_unchanged():
-    assert RunConfig().experiment_hash() == "0c29742e96"
+    # with the keypoint channel every run had before it was an option (zero init, lr x1)
+    assert RunConfig(**LEGACY).experiment_hash() == "0c29742e96"
+    assert RunConfig().experiment_hash() != "0c29742e96"  # the chosen default is another experiment
     for method, expected in HASHES.items():
-        cfg = METHODS.create(method).applied(RunConfig(method=method, **SWEEP_LIKE))
+        cfg = METHODS.create(method).applied(RunConfig(method=method, **SWEEP_LIKE, **LEGACY))
         assert cfg.experiment_hash() == expected, method
         assert cfg.losses is None  # the default objective stays out of the hash
 

@@ -28,8 +28,10 @@ def test_the_control_runs_the_synthetic_card_as_it_is_under_both_recipes_and_lay
     vit = resolve_cell(_cell("small", "ViT, no keypoints", "AdamW (card)"), seed=0, fold=0)
     assert vit.kpe_init is None and vit.keypoints is None
     tiny = resolve_cell(_cell("tiny", "KPE", "AdamW, keypoints necessary"), seed=0, fold=0)
-    assert tiny.image_size == CONTROL_TINY["image_size"] and tiny.epochs == CONTROL_TINY["epochs"]
-    assert dict(tiny.dataset_options) == {**CONTROL_TINY["dataset_options"], "parts": "5", "scramble": "1"}
+    assert (tiny.epochs, tiny.image_size) == (CONTROL_TINY["epochs"], 64)  # the card's data, fewer epochs
+    assert dict(tiny.dataset_options) == {"parts": "5", "scramble": "1"}
+    zero = resolve_cell(_cell("small-zero-channel", "CKPE", "AdamW (card)"), seed=0, fold=0)
+    assert (zero.kpe_init, zero.kpe_lr_scale) == ("zero", 1.0) and (adamw.kpe_init, adamw.kpe_lr_scale) == ("token", 30.0)
     labels = {c.key for c in cells(TABLE, "small")}
     assert all(a in labels and b in labels for a, b in TABLE.comparisons)
     assert TABLE.comparisons[0] == ("CKPE|AdamW (card)", "ViT, no keypoints|AdamW (card)")  # the answer first
@@ -42,8 +44,30 @@ def test_channel_trials_differ_only_in_the_channel_and_the_choice_waits_for_ever
     assert {(c.kpe_init, c.kpe_lr_scale) for c in same_place} == set(CHANNEL_CANDIDATES)
     assert len({c.experiment_hash() for c in same_place}) == len(CHANNEL_CANDIDATES)
     assert all(c.validate and c.fold == 0 and c.optimizer == "sgd" for c in same_place)
-    scores = [(t, None if t.channel is None else {"top1": 10.0 + 5 * CHANNEL_CANDIDATES.index(t.channel)
-                                                  + (40 if t.recipe == "sgd" and t.channel == ("zero", 30.0) else 0)})
-              for t in trials]
+    def top1(t):
+        if t.channel is None:  # the plain ViT's floor
+            return 10.0
+        return 10.0 + 5 * CHANNEL_CANDIDATES.index(t.channel) + (40 if t.recipe == "sgd" and t.channel == ("zero", 30.0) else 0)
+
+    scores = [(t, {"top1": top1(t)}) for t in trials]
     assert best_channel(scores) == {"adamw": ("token", 30.0), "sgd": ("zero", 30.0)}
     assert best_channel([(t, None) for t in trials]) == {"adamw": None, "sgd": None}
+    flat = [(t, {"top1": 10.0 if t.channel is None or t.recipe == "sgd" else 30.0}) for t in trials]
+    verdict = best_channel(flat)
+    assert verdict["adamw"] == ("zero", 1.0)  # ties: the earlier candidate
+    assert verdict["sgd"].startswith("uninformative: no candidate beats the plain ViT by 10 points")
+
+
+def test_records_made_before_the_channel_options_are_the_zero_channel_settings_cells():
+    from pathlib import Path
+
+    from harness.engine.records import load_records
+    from harness.tables.collect import collect, index_records
+
+    result = collect(get_table("1"), index_records(load_records(Path(__file__).parents[1] / "results")))
+    old = result.cell("small-zero-channel", "ours (CKPE)|MacaqueFaces")
+    assert len(old.records) >= 15  # the committed 5 folds x seeds, trained from a zero-init channel
+    assert all("kpe_init" not in rec["config"] for rec in old.recs)  # written before the option existed
+    assert not any("kpe_init" not in rec["config"] for rec in result.cell("small", "ours (CKPE)|MacaqueFaces").recs)
+    vit_old = result.cell("small-zero-channel", "ViT, no keypoints|MacaqueFaces").recs
+    assert vit_old and vit_old == result.cell("small", "ViT, no keypoints|MacaqueFaces").recs  # no channel: one cell

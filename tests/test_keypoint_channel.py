@@ -83,9 +83,10 @@ def test_the_options_are_recorded_checked_and_hashed_only_when_they_differ_from_
     old = {k: v for k, v in stored.items() if k not in LEGACY}  # a record written before the options
     read = RunConfig.from_dict(old)
     assert (read.kpe_init, read.kpe_lr_scale) == ("zero", 1.0)  # it says which channel it used
-    assert read.experiment_hash() == ckpe.applied(RunConfig(kpe_init="zero")).experiment_hash()
+    assert read.experiment_hash() == ckpe.applied(RunConfig(**LEGACY)).experiment_hash()
+    assert read.experiment_hash() != ckpe.applied(RunConfig()).experiment_hash()  # the default changed since
     assert ckpe.applied(RunConfig(kpe_init="token")).experiment_hash() != read.experiment_hash()
-    assert ckpe.applied(RunConfig(kpe_lr_scale=30.0)).experiment_hash() != read.experiment_hash()
+    assert ckpe.applied(RunConfig(kpe_init="zero", kpe_lr_scale=30.0)).experiment_hash() != read.experiment_hash()
     plain = vit.applied(RunConfig(method="vit", kpe_init="token", kpe_lr_scale=30.0))
     assert (plain.kpe_init, plain.kpe_lr_scale) == (None, None)  # no channel: nothing to record
     assert plain.experiment_hash() == vit.applied(RunConfig(method="vit")).experiment_hash()

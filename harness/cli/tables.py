@@ -240,5 +240,5 @@ def tune_channel(folder: Path, data_root) -> None:
             shown += f" [share {value['kpe_share']:.3f}, removed {value['top1_removed']:.1f}]"
         click.echo(f"  {trial.layout}, {trial.recipe}, {trial.label}: {shown}")
     for recipe, best in channel_choice.best_channel(scores).items():
-        click.echo(f"best for {recipe}: " + ("(incomplete)" if best is None else f"--kpe-init {best[0]} "
-                                              f"--kpe-lr-scale {best[1]:g}"))
+        shown = best if isinstance(best, str) else f"--kpe-init {best[0]} --kpe-lr-scale {best[1]:g}" if best else None
+        click.echo(f"best for {recipe}: {shown or '(incomplete)'}")

@@ -90,8 +90,8 @@ def _cell_overrides(table: Table, row: Axis, col: Axis, setting: Setting) -> dic
     for r, c, why in table.not_applicable:
         if (r, c) == (row.label, col.label):
             return why
-    own = [axis.setting(setting.name) for axis in (row, col)]
-    base = table.settings_base.get(setting.name, {})
+    own = [axis.setting(setting.cells_of) for axis in (row, col)]
+    base = table.settings_base.get(setting.cells_of, {})
     reasons = [part for part in (*own, base) if isinstance(part, str)]
     if reasons:
         return reasons[0]
@@ -104,6 +104,7 @@ def _cell_overrides(table: Table, row: Axis, col: Axis, setting: Setting) -> dic
         if isinstance(translated, str):
             return translated
         merged = _merge(setting.common, translated, base, *(part for part in own if part is not None))
+    merged = _merge(merged, setting.pins)
     return {key: value for key, value in merged.items() if value is not None}
 
 

@@ -9,7 +9,9 @@ known-answer control's data and is scored on the held-out fifth (``validate=True
 layouts (the standard synthetic faces, and ``scramble``, where the keypoints are necessary) and
 under both recipes (the synthetic card's AdamW and the paper's SGD, the real cells' optimizer). The
 plain ViT runs beside them as the floor. A candidate's score per optimizer is its mean validation
-top-1 over the two layouts; `harness tune --channel` runs what is missing and prints the table.
+top-1 over the two layouts; a recipe under which no candidate beats the plain ViT by ``INFORMATIVE``
+points cannot rank them (a recipe that does not train the model, e.g. SGD at lr 1e-3 on a random-init
+ViT) and chooses nothing. `harness tune --channel` runs what is missing and prints the table.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ CHANNEL_CANDIDATES: tuple[tuple[str, float], ...] = (
 LAYOUTS = {"standard": {}, "scrambled": NECESSARY}
 RECIPES = {"adamw": {}, "sgd": PAPER_SGD}
 CHANNEL_FOLDER = "channel-selection"
+INFORMATIVE = 10.0  # top-1 points over the plain ViT (mean over layouts) before a recipe ranks candidates
 
 
 @dataclass(frozen=True)
@@ -74,16 +77,25 @@ def channel_scores(folder: Path) -> list[tuple[ChannelTrial, dict | None]]:
     return out
 
 
-def best_channel(scores: list[tuple[ChannelTrial, dict | None]]) -> dict[str, tuple[str, float] | None]:
-    """Per recipe, the candidate with the highest mean CKPE validation top-1 over the layouts
-    (ties: the earlier candidate); None while a candidate of that recipe has no record."""
-    chosen: dict[str, tuple[str, float] | None] = {}
+def _mean(scores: list[tuple[ChannelTrial, dict | None]], recipe: str, channel) -> float | None:
+    values = [s["top1"] if s else None for t, s in scores if t.recipe == recipe and t.channel == channel]
+    return None if None in values or not values else sum(values) / len(values)
+
+
+def best_channel(scores: list[tuple[ChannelTrial, dict | None]]) -> dict[str, tuple[str, float] | str | None]:
+    """Per recipe: the candidate with the highest mean CKPE validation top-1 over the layouts (ties:
+    the earlier candidate); None while a trial of that recipe has no record; a sentence instead when
+    no candidate beats the plain ViT by ``INFORMATIVE`` points (the recipe cannot rank them)."""
+    chosen: dict[str, tuple[str, float] | str | None] = {}
     for recipe in RECIPES:
-        means = {}
-        for candidate in CHANNEL_CANDIDATES:
-            values = [s["top1"] if s else None for t, s in scores
-                      if t.recipe == recipe and t.channel == candidate]
-            means[candidate] = None if None in values else sum(values) / len(values)
-        complete = all(v is not None for v in means.values())
-        chosen[recipe] = max(CHANNEL_CANDIDATES, key=lambda c: means[c]) if complete else None
+        means = {c: _mean(scores, recipe, c) for c in CHANNEL_CANDIDATES}
+        floor = _mean(scores, recipe, None)
+        if floor is None or None in means.values():
+            chosen[recipe] = None
+            continue
+        best = max(CHANNEL_CANDIDATES, key=lambda c: means[c])
+        gain = means[best] - floor
+        chosen[recipe] = best if gain >= INFORMATIVE else (
+            f"uninformative: no candidate beats the plain ViT by {INFORMATIVE:g} points (best {best[0]} "
+            f"x{best[1]:g}, {gain:+.1f})")
     return chosen

@@ -149,9 +149,9 @@ CONTROL_COLS = (Axis("AdamW (card)", {}), Axis("SGD (paper)", PAPER_SGD),
                 Axis("AdamW, keypoints necessary", NECESSARY), Axis("SGD, keypoints necessary", {**PAPER_SGD, **NECESSARY}))
 CONTROL_COMPARISONS = tuple((f"{a}|{col.label}", f"{b}|{col.label}") for col in CONTROL_COLS for a, b in (
     ("CKPE", "ViT, no keypoints"), ("KPE", "ViT, no keypoints"), ("CKPE", "random points"), ("CKPE", "fixed template")))
-# the CI known-answer test's size (tests/test_known_answer.py): the control, scaled to about a minute
-CONTROL_TINY = {"dataset_options": {"identities": "24", "images_per_identity": "8", "image_size": "32"},
-                "image_size": 32, "epochs": 12, "batch_size": 32}
+# the CI known-answer test (tests/test_known_answer.py) is the tiny setting's AdamW cells: the card's data,
+# 12 epochs instead of 30 (fold 0, seed 0: CKPE 86.9, ViT 10.0, chance 9.4 when it was chosen)
+CONTROL_TINY = {"epochs": 12}
 
 
 def _task_table(table_id: str, title: str, task: dict, note: str, metric: str = "top1",

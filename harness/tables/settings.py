@@ -11,7 +11,7 @@ come with it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from ..config import RunConfig
@@ -105,6 +105,11 @@ def small(overrides: dict) -> dict | str:
     return out
 
 
+# the keypoint channel of every run before its start and learning rate became options (config.LEGACY):
+# the records made then are this setting's cells; the small setting runs the chosen default
+ZERO_CHANNEL = {"kpe_init": "zero", "kpe_lr_scale": 1.0}
+ZERO_CHANNEL_UNRUN = ("not swept again: this setting holds the records made before the keypoint channel's default "
+                      "changed (zero init, the backbone's learning rate)")
 SMALL_RUN_FIRST = (SMALL_COMMON["backbone"], "mobilenetv2-dsr")  # the default size, and the frozen baseline
 # the pretrained trunk's tokens under a micro-sized ViT (the `pretrained` table): about 3 micro runs each,
 # cut from the positive control's 10 CPU-hours on this machine
@@ -147,6 +152,13 @@ class Setting:
     plotted: bool = True  # drawn beside the paper's curves (smoke-test numbers are not)
     on_dataset: Callable[[RunConfig, str], bool] = _same_dataset  # `harness ablate --dataset`
     reproduce: str = ""  # a few words: what the leaderboard's "Reproduce" line of the setting runs
+    like: str | None = None  # the setting whose cells (axes' and tables' per-setting parts) this one takes
+    pins: dict = field(default_factory=dict)  # overrides of every cell, applied last
+
+    @property
+    def cells_of(self) -> str:
+        """The setting name the declarations' per-setting parts are looked up under."""
+        return self.like or self.name
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -156,6 +168,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("small", SMALL_COMMON, small, 4,
             "real MacaqueFaces images, random-init ViTs (mini / micro / midi) at 64 px, offline featurizer (CPU)",
             small_unrun, flag="--small", reproduce="real MacaqueFaces, small models (CPU)"),
+    Setting("small-zero-channel", SMALL_COMMON, small, 4,
+            "the small setting with the keypoint channel every run before issue 33 had: zero init, the backbone's "
+            "learning rate (the old null, kept as what it was)",
+            lambda cfg: ZERO_CHANNEL_UNRUN, flag="--small-zero-channel", like="small", pins=ZERO_CHANNEL,
+            reproduce="real MacaqueFaces, small models, zero-init keypoint channel (CPU)"),
     Setting("tiny", TINY_COMMON, tiny, 2,
             "synthetic smoke test: random-init test-bed ViTs, 32 px; tests the pipeline, never the method",
             flag="--tiny", plotted=False, on_dataset=_tiny_stand_in, reproduce="synthetic smoke test"),
