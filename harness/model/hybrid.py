@@ -68,7 +68,7 @@ class FrozenTrunk(nn.Module):
         return found if found is not None else self._cache.get(key)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.device.type != "cpu" or self.cache_bytes <= 0 and not self.shared:
+        if images.device.type != "cpu" or (self.cache_bytes <= 0 and not self.shared):
             return self.featurize(images).to(images.dtype)
         keys = [self.key(image) for image in images]
         found = [self._cached(key) for key in keys]
