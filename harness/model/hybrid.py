@@ -3,7 +3,8 @@
 The trunk (e.g. MobileNetV2 up to its stride-16 stage) is FROZEN: always in eval mode (its
 BatchNorm keeps the pretrained statistics), no gradients, and its outputs are cached by image
 content, so after the first epoch a training step costs only the small transformer (a frozen trunk
-with cached tokens; the trunk is never fine-tuned). Its feature map goes through timm's
+with cached tokens; the trunk is never fine-tuned). Tokens of the dataset's decoded images can also
+come from disk, computed once per token set for a whole sweep (``token_cache.py``). Its feature map goes through timm's
 ``HybridEmbed`` (a 1 x 1 projection to the transformer's width, trained) and then timm's own
 ``VisionTransformer`` ([CLS], positional embedding, blocks), built from its ordinary arguments.
 
@@ -30,7 +31,10 @@ class FrozenTrunk(nn.Module):
 
     Every output is rounded to fp16, cached or not, so a cache hit and a miss give the same tokens
     and a run's numbers do not depend on what the cache held. Only CPU inputs are cached: on a GPU
-    the trunk costs less than hashing its input on the host.
+    the trunk costs less than hashing its input on the host. Two caches: ``shared`` tokens (a token
+    set read from disk or computed for it, ``token_cache.fill``) and what this run computed besides
+    (flipped or augmented images, or every image without a token set), up to ``cache_bytes``.
+    ``forwards`` counts the images the trunk has run on.
     """
 
     def __init__(self, trunk: nn.Module, channels: int, cache_bytes: int = TOKEN_CACHE_BYTES):
@@ -40,6 +44,8 @@ class FrozenTrunk(nn.Module):
         self.cache_bytes = cache_bytes
         self._cache: dict[bytes, torch.Tensor] = {}
         self._held = 0
+        self.shared: dict[bytes, torch.Tensor] = {}
+        self.forwards = 0
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -47,23 +53,39 @@ class FrozenTrunk(nn.Module):
         return self
 
     @staticmethod
-    def _key(image: torch.Tensor) -> bytes:
-        return hashlib.blake2b(image.contiguous().numpy().tobytes(), digest_size=16).digest()
+    def key(image: torch.Tensor) -> bytes:
+        """The content key of one model-input image (3, S, S), as the caches and token sets use it."""
+        return hashlib.blake2b(image.detach().float().contiguous().numpy().tobytes(), digest_size=16).digest()
+
+    def featurize(self, images: torch.Tensor) -> torch.Tensor:
+        """The trunk's fp16 tokens of a batch, counted in ``forwards``, cached nowhere."""
+        with torch.no_grad():
+            self.forwards += len(images)
+            return self.trunk(images).half()
+
+    def _cached(self, key: bytes) -> torch.Tensor | None:
+        found = self.shared.get(key)
+        return found if found is not None else self._cache.get(key)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            if images.device.type != "cpu" or self.cache_bytes <= 0:
-                return self.trunk(images).half().to(images.dtype)
-            keys = [self._key(image) for image in images.detach().float()]
-            todo = [i for i, key in enumerate(keys) if key not in self._cache]
-            fresh = self.trunk(images[todo]).half() if todo else None
-            for j, i in enumerate(todo):
-                if self._held + fresh[j].nbytes <= self.cache_bytes:
-                    self._cache[keys[i]] = fresh[j].clone()
-                    self._held += fresh[j].nbytes
-            new = dict(zip(todo, fresh)) if todo else {}
-            out = [new[i] if i in new else self._cache[key] for i, key in enumerate(keys)]
-            return torch.stack(out).to(images.dtype)
+        if images.device.type != "cpu" or (self.cache_bytes <= 0 and not self.shared):
+            return self.featurize(images).to(images.dtype)
+        keys = [self.key(image) for image in images]
+        found = [self._cached(key) for key in keys]
+        todo = [i for i, hit in enumerate(found) if hit is None]
+        fresh = self.featurize(images[todo]) if todo else None
+        for j, i in enumerate(todo):
+            found[i] = fresh[j]
+            if self._held + fresh[j].nbytes <= self.cache_bytes:
+                self._cache[keys[i]] = fresh[j].clone()
+                self._held += fresh[j].nbytes
+        return torch.stack(found).to(images.dtype)
+
+
+def frozen_trunk(backbone: nn.Module) -> FrozenTrunk | None:
+    """The frozen trunk of a hybrid backbone (None for any other backbone)."""
+    found = getattr(getattr(backbone, "patch_embed", None), "backbone", None)
+    return found if isinstance(found, FrozenTrunk) else None
 
 
 class TrunkEmbed(HybridEmbed):

@@ -7,8 +7,8 @@ is editing the data below only (settings: ``settings.py``; how a cell resolves: 
 from __future__ import annotations
 
 from .cells import Axis, Table
-from .settings import (CARD_TEMPLATE, NOT_OFFLINE_GPT4, SMALL_BACKBONES, SMALL_EXPERT_POINTS, SMALL_KEYPOINTS,
-                       TINY_BACKBONES, TINY_SD_OPTS, SMALL_HYBRID, get_setting)
+from .settings import (CARD_TEMPLATE, NOT_OFFLINE_GPT4, PRETRAINED_TRUNK, PRETRAINED_TRUNKS, SMALL_BACKBONES,
+                       SMALL_EXPERT_POINTS, SMALL_KEYPOINTS, TINY_BACKBONES, TINY_SD_OPTS, SMALL_HYBRID, get_setting)
 
 VIT_SIZES = ("base", "large", "huge")
 T1_COLS = ("MacaqueFaces", "Giraffe", "IPandas", "CTai")
@@ -115,8 +115,9 @@ def _hybrid_row(label: str, overrides: dict, keypoints: dict | None = None) -> A
 
 
 HYBRID_ORACLE = "hybrid CKPE, oracle points"
+HYBRID_FROZEN = f"frozen {PRETRAINED_TRUNKS[PRETRAINED_TRUNK]} features"  # the setting's trunk, pooled
 HYBRID_ROWS = (
-    Axis("frozen MobileNetV2 features", real=NOT_REAL_HYBRID, small=SMALL_FROZEN,
+    Axis(HYBRID_FROZEN, real=NOT_REAL_HYBRID, small={**SMALL_FROZEN, "backbone": PRETRAINED_TRUNK},
          tiny=TINY_FROZEN),
     _hybrid_row("hybrid ViT, no keypoints", {"method": "vit"}),
     _hybrid_row("hybrid KPE", {"method": "kpe"}),
@@ -131,7 +132,7 @@ HYBRID_NOT_APPLICABLE = ((HYBRID_ORACLE, HYBRID_COLS[0].label, "on aligned faces
 # the answer first: on perturbed faces, does CKPE on pretrained tokens beat the same tokens without points?
 HYBRID_COMPARISONS = tuple((f"{a}|{col.label}", f"{b}|{col.label}") for col in reversed(HYBRID_COLS) for a, b in (
     ("hybrid CKPE", "hybrid ViT, no keypoints"), ("hybrid KPE", "hybrid ViT, no keypoints"),
-    ("hybrid CKPE", "hybrid, fixed template"), ("hybrid ViT, no keypoints", "frozen MobileNetV2 features"))) + (
+    ("hybrid CKPE", "hybrid, fixed template"), ("hybrid ViT, no keypoints", HYBRID_FROZEN))) + (
     (f"{HYBRID_ORACLE}|{POSE_COL}", f"hybrid ViT, no keypoints|{POSE_COL}"),
     (f"{HYBRID_ORACLE}|{POSE_COL}", f"hybrid CKPE|{POSE_COL}"))
 

@@ -111,9 +111,16 @@ ZERO_CHANNEL = {"kpe_init": "zero", "kpe_lr_scale": 1.0}
 ZERO_CHANNEL_UNRUN = ("not swept again: this setting holds the records made before the keypoint channel's default "
                       "changed (zero init, the backbone's learning rate)")
 SMALL_RUN_FIRST = (SMALL_COMMON["backbone"], "mobilenetv2-dsr")  # the default size, and the frozen baseline
+# The `pretrained` table's ImageNet trunk (a pip package's weights, extra small-pretrained): whole for its
+# frozen-features row, cut at stride 16 under a micro-sized ViT (`<trunk>-hybrid`) for the others. Which
+# candidate is chosen on fold 0's validation identities (`--validate`, never a test fold:
+# docs/pretrained-features.md); until that is run, the MobileNetV2 the table was first declared with.
+PRETRAINED_TRUNKS = {"mobilenetv2-dsr": "MobileNetV2", "efficientnet-lite0": "EfficientNet-Lite0",
+                     "efficientnet-lite1": "EfficientNet-Lite1", "efficientnet-lite2": "EfficientNet-Lite2"}
+PRETRAINED_TRUNK = "mobilenetv2-dsr"
 # the pretrained trunk's tokens under a micro-sized ViT (the `pretrained` table): about 3 micro runs each,
 # cut from the positive control's 10 CPU-hours on this machine
-SMALL_HYBRID = "mobilenetv2-dsr-hybrid"
+SMALL_HYBRID = f"{PRETRAINED_TRUNK}-hybrid"
 
 
 def small_unrun(cfg: RunConfig) -> str:
