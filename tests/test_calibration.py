@@ -108,7 +108,7 @@ def _failed_bounds(figures: dict) -> list[str]:
 def test_the_pooled_interval_is_calibrated_and_todays_is_not(studies):
     """Both sides bounded: about 5% of A/A pairs significant AND uniform A/A p-values, coverage
     93-97%. Measured (2,000 studies, pools of 25): pooled coverage 95.4%, A/A 5.6%, median p 0.51,
-    KS p 0.6, power 0.42 at the true 1.26 points; today's coverage 97.3%, A/A 4.4%, median p 0.55,
+    KS p 0.6, power 0.41 at the true 1.26 points; today's coverage 97.3%, A/A 4.4%, median p 0.55,
     KS p < 1e-6 (its p-values pile up high), power 0.21."""
     pooled, todays = _judge(_pooled, studies), _judge(_todays, studies)
     print(f"\npooled: {pooled}\ntoday's: {todays}")  # the power, reported (pytest -s)
@@ -204,3 +204,19 @@ def test_identity_only_contrast_takes_one_seed_a_side_and_skips_unpaired_sides()
     assert {r["seed"] for r in a} == {0} and {r["seed"] for r in b} == {0} and len(b) == 2  # seed 1, relabelled
     a2, b2 = statistics.seed_groups(recs)
     assert {r["seed"] for r in a2} == {0, 1} and len(b2) == 4
+
+
+def test_the_power_line_gives_the_design_mde_and_the_seeds_a_target_needs(tmp_path):
+    from harness.tables import calibration
+
+    pool = statistics.Pool(fold=0.0, seed=0.0, comparisons=28, residual=3.0)
+    design = calibration.Design("1", "small", pool, 1.93, 5, 4)
+    line = calibration.design_line(design, (3, 4))
+    assert line == ("Table 1 (small; 4 distinct trained comparison(s)): residual 1.93 points^2, ratios fold 0.00 and "
+                    "seed 0.00 pooled over 28: design MDE (80% power, 95%) with 5 folds x 3 seeds "
+                    f"{statistics.design_mde(pool, 1.93, 5, 3):.2f}, 4 seeds {statistics.design_mde(pool, 1.93, 5, 4):.2f} "
+                    "points; a 1-point MDE needs 4 seeds")
+    assert "no design MDE (fewer than 16 trained comparisons" in calibration.design_line(
+        calibration.Design("open-set", "small", None, None, 5, 4))
+    assert calibration.dry_run_lines("1", "small", tmp_path, 4, 1.0) == [
+        "design MDE (small): no records of a trained comparison of this table yet to estimate the variance from"]

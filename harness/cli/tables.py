@@ -161,8 +161,9 @@ def compare_cmd(first, second, metric, results_dir):
     table cell TABLE:ROW|COL[@small|@tiny] (e.g. '6-7:large|keypoint (3)@small').
 
     Prints each side's mean and 95% interval over folds x seeds (test animals and training
-    randomness), then the paired difference on identical folds and seeds with its interval, minimum
-    detectable effect and decision, or why the two cannot be paired or decided."""
+    randomness), then the paired difference on identical folds and seeds with its interval (from its
+    own components: the pooled interval needs a setting's comparisons, see `harness leaderboard`) and
+    decision, or why the two cannot be paired or decided."""
     sides = [records_of(spec, results_dir) for spec in (first, second)]
     for name, (label, recs) in zip("AB", sides):
         summary = statistics.summarize(recs, metric)

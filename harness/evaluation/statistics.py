@@ -1,36 +1,73 @@
 """Uncertainty: a cell's records over folds x seeds -> its mean and a 95% confidence interval that
 covers BOTH sources of variation, which animals were tested and how training went; two cells on
-the same folds and seeds -> a paired difference, its interval, p-value and minimum detectable effect.
+the same folds and seeds -> a paired difference, its interval and p-value; a setting's
+comparisons -> the design's minimum detectable effect (MDE) for any number of seeds.
 
 The design of a table cell is a grid: identity folds (each tests other animals) x training seeds.
 A seed fixes the initial weights, and the harness uses the same seed in every fold, so a lucky
-initialisation lifts all folds of that seed together: folds and seeds are CROSSED random factors.
-The interval therefore comes from the two-way random-effects model
+initialisation lifts all folds of that seed together: folds and seeds are CROSSED random factors,
 
     x[f, s] = mu + a[f] + b[s] + e[f, s]     (fold effect, seed effect, their interaction)
 
-whose grand mean has variance var(a)/F + var(b)/S + var(e)/(F S). From the ANOVA mean squares
-(MS_F, MS_S, MS_E with F-1, S-1, (F-1)(S-1) degrees of freedom) that is estimated as
-max(MS_F, MS_S, MS_E, MS_F + MS_S - MS_E) / (F S) (the variance components clipped at zero), and
-the interval is mean +- t * se with Satterthwaite's degrees of freedom for that combination.
-A paired comparison A - B applies the same model to the per-run differences d[f, s] on identical
-folds and seeds: what both methods share (the fold's animals, the seed's initialisation and batch
-order) cancels, what they do not (the method x fold and method x seed interactions) stays in.
+whose grand mean has variance var(a)/F + var(b)/S + var(e)/(F S). A paired comparison A - B
+applies the model to the per-run differences d[f, s] on identical folds and seeds: what both
+methods share (the fold's animals, the seed's initialisation) cancels, and a, b are then the
+method x fold and method x seed interactions.
 
-Why this and not the alternatives (evidence: `tests/test_calibration.py` simulates studies with a
-known identity variance, seed variance shared across folds and true difference; `harness
-calibrate` runs A/A tests on real records):
-- the identity bootstrap (kept below as ``identity_only_*``) treats each trained model as fixed:
-  its A/A tests on the small MacaqueFaces records come out significant in 6 of 16 cells;
-- a t-test over fold means (seeds averaged within a fold) misses the seed effect shared by all
-  folds, which the small micro records show (seed 0 beat seed 1 in all 8 micro cells by 1.2-2.4);
-- the corrected resampled t-test (Nadeau & Bengio 2003) widens every interval by a fixed factor for
-  overlapping training sets, a dependence this model leaves out; it covers 99.5% in the simulation.
-Measured in that simulation (2,000 studies): this interval covers 97.3% with 3 seeds and calls 4.4%
-of A/A pairs significant; the fold-means t covers 91.3% and calls 23.8%; the identity bootstrap 40%.
-What it needs: at least 2 folds (else no identity variance), at least 2 seeds (else no training
-variance) and at least ``MIN_IDENTITIES`` test identities; otherwise no interval and no
-significance claim, with the reason. It never falls back to a narrower interval.
+Comparisons: variance ratios pooled over a setting, each comparison keeping its own residual.
+The ratios r_F = var(a)/var(e) and r_S = var(b)/var(e) are fitted by REML over all of a
+setting's distinct trained comparisons in one metric (``fit_pool``; in a balanced grid the three
+sums of squares are independent scaled chi-squares, so the REML likelihood is exact and each
+comparison's residual profiles out in closed form). Given the ratios, a comparison's residual
+comes from all F S - 1 degrees of freedom, SS_F / (1 + S r_F) + SS_S / (1 + F r_S) + SS_E, and
+(mean - mu) / se is a t on F S - 1 df (exact when the ratios are known). Why, with the evidence
+(``tests/test_calibration.py``: 2,000 simulated studies of known truth; `harness calibrate` on
+the records):
+- the former interval took each comparison's variance from whichever of its own components came
+  out positive, max(MS_F, MS_S, MS_E, MS_F + MS_S - MS_E) / FS, with Satterthwaite's df for that
+  choice: with 2 seeds a side the seed term is picked with 1-1.5 df, and those never reject. It
+  was safe and uncalibrated: coverage 97.3%, A/A 4.4% but A/A p-values piled up high (median
+  0.55, Kolmogorov-Smirnov p < 1e-6), power 0.21 for the true 1.26 points; on the committed
+  synthetic A/A 0 of 69 significant, median p 0.61, KS p < 0.001. It is kept as
+  ``fold_seed_estimate``: a cell's interval (the fold component there is large and clearly
+  positive), the guard's fallback, and the contrast in the test and in `harness calibrate`;
+- pooled ratios (pools of 25 studies): coverage 95.4%, A/A 5.6%, median p 0.51, KS p 0.6, power
+  0.41, half-width 1.41 against 2.12; on the committed synthetic A/A 1 of 69, median p 0.54, KS p
+  0.54. Pools of 8 studies call 7.2% of A/A pairs significant (the ratios are then too uncertain),
+  12: 6.2%, 16: 6.0%, 25: 5.6%: a pool needs ``MIN_POOL`` = 16 comparisons, else each comparison
+  keeps its own components. The small records' ratios are about 0 (REML 0.00 and 0.00 over 28
+  comparisons), as an independent review found (95% upper bounds 0.05 and 0.07);
+- statsmodels' MixedLM (REML, crossed fold and seed variance components) fits one comparison at a
+  time: on 200 studies its Wald interval covered 89.5% and called 11.5% of A/A pairs significant
+  (91.5% and 8.5% with a t on F S - 1 df), because a grid of 10-20 runs puts the components on the
+  boundary half the time and statsmodels gives no small-sample df. Fitting a setting's comparisons
+  in one MixedLM pools the absolute components and ONE residual variance, but same-day and
+  cross-day residuals differ about 4x: with half the pairs at 4x the residual it called 0% of the
+  small-residual A/A pairs significant (median p 0.75) and 9% of the large ones; pooled ratios
+  called 5% of each (10 pools of 20). ``test_the_pooled_reml_is_statsmodels_reml_on_one_grid``
+  checks that this module's REML is MixedLM's on one grid.
+The weak spot is a comparison with a real method x fold (or seed) interaction inside a pool that
+has none. The guard: each comparison's own F tests for a fold and a seed effect beyond what the
+pooled ratios allow; below ``GUARD`` (0.01; at 0.05 the wide fallback took so many null
+comparisons that the A/A p-values failed the uniformity test, median 0.53, KS p 0.03) it falls
+back to its own components and says so in its note. A comparison with a frozen side (a pretrained model against one trained from scratch:
+its fold interaction is not what the trained pairs share) keeps its own components too.
+
+No claim from zero variance: runs that all differ by the same amount (or a cell whose runs are all
+equal) get no interval and ``NO_VARIANCE`` as the reason. A floor from the per-query binomial noise
+was the alternative, but two models answering the same queries are correlated per query (two
+identical models differ by exactly 0), so the independent-binomial floor would be a guess, not a
+bound.
+
+The MDE is a design figure, not a property of a finished comparison (computed from the same se it
+only restated the interval's half-width): what a folds x seeds design detects with 80% power at
+95%, from the pooled ratios and a table's residual, under the t's noncentral distribution
+(``design_mde``, ``seeds_needed``). What a null comparison excludes is the region outside its
+interval.
+
+What an interval needs: at least 2 folds (else no identity variance), at least 2 seeds (else no
+training variance) and at least ``MIN_IDENTITIES`` test identities; otherwise no interval and no
+significance claim, with the reason.
 """
 from __future__ import annotations
 

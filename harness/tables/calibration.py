@@ -125,4 +125,4 @@ def dry_run_lines(table: str, setting: str, results_dir: Path, seeds: int, targe
     if not found:
         return [f"design MDE ({setting}): no records of a trained comparison of this table yet to estimate the "
                 "variance from"]
-    return [f"design MDE: {design_line(d, (seeds,), target)}" for d in found]
+    return [design_line(d, (seeds,), target) for d in found]
