@@ -113,21 +113,62 @@ def test_one_seed_one_split_or_few_animals_give_no_interval_and_no_claim():
     assert pair.why == "one seed: training variance not estimated"
 
 
-def test_paired_difference_mde_and_refusals():
+def test_paired_difference_and_refusals():
     a = _grid_records([[80, 83], [84, 86], [90, 91]])
     b = _grid_records([[78, 80], [83, 83], [87, 89]])  # differences 2, 3, 1, 3, 3, 2
-    pair = statistics.paired(a, b)
+    pair = statistics.paired(a, b)  # no pool: the grid's own components, and it says so
     d = np.array([[2.0, 3.0], [1.0, 3.0], [3.0, 2.0]])
     expected = statistics.fold_seed_estimate(statistics.Grid((0, 1, 2), (0, 1), d))
     assert pair.difference == pytest.approx(14 / 6) and pair.ci == pytest.approx(expected.ci)
-    assert pair.mde == pytest.approx((sps.t.ppf(0.975, pair.df) + sps.t.ppf(0.8, pair.df)) * pair.se)
+    assert pair.note == "its own components (no pool of 16 or more comparisons)"
     assert pair.p == pytest.approx(2 * sps.t.sf(pair.difference / pair.se, pair.df))
-    same = statistics.paired(a, a)
-    assert same.difference == 0 and not same.significant
     assert "folds or seeds differ" in statistics.paired(a, [{**r, "seed": r["seed"] + 5} for r in b]).refused
     moved = [{**r, "queries": {**r["queries"], "image_id": ["x"] * 12}} for r in b]
     assert "different query images" in statistics.paired(a, moved).refused
-    assert statistics.mde(1.0, 1e6) == pytest.approx(1.959964 + 0.841621, abs=1e-4)
+
+
+def test_under_a_pool_the_interval_is_a_t_on_folds_x_seeds_minus_one():
+    # ratios 0: every one of the 6 runs' deviations counts toward the residual, var(mean) = SS / 5 / 6
+    a = _grid_records([[80, 83], [84, 86], [90, 91]])
+    b = _grid_records([[78, 80], [83, 83], [87, 89]])
+    d = np.array([[2.0, 3.0], [1.0, 3.0], [3.0, 2.0]])
+    pool = statistics.Pool(fold=0.0, seed=0.0, comparisons=20, residual=1.0)
+    pair = statistics.paired(a, b, pool=pool)
+    se = np.sqrt(((d - d.mean()) ** 2).sum() / 5 / 6)
+    half = sps.t.ppf(0.975, 5) * se
+    assert pair.df == 5 and pair.se == pytest.approx(se) and pair.ci == pytest.approx((d.mean() - half, d.mean() + half))
+    assert pair.note == "pooled ratios (20 comparisons)" and pair.significant
+    # a fold ratio of 1 at S = 2: the fold sum of squares is scaled by 1 + S = 3, var(mean) by (1 + 2) / 6
+    ss = statistics.sums_of_squares(d)
+    wider = statistics.paired(a, b, pool=statistics.Pool(fold=1.0, seed=0.0, comparisons=20, residual=1.0))
+    assert wider.se == pytest.approx(np.sqrt((ss[0] / 3 + ss[1] + ss[2]) / 5 * 3 / 6))
+
+
+def test_the_pooled_reml_is_statsmodels_reml_on_one_grid():
+    """On one comparison the pooled REML is the ordinary two-way crossed REML: its ratios equal
+    statsmodels MixedLM's variance components over its scale."""
+    import pandas as pd
+    import statsmodels.formula.api as smf
+
+    rng = np.random.default_rng(11)
+    values = rng.normal(0, 1, (6, 4)) + rng.normal(0, 1.5, (6, 1)) + rng.normal(0, 1.0, (1, 4))
+    pool = statistics.fit_pool([values], minimum=1)
+    data = pd.DataFrame({"y": values.ravel(), "fold": np.repeat(np.arange(6), 4), "seed": np.tile(np.arange(4), 6),
+                         "all": 1})
+    fit = smf.mixedlm("y ~ 1", data, groups="all", re_formula="0",
+                      vc_formula={"fold": "0 + C(fold)", "seed": "0 + C(seed)"}).fit(reml=True)
+    ratios = dict(zip(fit.model.exog_vc.names, fit.vcomp / fit.scale))
+    assert pool.fold == pytest.approx(ratios["fold"], rel=2e-3) and pool.seed == pytest.approx(ratios["seed"], rel=2e-3)
+    assert pool.residual == pytest.approx(fit.scale, rel=2e-3)
+
+
+def test_runs_that_all_differ_by_the_same_amount_make_no_claim():
+    a = _grid_records([[80, 83], [84, 86], [90, 91]])
+    b = [{**r, "metrics": {"top1": r["metrics"]["top1"] - 1.5}} for r in a]
+    pool = statistics.Pool(fold=0.0, seed=0.0, comparisons=20, residual=1.0)
+    for pair in (statistics.paired(a, b), statistics.paired(a, b, pool=pool)):
+        assert pair.difference == pytest.approx(1.5) and not pair.decided and not pair.significant
+        assert pair.why == statistics.NO_VARIANCE and pair.p is None
 
 
 def test_holm_is_stricter_than_the_unadjusted_decision():
@@ -151,13 +192,15 @@ def test_a_over_a_pairs_need_two_seeds_per_side():
     result = statistics.calibrate([four, shifted, two])
     assert (result.decided, result.significant) == (2, 1)
     assert result.undecided == {"2 seed(s): an A/A pair needs 2 seed(s) per side": 1}
-    assert result.line().startswith("A/A: 1 of 2 significant at 95% (rate 50.0%, binomial 95% CI [1.3%, 98.7%])")
+    assert result.line().startswith("A/A (each pair's own components (too few pairs to pool)): 1 of 2 significant at "
+                                    "95% (rate 50.0%, binomial 95% CI [1.3%, 98.7%])")
     assert "p-values" not in result.line()  # too few pairs to say how they spread
 
 
 def test_the_a_over_a_line_shows_p_values_piled_up_high():
     spread = statistics.Calibration(0, 20, {}, tuple(np.linspace(0.025, 0.975, 20)))
-    assert spread.line().endswith("A/A p-values median 0.50 (calibrated: 0.50), uniform by Kolmogorov-Smirnov p = 1.000")
+    assert spread.line().endswith("p-values median 0.50 (calibrated: 0.50), uniform by Kolmogorov-Smirnov p = 1.000 "
+                                  "(approximate: the pairs share folds and seeds)")
     high = statistics.Calibration(0, 20, {}, tuple(np.linspace(0.5, 0.99, 20)))
     assert "median 0.74" in high.line() and "Kolmogorov-Smirnov p = 0.000" in high.line()
 

@@ -70,7 +70,10 @@ ABLATE_HELP = f"""Run the cells of TABLE ({', '.join(table_ids())} or all) that 
 @click.option("--seeds", type=click.IntRange(1), default=None,
               help="training seeds 0..N-1 per cell and fold [default: "
                    + ", ".join(f"{s.name} {s.seeds}" for s in SETTINGS) + "]")
-@click.option("--dry-run", is_flag=True, help="print every cell's resolved configuration and runs, run nothing")
+@click.option("--dry-run", is_flag=True, help="print every cell's resolved configuration and runs, and the design's "
+              "minimum detectable effect from the setting's records, run nothing")
+@click.option("--target-mde", type=click.FloatRange(min=0.0, min_open=True), default=calibration.TARGET_MDE,
+              show_default=True, help="with --dry-run: the effect (points) to print the seeds needed for")
 @setting_flags
 @click.option("--launcher", type=click.Choice(LAUNCHERS), default="local", show_default=True,
               help="local: in this process; slurm: one submitit job per missing run; submitit-local: submitit's "
@@ -82,8 +85,8 @@ ABLATE_HELP = f"""Run the cells of TABLE ({', '.join(table_ids())} or all) that 
 @results_dir_option
 @data_root_option
 @user_errors
-def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, setting, launcher, partition, gpus, cpus, time_min,
-               results_dir, data_root):
+def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, target_mde, setting, launcher, partition, gpus, cpus,
+               time_min, results_dir, data_root):
     setting = setting or next(x.name for x in SETTINGS if x.flag is None)
     jobs, skipped = plan(table, results_dir, setting=setting, seeds=seeds, dataset=dataset, columns=tuple(columns),
                          rows=tuple(rows))
@@ -94,6 +97,9 @@ def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, setting, launcher,
                err=True)
     if dry_run:
         for line in dry_run_lines(jobs):
+            click.echo(line)
+        planned = seeds or next(x.seeds for x in SETTINGS if x.name == setting)
+        for line in calibration.dry_run_lines(table, setting, results_dir, planned, target_mde):
             click.echo(line)
         return
     if not todo:
@@ -155,8 +161,9 @@ def compare_cmd(first, second, metric, results_dir):
     table cell TABLE:ROW|COL[@small|@tiny] (e.g. '6-7:large|keypoint (3)@small').
 
     Prints each side's mean and 95% interval over folds x seeds (test animals and training
-    randomness), then the paired difference on identical folds and seeds with its interval, minimum
-    detectable effect and decision, or why the two cannot be paired or decided."""
+    randomness), then the paired difference on identical folds and seeds with its interval (from its
+    own components: the pooled interval needs a setting's comparisons, see `harness leaderboard`) and
+    decision, or why the two cannot be paired or decided."""
     sides = [records_of(spec, results_dir) for spec in (first, second)]
     for name, (label, recs) in zip("AB", sides):
         summary = statistics.summarize(recs, metric)
@@ -175,21 +182,24 @@ def compare_cmd(first, second, metric, results_dir):
 def calibrate_cmd(metric, results_dir):
     """A/A test of the intervals on RESULTS_DIR's records: every experiment with identity folds and
     at least 4 seeds is split into two disjoint seed groups (2 or more seeds each) and compared with
-    itself; a calibrated interval is significant in about 5% of the pairs. Also: the identity-only
-    bootstrap on the same experiments (one seed per side) and the power argument for the number of
-    seeds (projected minimum detectable effects)."""
+    itself; a calibrated interval is significant in about 5% of the pairs and its p-values are
+    uniform (median, Kolmogorov-Smirnov test; approximate, as the pairs share folds and seeds).
+    Also: the former per-comparison interval and the identity-only bootstrap (one seed per side) on
+    the same experiments, and the power argument for the number of seeds (each table's design MDE)."""
     records = load_records(Path(results_dir))
     reports = calibration.reports(records, metric)
     if not reports:
         raise HarnessCLIError(f"{results_dir} holds no records with identity folds; run `harness ablate TABLE`")
     for report in reports:
         click.echo(f"{report.dataset}: {report.ours.line()}")
+        if report.own is not None:
+            click.echo(f"{report.dataset}: the former interval, for contrast: {report.own.line()}")
         significant, decided = report.identity_only
         if decided:
             click.echo(f"{report.dataset}: identity-only bootstrap, one seed per side (for contrast): {significant} "
                        f"of {decided} significant")
-    for line in calibration.power_lines(calibration.table_results(records), metric=metric):
-        click.echo(line)
+    for line in calibration.power_lines(calibration.table_results(records)):
+        click.echo(f"power: {line}")
 
 
 @click.command("tune")

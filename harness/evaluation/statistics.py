@@ -1,43 +1,80 @@
 """Uncertainty: a cell's records over folds x seeds -> its mean and a 95% confidence interval that
 covers BOTH sources of variation, which animals were tested and how training went; two cells on
-the same folds and seeds -> a paired difference, its interval, p-value and minimum detectable effect.
+the same folds and seeds -> a paired difference, its interval and p-value; a setting's
+comparisons -> the design's minimum detectable effect (MDE) for any number of seeds.
 
 The design of a table cell is a grid: identity folds (each tests other animals) x training seeds.
 A seed fixes the initial weights, and the harness uses the same seed in every fold, so a lucky
-initialisation lifts all folds of that seed together: folds and seeds are CROSSED random factors.
-The interval therefore comes from the two-way random-effects model
+initialisation lifts all folds of that seed together: folds and seeds are CROSSED random factors,
 
     x[f, s] = mu + a[f] + b[s] + e[f, s]     (fold effect, seed effect, their interaction)
 
-whose grand mean has variance var(a)/F + var(b)/S + var(e)/(F S). From the ANOVA mean squares
-(MS_F, MS_S, MS_E with F-1, S-1, (F-1)(S-1) degrees of freedom) that is estimated as
-max(MS_F, MS_S, MS_E, MS_F + MS_S - MS_E) / (F S) (the variance components clipped at zero), and
-the interval is mean +- t * se with Satterthwaite's degrees of freedom for that combination.
-A paired comparison A - B applies the same model to the per-run differences d[f, s] on identical
-folds and seeds: what both methods share (the fold's animals, the seed's initialisation and batch
-order) cancels, what they do not (the method x fold and method x seed interactions) stays in.
+whose grand mean has variance var(a)/F + var(b)/S + var(e)/(F S). A paired comparison A - B
+applies the model to the per-run differences d[f, s] on identical folds and seeds: what both
+methods share (the fold's animals, the seed's initialisation) cancels, and a, b are then the
+method x fold and method x seed interactions.
 
-Why this and not the alternatives (evidence: `tests/test_calibration.py` simulates studies with a
-known identity variance, seed variance shared across folds and true difference; `harness
-calibrate` runs A/A tests on real records):
-- the identity bootstrap (kept below as ``identity_only_*``) treats each trained model as fixed:
-  its A/A tests on the small MacaqueFaces records come out significant in 6 of 16 cells;
-- a t-test over fold means (seeds averaged within a fold) misses the seed effect shared by all
-  folds, which the small micro records show (seed 0 beat seed 1 in all 8 micro cells by 1.2-2.4);
-- the corrected resampled t-test (Nadeau & Bengio 2003) widens every interval by a fixed factor for
-  overlapping training sets, a dependence this model leaves out; it covers 99.5% in the simulation.
-Measured in that simulation (2,000 studies): this interval covers 97.3% with 3 seeds and calls 4.4%
-of A/A pairs significant; the fold-means t covers 91.3% and calls 23.8%; the identity bootstrap 40%.
-What it needs: at least 2 folds (else no identity variance), at least 2 seeds (else no training
-variance) and at least ``MIN_IDENTITIES`` test identities; otherwise no interval and no
-significance claim, with the reason. It never falls back to a narrower interval.
+Comparisons: variance ratios pooled over a setting, each comparison keeping its own residual.
+The ratios r_F = var(a)/var(e) and r_S = var(b)/var(e) are fitted by REML over all of a
+setting's distinct trained comparisons in one metric (``fit_pool``; in a balanced grid the three
+sums of squares are independent scaled chi-squares, so the REML likelihood is exact and each
+comparison's residual profiles out in closed form). Given the ratios, a comparison's residual
+comes from all F S - 1 degrees of freedom, SS_F / (1 + S r_F) + SS_S / (1 + F r_S) + SS_E, and
+(mean - mu) / se is a t on F S - 1 df (exact when the ratios are known). Why, with the evidence
+(``tests/test_calibration.py``: 2,000 simulated studies of known truth; `harness calibrate` on
+the records):
+- the former interval took each comparison's variance from whichever of its own components came
+  out positive, max(MS_F, MS_S, MS_E, MS_F + MS_S - MS_E) / FS, with Satterthwaite's df for that
+  choice: with 2 seeds a side the seed term is picked with 1-1.5 df, and those never reject. It
+  was safe and uncalibrated: coverage 97.3%, A/A 4.4% but A/A p-values piled up high (median
+  0.55, Kolmogorov-Smirnov p < 1e-6), power 0.21 for the true 1.26 points; on the committed
+  synthetic A/A 0 of 69 significant, median p 0.61, KS p < 0.001. It is kept as
+  ``fold_seed_estimate``: a cell's interval (the fold component there is large and clearly
+  positive), the guard's fallback, and the contrast in the test and in `harness calibrate`;
+- pooled ratios (pools of 25 studies): coverage 95.4%, A/A 5.6%, median p 0.51, KS p 0.6, power
+  0.41, half-width 1.41 against 2.12; on the committed synthetic A/A 1 of 69, median p 0.54, KS p
+  0.54. Pools of 8 studies call 7.2% of A/A pairs significant (the ratios are then too uncertain),
+  12: 6.2%, 16: 6.0%, 25: 5.6%: a pool needs ``MIN_POOL`` = 16 comparisons, else each comparison
+  keeps its own components. The small records' ratios are about 0 (REML 0.00 and 0.00 over 28
+  comparisons), as an independent review found (95% upper bounds 0.05 and 0.07);
+- statsmodels' MixedLM (REML, crossed fold and seed variance components) fits one comparison at a
+  time: on 200 studies its Wald interval covered 89.5% and called 11.5% of A/A pairs significant
+  (91.5% and 8.5% with a t on F S - 1 df), because a grid of 10-20 runs puts the components on the
+  boundary half the time and statsmodels gives no small-sample df. Fitting a setting's comparisons
+  in one MixedLM pools the absolute components and ONE residual variance, but same-day and
+  cross-day residuals differ about 4x: with half the pairs at 4x the residual it called 0% of the
+  small-residual A/A pairs significant (median p 0.75) and 9% of the large ones; pooled ratios
+  called 5% of each (10 pools of 20). ``test_the_pooled_reml_is_statsmodels_reml_on_one_grid``
+  checks that this module's REML is MixedLM's on one grid.
+The weak spot is a comparison with a real method x fold (or seed) interaction inside a pool that
+has none. The guard: each comparison's own F tests for a fold and a seed effect beyond what the
+pooled ratios allow; below ``GUARD`` (0.01; at 0.05 the wide fallback took so many null
+comparisons that the A/A p-values failed the uniformity test, median 0.53, KS p 0.03) it falls
+back to its own components and says so in its note. A comparison with a frozen side (a pretrained model against one trained from scratch:
+its fold interaction is not what the trained pairs share) keeps its own components too.
+
+No claim from zero variance: runs that all differ by the same amount (or a cell whose runs are all
+equal) get no interval and ``NO_VARIANCE`` as the reason. A floor from the per-query binomial noise
+was the alternative, but two models answering the same queries are correlated per query (two
+identical models differ by exactly 0), so the independent-binomial floor would be a guess, not a
+bound.
+
+The MDE is a design figure, not a property of a finished comparison (computed from the same se it
+only restated the interval's half-width): what a folds x seeds design detects with 80% power at
+95%, from the pooled ratios and a table's residual, under the t's noncentral distribution
+(``design_mde``, ``seeds_needed``). What a null comparison excludes is the region outside its
+interval.
+
+What an interval needs: at least 2 folds (else no identity variance), at least 2 seeds (else no
+training variance) and at least ``MIN_IDENTITIES`` test identities; otherwise no interval and no
+significance claim, with the reason.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy import stats as sps
+from scipy import optimize, stats as sps
 
 from . import metrics as registry
 
@@ -45,6 +82,11 @@ LEVEL = 0.95
 POWER = 0.80  # of the minimum detectable effect
 MIN_IDENTITIES = 10  # fewer test animals than this: an interval would describe those animals, not the species
 BOOTSTRAP = 2000  # replicates of the identity-only bootstrap
+GUARD = 0.01  # a comparison whose own F test for a fold or seed effect beyond its pool's is below this leaves it
+MIN_POOL = 16  # comparisons a pool needs (fewer: each keeps its own components; module docstring)
+RATIO_BOUND = 100.0  # upper bound of a fitted variance ratio (an optimiser's box, far beyond what records show)
+MOST_SEEDS = 30  # the largest seed count a design answer searches
+NO_VARIANCE = "every run gave the same value: no variance to estimate, so no claim"
 BOOTSTRAP_SEED = 0  # measured: paired end points (small CKPE - ViT) moved by <= 0.08 over 10 bootstrap seeds
 
 
@@ -79,6 +121,7 @@ class Estimate:
     df: float | None = None
     ci: tuple[float, float] | None = None
     why: str | None = None
+    note: str | None = None  # how the interval was made (pooled ratios, or its own components and why)
 
 
 def mean_squares(values: np.ndarray) -> tuple[float, float, float]:
@@ -92,7 +135,8 @@ def mean_squares(values: np.ndarray) -> tuple[float, float, float]:
 
 
 def _variance_of_mean(values: np.ndarray) -> tuple[float, float]:
-    """(estimated variance of the grand mean, Satterthwaite degrees of freedom)."""
+    """(estimated variance of the grand mean, Satterthwaite degrees of freedom) from the grid's own
+    mean squares, the components clipped at zero (see ``fold_seed_estimate``)."""
     f, s = values.shape
     ms = mean_squares(values)
     dfs = (f - 1, s - 1, (f - 1) * (s - 1))
@@ -104,50 +148,197 @@ def _variance_of_mean(values: np.ndarray) -> tuple[float, float]:
     return total / (f * s), total ** 2 / denominator
 
 
-def fold_seed_estimate(grid: Grid, level: float = LEVEL, trained: bool = True) -> Estimate:
-    """The grid's grand mean and its two-way random-effects interval, or why there is none. An
-    untrained grid (a frozen model: every seed gives the same run) has no training variance to
-    estimate: its folds are the units, a t interval on F - 1 degrees of freedom."""
-    mean = float(grid.values.mean()) if grid.values.size else float("nan")
+def _design_problem(grid: Grid) -> str | None:
     if grid.values.size == 0:
-        return Estimate(mean, why="no complete folds x seeds grid")
+        return "no complete folds x seeds grid"
+    if len(grid.seeds) < 2:
+        return "one seed: training variance not estimated"
+    if len(grid.folds) < 2:
+        return "one split: identity variance not estimated (use identity folds, --folds)"
+    if np.ptp(grid.values) == 0:
+        return NO_VARIANCE
+    return None
+
+
+def fold_seed_estimate(grid: Grid, level: float = LEVEL, trained: bool = True) -> Estimate:
+    """The grid's grand mean and an interval from its OWN mean squares alone (the variance of the
+    mean from whichever components come out positive, Satterthwaite's df for that choice), or why
+    there is none. A cell's interval (where the fold component is large and clearly positive), the
+    guard's fallback and the former interval of comparisons, which ``tests/test_calibration.py``
+    and `harness calibrate` keep for contrast: on paired differences it is miscalibrated (module
+    docstring). An untrained grid (a frozen model: every seed gives the same run) has no training
+    variance to estimate: its folds are the units, a t interval on F - 1 degrees of freedom."""
+    mean = float(grid.values.mean()) if grid.values.size else float("nan")
     if not trained and len(grid.folds) >= 2:
+        if np.ptp(grid.values) == 0:
+            return Estimate(mean, why=NO_VARIANCE)
         folds = grid.values.mean(1)
         se = float(folds.std(ddof=1) / np.sqrt(len(folds)))
         half = float(sps.t.ppf(0.5 + level / 2, len(folds) - 1)) * se
-        return Estimate(mean, se, float(len(folds) - 1), (mean - half, mean + half))
-    if len(grid.seeds) < 2:
-        return Estimate(mean, why="one seed: training variance not estimated")
-    if len(grid.folds) < 2:
-        return Estimate(mean, why="one split: identity variance not estimated (use identity folds, --folds)")
+        return Estimate(mean, se, float(len(folds) - 1), (mean - half, mean + half), note="folds of a frozen model")
+    problem = _design_problem(grid)
+    if problem:
+        return Estimate(mean, why=problem)
     variance, df = _variance_of_mean(grid.values)
     se = float(np.sqrt(variance))
     half = float(sps.t.ppf(0.5 + level / 2, df)) * se
-    return Estimate(mean, se, float(df), (mean - half, mean + half))
+    return Estimate(mean, se, float(df), (mean - half, mean + half), note="its own components")
 
 
-def mde(se: float, df: float, level: float = LEVEL, power: float = POWER) -> float:
-    """The smallest true difference a two-sided test at ``level`` detects with probability ``power``."""
-    return float((sps.t.ppf(0.5 + level / 2, df) + sps.t.ppf(power, df)) * se)
+# --- variance ratios pooled over a setting's comparisons ---------------------------------------------
+
+def sums_of_squares(values: np.ndarray) -> np.ndarray:
+    """Grids (..., F, S) -> (..., 3): SS_F, SS_S, SS_E of each two-way layout without replication."""
+    f, s = values.shape[-2:]
+    grand = values.mean((-2, -1), keepdims=True)
+    by_fold, by_seed = values.mean(-1, keepdims=True), values.mean(-2, keepdims=True)
+    return np.stack([s * ((by_fold - grand) ** 2).sum((-2, -1)), f * ((by_seed - grand) ** 2).sum((-2, -1)),
+                     ((values - by_fold - by_seed + grand) ** 2).sum((-2, -1))], -1)
 
 
-def components(values: np.ndarray) -> tuple[float, float, float]:
-    """Variance components (fold, seed, interaction) of a complete grid, clipped at zero."""
-    f, s = values.shape
-    ms_f, ms_s, ms_e = mean_squares(values)
-    return max(0.0, (ms_f - ms_e) / s), max(0.0, (ms_s - ms_e) / f), ms_e
+def pool_parts(grids: list[np.ndarray]) -> np.ndarray:
+    """Rows (F, S, SS_F, SS_S, SS_E) of the grids that can inform a pool: 2 or more folds and seeds,
+    and some variance (a grid of identical values has no residual to scale by)."""
+    rows = [(g.shape[0], g.shape[1], *sums_of_squares(g)) for g in grids
+            if g.ndim == 2 and min(g.shape) >= 2 and np.ptp(g) > 0]
+    return np.array(rows, dtype=float).reshape(-1, 5)
 
 
-def projected_mde(parts: tuple[float, float, float], folds: int, seeds: int, level: float = LEVEL,
-                  power: float = POWER) -> float:
-    """The minimum detectable effect a folds x seeds design would have, given variance components:
-    the power argument for the number of seeds (Satterthwaite's df from the expected mean squares)."""
-    var_f, var_s, var_e = parts
-    expected = (var_e + seeds * var_f, var_e + folds * var_s, var_e)
-    dfs = (folds - 1, seeds - 1, (folds - 1) * (seeds - 1))
-    total = expected[0] + expected[1] - expected[2]
-    df = total ** 2 / sum(m ** 2 / d for m, d in zip(expected, dfs))
-    return mde(float(np.sqrt(total / (folds * seeds))), df, level, power)
+def _scales(ratios, folds, seeds):
+    """Expected mean squares over the residual variance: (1 + S fold ratio, 1 + F seed ratio)."""
+    return 1 + seeds * ratios[0], 1 + folds * ratios[1]
+
+
+def _own_residuals(ratios, parts: np.ndarray) -> np.ndarray:
+    """Each comparison's REML residual variance given the ratios (closed form in a balanced grid);
+    ratios may be arrays (..., 1) of candidates, giving (..., comparisons)."""
+    f, s, ss = parts[:, 0], parts[:, 1], parts[:, 2:]
+    scale_f, scale_s = _scales(ratios, f, s)
+    return (ss[:, 0] / scale_f + ss[:, 1] / scale_s + ss[:, 2]) / (f * s - 1)
+
+
+def _profile_deviance(ratios, parts: np.ndarray) -> np.ndarray:
+    """-2 x the REML log-likelihood of the ratios, each comparison's residual profiled out. In a
+    balanced grid the three sums of squares are independent scaled chi-squares, so this is exact."""
+    f, s = parts[:, 0], parts[:, 1]
+    scale_f, scale_s = _scales(ratios, f, s)
+    return ((f - 1) * np.log(scale_f) + (s - 1) * np.log(scale_s)
+            + (f * s - 1) * np.log(_own_residuals(ratios, parts))).sum(-1)
+
+
+def _best_ratios(parts: np.ndarray) -> tuple[float, float]:
+    """The deviance's minimum over ratios >= 0: a grid of candidates (0 and 1e-3 to ``RATIO_BOUND``),
+    then Nelder-Mead from the best on square roots (so 0, where the records' ratios sit, is reached).
+    Chosen over scipy's bounded L-BFGS-B, whose setulb took ~0.1 s a fit here: a simulation fits
+    hundreds of pools."""
+    candidates = np.concatenate([[0.0], np.logspace(-3, np.log10(RATIO_BOUND), 30)])
+    fold, seed = (x.ravel()[:, None] for x in np.meshgrid(candidates, candidates, indexing="ij"))
+    start = int(np.argmin(_profile_deviance((fold, seed), parts)))
+    fit = optimize.minimize(lambda x: float(_profile_deviance(np.minimum(x ** 2, RATIO_BOUND), parts)),
+                            np.sqrt([fold[start, 0], seed[start, 0]]), method="Nelder-Mead",
+                            options={"xatol": 1e-4, "fatol": 1e-8})
+    return tuple(float(r) for r in np.minimum(fit.x ** 2, RATIO_BOUND))
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Variance ratios to the residual, shared by a setting's comparisons (``fold`` = var(method x
+    fold) / var(residual), ``seed`` likewise), and the pooled residual variance (points^2, a
+    df-weighted mean of the comparisons' own): each comparison keeps its own residual."""
+
+    fold: float
+    seed: float
+    comparisons: int
+    residual: float
+
+    def residual_of(self, grids: list[np.ndarray]) -> float | None:
+        """The df-weighted residual variance of some grids (a table's), given these ratios."""
+        parts = pool_parts(grids)
+        if not len(parts):
+            return None
+        weights = parts[:, 0] * parts[:, 1] - 1
+        return float((weights * _own_residuals((self.fold, self.seed), parts)).sum() / weights.sum())
+
+
+def fit_pool(grids: list[np.ndarray], minimum: int = MIN_POOL) -> Pool | None:
+    """REML estimates of the shared ratios (bounded at 0) over the grids, or None when fewer than
+    ``minimum`` grids can inform them (too few to pool: each comparison then has its own interval)."""
+    parts = pool_parts(grids)
+    if len(parts) < minimum:
+        return None
+    ratios = _best_ratios(parts)
+    weights = parts[:, 0] * parts[:, 1] - 1
+    residual = float((weights * _own_residuals(ratios, parts)).sum() / weights.sum())
+    return Pool(ratios[0], ratios[1], len(parts), residual)
+
+
+def pooled_t(values: np.ndarray, pool: Pool) -> tuple[np.ndarray, ...]:
+    """Grids (n, F, S) -> (mean, se, df, guard p) under the pool's ratios: each grid's residual from
+    all its FS - 1 degrees of freedom, so the t has FS - 1; the guard p is the smaller of its own F
+    tests for more fold or seed variance than the pool's ratios allow."""
+    n, f, s = values.shape
+    ss = sums_of_squares(values)
+    scale_f, scale_s = _scales((pool.fold, pool.seed), f, s)
+    residual = (ss[:, 0] / scale_f + ss[:, 1] / scale_s + ss[:, 2]) / (f * s - 1)
+    se = np.sqrt(residual * (scale_f + scale_s - 1) / (f * s))
+    df_e = (f - 1) * (s - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fold_f = ss[:, 0] / (f - 1) / (ss[:, 2] / df_e) / scale_f
+        seed_f = ss[:, 1] / (s - 1) / (ss[:, 2] / df_e) / scale_s
+    guard = np.fmin(sps.f.sf(fold_f, f - 1, df_e), sps.f.sf(seed_f, s - 1, df_e))
+    return values.mean((1, 2)), se, np.full(n, float(f * s - 1)), np.nan_to_num(guard, nan=1.0)
+
+
+def pooled_intervals(values: np.ndarray, pool: Pool, level: float = LEVEL) -> tuple[np.ndarray, ...]:
+    """Grids (n, F, S) -> (mean, se, df, guard p), the pooled t where the guard passes (p >=
+    ``GUARD``) and the grid's own components where it does not (vectorised: the simulation test
+    judges thousands of studies with the code the leaderboard uses)."""
+    mean, se, df, guard = pooled_t(values, pool)
+    folds, seeds = tuple(range(values.shape[1])), tuple(range(values.shape[2]))
+    for i in np.flatnonzero(guard < GUARD):
+        own = fold_seed_estimate(Grid(folds, seeds, values[i]), level)
+        se[i], df[i] = (own.se, own.df) if own.ci else (np.nan, np.nan)
+    return mean, se, df, guard
+
+
+def pooled_estimate(grid: Grid, pool: Pool | None, level: float = LEVEL) -> Estimate:
+    """The comparison's interval under the pool's ratios, or, where its own F tests say it has more
+    fold or seed variance than the pool (p < ``GUARD``) or there is no pool, its own components'
+    interval (``fold_seed_estimate``), which says so in its ``note``."""
+    problem = _design_problem(grid)
+    if problem:
+        return Estimate(float(grid.values.mean()) if grid.values.size else float("nan"), why=problem)
+    if pool is None:
+        return replace(fold_seed_estimate(grid, level), note=f"its own components (no pool of {MIN_POOL} or more "
+                                                               "comparisons)")
+    mean, se, df, guard = (float(x[0]) for x in pooled_intervals(grid.values[None], pool, level))
+    if guard < GUARD:
+        return replace(fold_seed_estimate(grid, level), note=f"its own components: its fold or seed effect exceeds "
+                                                               f"the pool's (F test p = {guard:.3f})")
+    half = float(sps.t.ppf(0.5 + level / 2, df)) * se
+    return Estimate(mean, se, df, (mean - half, mean + half), note=f"pooled ratios ({pool.comparisons} comparisons)")
+
+
+def design_mde(pool: Pool, residual: float, folds: int, seeds: int, level: float = LEVEL,
+               power: float = POWER) -> float:
+    """The smallest true difference a folds x seeds design detects with probability ``power`` in a
+    two-sided test at ``level``: the pooled t (FS - 1 df) under its noncentral distribution, from
+    the pool's ratios and a residual variance (a table's, in a setting)."""
+    se = float(np.sqrt(residual * (seeds * pool.fold + folds * pool.seed + 1) / (folds * seeds)))
+    df = folds * seeds - 1
+    crit = float(sps.t.ppf(0.5 + level / 2, df))
+
+    def shortfall(effect: float) -> float:
+        nc = effect / se
+        wrong_side = np.nan_to_num(sps.nct.cdf(-crit, df, nc))  # tiny; scipy's nct returns NaN in its far tail
+        return float(sps.nct.sf(crit, df, nc) + wrong_side) - power
+
+    return float(optimize.brentq(shortfall, 0.0, (crit + 10.0) * se))
+
+
+def seeds_needed(target: float, pool: Pool, residual: float, folds: int, most: int = MOST_SEEDS) -> int | None:
+    """The fewest seeds (2 or more) whose design MDE is at most ``target``; None beyond ``most``."""
+    return next((s for s in range(2, most + 1) if design_mde(pool, residual, folds, s) <= target), None)
 
 
 # --- records -> cells and comparisons --------------------------------------------------------------
@@ -219,22 +410,22 @@ def summarize(records: list[dict], metric: str = "top1") -> Summary:
 
 @dataclass(frozen=True)
 class Paired:
-    """A - B on identical folds and seeds: the mean difference, its interval, two-sided p-value and
-    minimum detectable effect; ``refused`` when the two cannot be paired, ``why`` when they can but
-    the design gives no interval (then no significance claim)."""
+    """A - B on identical folds and seeds: the mean difference, its interval and two-sided p-value;
+    ``refused`` when the two cannot be paired, ``why`` when they can but the design gives no
+    interval (then no significance claim); ``note`` how the interval was made."""
 
     difference: float | None = None
     ci: tuple[float, float] | None = None
     se: float | None = None
     df: float | None = None
     p: float | None = None
-    mde: float | None = None
     runs: int = 0
     identities: int = 0
     refused: str | None = None
     why: str | None = None
     adjusted: bool | None = field(default=None)  # significant after Holm's correction (set per table)
     left_out: int = 0  # runs not in the paired grid: of one side only, or of a seed missing a fold
+    note: str | None = None
 
     @property
     def significant(self) -> bool:
@@ -288,7 +479,18 @@ def difference_grid(a_records: list[dict], b_records: list[dict], metric: str = 
     return grid_of({key: value - b_runs[key] for key, value in a_runs.items() if key in b_runs})
 
 
-def paired(a_records: list[dict], b_records: list[dict], metric: str = "top1", level: float = LEVEL) -> Paired:
+def pooled_with(a_records: list[dict], b_records: list[dict]) -> bool:
+    """Whether a comparison belongs in (and is judged under) its setting's pool: both sides trained.
+    A frozen side's fold x method interaction (a pretrained model against one trained from scratch)
+    is not what the trained pairs share, so such a comparison keeps its own components."""
+    return trained(a_records) and trained(b_records)
+
+
+def paired(a_records: list[dict], b_records: list[dict], metric: str = "top1", level: float = LEVEL,
+           pool: Pool | None = None) -> Paired:
+    """A - B with the pooled interval where both sides trained and ``pool`` (the setting's ratios)
+    is given, else the interval from the comparison's own components (``note`` says which)."""
+    both_trained = pooled_with(a_records, b_records)
     a_records, b_records = _pairable(a_records, b_records)
     problem = pairing_problem(a_records, b_records)
     if problem:
@@ -296,26 +498,36 @@ def paired(a_records: list[dict], b_records: list[dict], metric: str = "top1", l
     a_runs, b_runs = run_values(a_records, metric), run_values(b_records, metric)
     grid = difference_grid(a_records, b_records, metric)
     left_out = len(set(a_runs) ^ set(b_runs)) + 2 * grid.left_out
-    estimate = fold_seed_estimate(grid, level, trained=trained(a_records) or trained(b_records))
+    if both_trained:
+        estimate = pooled_estimate(grid, pool, level)
+    else:
+        estimate = fold_seed_estimate(grid, level, trained=trained(a_records) or trained(b_records))
+        estimate = replace(estimate, note=estimate.note and f"{estimate.note} (a frozen side: not pooled)")
     paired_runs = [r for r in a_records if run_key(r) in b_runs and run_key(r) in a_runs]
     identities = test_identities(paired_runs)
     why = estimate.why or _identity_problem(identities)
     if why:
         return Paired(estimate.mean, runs=grid.values.size, identities=identities, why=why, left_out=left_out)
-    t = estimate.mean / estimate.se if estimate.se > 0 else (0.0 if estimate.mean == 0 else np.inf)
-    p = float(2 * sps.t.sf(abs(t), estimate.df))
-    return Paired(estimate.mean, estimate.ci, estimate.se, estimate.df, p, mde(estimate.se, estimate.df, level),
-                  grid.values.size, identities, left_out=left_out)
+    p = float(2 * sps.t.sf(abs(estimate.mean) / estimate.se, estimate.df))
+    return Paired(estimate.mean, estimate.ci, estimate.se, estimate.df, p, grid.values.size, identities,
+                  left_out=left_out, note=estimate.note)
 
 
-def within(records: list[dict], metric: str, other: str, level: float = LEVEL) -> Paired:
-    """``metric`` - ``other`` within the same runs (e.g. top-1 minus top-1 with the keypoints removed,
-    both measured on one trained model), with the folds x seeds interval of that per-run gap."""
+def twins_of(records: list[dict], metric: str, other: str) -> tuple[list[dict], list[dict]]:
+    """The runs that measured ``other`` and their twins carrying it as ``metric``: paired, their
+    difference is ``metric`` - ``other`` within each run."""
     runs = [r for r in records if other in r["metrics"]]
+    return runs, [{**r, "metrics": {metric: run_value(r, other)}} for r in runs]
+
+
+def within(records: list[dict], metric: str, other: str, level: float = LEVEL, pool: Pool | None = None) -> Paired:
+    """``metric`` - ``other`` within the same runs (e.g. top-1 minus top-1 with the keypoints removed,
+    both measured on one trained model), with the folds x seeds interval of that per-run gap
+    (pooled over ``pool``: the setting's gaps of this kind)."""
+    runs, twins = twins_of(records, metric, other)
     if not runs:
         return Paired(refused=f"no record has {other}")
-    twins = [{**r, "metrics": {metric: run_value(r, other)}} for r in runs]
-    return paired(runs, twins, metric, level)
+    return paired(runs, twins, metric, level, pool)
 
 
 def holm(pairs: list[Paired], level: float = LEVEL) -> list[Paired]:
@@ -358,6 +570,7 @@ class Calibration:
     decided: int
     undecided: dict  # reason -> count of cells
     p_values: tuple = ()  # of the decided pairs
+    method: str = ""  # the interval judged: pooled ratios, or each pair's own components
 
     def line(self, level: float = LEVEL) -> str:
         if not self.decided:
@@ -365,27 +578,35 @@ class Calibration:
             return f"A/A: no decidable pair ({reasons or 'no cell with records'})"
         low, high = sps.binomtest(self.significant, self.decided).proportion_ci(level)
         rate = self.significant / self.decided
-        return (f"A/A: {self.significant} of {self.decided} significant at {level:.0%} (rate {rate:.1%}, binomial "
-                f"{level:.0%} CI [{low:.1%}, {high:.1%}]); implied coverage {1 - rate:.1%}{self._spread()}")
+        method = f" ({self.method})" if self.method else ""
+        return (f"A/A{method}: {self.significant} of {self.decided} significant at {level:.0%} (rate {rate:.1%}, "
+                f"binomial {level:.0%} CI [{low:.1%}, {high:.1%}]){self._spread()}")
 
     def _spread(self) -> str:
         """The count says whether there are too many false alarms; the p-values also show too few
         (a calibrated test's A/A p-values are uniform; piled up high, its intervals are wider than
-        they need be and its minimum detectable effects pessimistic). Said from 10 pairs on."""
+        they need be). Said from 10 pairs on. The pairs of one folder share folds and seeds, so they
+        are not independent and the test is approximate."""
         if len(self.p_values) < 10:
             return ""
         ks = sps.kstest(self.p_values, "uniform")
-        return (f"; A/A p-values median {np.median(self.p_values):.2f} (calibrated: 0.50), uniform by "
-                f"Kolmogorov-Smirnov p = {ks.pvalue:.3f}")
+        return (f"; p-values median {np.median(self.p_values):.2f} (calibrated: 0.50), uniform by Kolmogorov-Smirnov "
+                f"p = {ks.pvalue:.3f} (approximate: the pairs share folds and seeds)")
 
 
-def calibrate(cells: list[list[dict]], metric: str = "top1") -> Calibration:
+def calibrate(cells: list[list[dict]], metric: str = "top1", pooled: bool = True) -> Calibration:
+    """A/A pairs (``seed_groups``) of the cells, judged by the pooled interval (ratios fitted over
+    these pairs) or, ``pooled=False``, by each pair's own components (the former interval)."""
+    splits = [seed_groups(records) for records in cells]
+    pairs = [split for split in splits if not isinstance(split, str)]
+    pool = fit_pool([difference_grid(a, b, metric).values for a, b in pairs if pooled_with(a, b)]) if pooled else None
+    method = (f"pooled ratios over {pool.comparisons} pairs" if pool else
+              f"each pair's own components{' (too few pairs to pool)' if pooled else ''}")
     significant = decided = 0
     undecided: dict = {}
     p_values = []
-    for records in cells:
-        split = seed_groups(records)
-        pair = Paired(why=split) if isinstance(split, str) else paired(*split, metric)
+    for split in splits:
+        pair = Paired(why=split) if isinstance(split, str) else paired(*split, metric, pool=pool)
         reason = pair.refused or pair.why
         if reason:
             undecided[reason] = undecided.get(reason, 0) + 1
@@ -393,7 +614,7 @@ def calibrate(cells: list[list[dict]], metric: str = "top1") -> Calibration:
         decided += 1
         significant += pair.significant
         p_values.append(pair.p)
-    return Calibration(significant, decided, undecided, tuple(p_values))
+    return Calibration(significant, decided, undecided, tuple(p_values), method)
 
 
 # --- the identity-only bootstrap: kept to show what it misses ----------------------------------------

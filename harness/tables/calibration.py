@@ -1,6 +1,7 @@
 """`harness calibrate`: does the interval hold on real records? A/A comparisons (every experiment
-of a folder compared with itself across disjoint seed groups), the identity-only bootstrap on the
-same pairs for contrast, and the power argument for the number of seeds.
+of a folder compared with itself across disjoint seed groups) under the pooled interval, the
+former per-comparison interval and the identity-only bootstrap on the same pairs for contrast,
+and the power argument for the number of seeds: each table's design MDE per setting.
 
 The A/A pairs of one folder are not independent draws: cells of one setting share their seeds'
 initialisations and their folds, so a lucky seed shows in every cell at once. The binomial
@@ -9,13 +10,16 @@ interval of the rate treats them as independent and is therefore optimistic abou
 from __future__ import annotations
 
 from dataclasses import dataclass
-import numpy as np
+from pathlib import Path
 
+from ..engine.records import load_records
 from ..evaluation import statistics
-from .collect import TableResult, collect_all, experiments, index_records
-from .declarations import TABLES
+from .collect import TableResult, collect_all, distinct_grids, experiments, index_records
+from .declarations import TABLES, get_table
+from .settings import SETTINGS
 
 SEED_OPTIONS = (2, 3, 4, 5, 6)  # seed counts the power argument projects
+TARGET_MDE = 1.0  # points: the effect the small setting's seed count is chosen to detect same-day
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,7 @@ class Report:
     dataset: str
     ours: statistics.Calibration
     identity_only: tuple[int, int]  # significant, decided (one seed per side)
+    own: statistics.Calibration | None = None  # each pair's own components: the former interval
 
 
 def _by_dataset(records: list[tuple[str, dict]]) -> dict[str, list[list[dict]]]:
@@ -50,7 +55,8 @@ def _identity_only(cells: list[list[dict]], metric: str) -> tuple[int, int]:
 
 def reports(records: list[tuple[str, dict]], metric: str = "top1") -> list[Report]:
     """Per dataset of a folder's ``(file, record)`` list: the A/A calibration of its experiments."""
-    return [Report(dataset, statistics.calibrate(cells, metric), _identity_only(cells, metric))
+    return [Report(dataset, statistics.calibrate(cells, metric), _identity_only(cells, metric),
+                   statistics.calibrate(cells, metric, pooled=False))
             for dataset, cells in sorted(_by_dataset(records).items())]
 
 
@@ -58,29 +64,65 @@ def table_results(records: list[tuple[str, dict]]) -> list[TableResult]:
     return collect_all(TABLES, index_records(records))
 
 
-def power_lines(results: list[TableResult], setting: str = "small", metric: str = "top1") -> list[str]:
-    """Projected minimum detectable effects for 5 folds x S seeds, from the variance components of
-    the setting's declared paired comparisons (each distinct pair of cells once; their mean)."""
-    parts, folds, seen = [], 5, set()
+@dataclass(frozen=True)
+class Design:
+    """What a table's comparisons in a setting can detect: the setting's pool, the table's residual
+    variance (points^2) and fold count, from its distinct trained comparisons."""
+
+    table: str
+    setting: str
+    pool: statistics.Pool | None
+    residual: float | None
+    folds: int
+    comparisons: int
+
+    def mde(self, seeds: int) -> float:
+        return statistics.design_mde(self.pool, self.residual, self.folds, seeds)
+
+    def seeds_for(self, target: float) -> int | None:
+        return statistics.seeds_needed(target, self.pool, self.residual, self.folds)
+
+
+def designs(results: list[TableResult], setting: str) -> list[Design]:
+    """Per table with distinct trained comparisons in the setting: its design (pool None where the
+    setting has too few comparisons in the table's metric to pool)."""
+    out = []
     for result in results:
-        for a_key, b_key in result.table.comparisons:
-            a, b = result.cell(setting, a_key), result.cell(setting, b_key)
-            if a is None or b is None or not a.records or not b.records:
-                continue
-            if not (statistics.trained(a.recs) and statistics.trained(b.recs)):
-                continue  # a frozen side has no seed variance: it says nothing about how many seeds to train
-            names = (tuple(sorted(n for n, _ in a.records)), tuple(sorted(n for n, _ in b.records)))
-            if names in seen:
-                continue
-            seen.add(names)
-            grid = statistics.difference_grid(a.recs, b.recs, metric)
-            if len(grid.seeds) >= 2 and len(grid.folds) >= 2:
-                parts.append(statistics.components(grid.values))
-                folds = len(grid.folds)
-    if not parts:
-        return [f"power: no {setting} comparison with 2 or more seeds and folds"]
-    mean = tuple(float(x) for x in np.mean(parts, axis=0))
-    projected = ", ".join(f"{s} seeds {statistics.projected_mde(mean, folds, s):.1f}" for s in SEED_OPTIONS)
-    return [f"power ({setting}, {len(parts)} paired comparisons; variance components fold {mean[0]:.2f}, "
-            f"seed {mean[1]:.2f}, residual {mean[2]:.2f} points^2): minimum detectable effect (80% power, 95%) "
-            f"with {folds} folds x {projected} points"]
+        metric = result.table.metric
+        grids = [g for g in distinct_grids(results, setting, metric).get(result.table.id, []) if min(g.shape) >= 2]
+        if not grids:
+            continue
+        pool = result.pools.get((setting, metric))
+        residual = pool.residual_of(grids) if pool else None
+        out.append(Design(result.table.id, setting, pool, residual, max(g.shape[0] for g in grids), len(grids)))
+    return out
+
+
+def design_line(design: Design, seeds: tuple[int, ...] = SEED_OPTIONS, target: float = TARGET_MDE) -> str:
+    head = f"Table {design.table} ({design.setting}; {design.comparisons} distinct trained comparison(s))"
+    if design.pool is None or design.residual is None:
+        return (f"{head}: no design MDE (fewer than {statistics.MIN_POOL} trained comparisons in its metric to pool "
+                "the variance ratios over)")
+    need = design.seeds_for(target)
+    projected = ", ".join(f"{s} seeds {design.mde(s):.2f}" for s in seeds)
+    return (f"{head}: residual {design.residual:.2f} points^2, ratios fold {design.pool.fold:.2f} and seed "
+            f"{design.pool.seed:.2f} pooled over {design.pool.comparisons}: design MDE (80% power, 95%) with "
+            f"{design.folds} folds x {projected} points; a {target:g}-point MDE needs "
+            + (f"{need} seeds" if need else f"more than {statistics.MOST_SEEDS} seeds"))
+
+
+def power_lines(results: list[TableResult]) -> list[str]:
+    """The power argument per table and setting (tiny excluded: a smoke test decides nothing)."""
+    lines = [design_line(d) for setting in SETTINGS if setting.name != "tiny" for d in designs(results, setting.name)]
+    return lines or ["no setting has a trained comparison with 2 or more folds and seeds yet"]
+
+
+def dry_run_lines(table: str, setting: str, results_dir: Path, seeds: int, target: float) -> list[str]:
+    """For `harness ablate --dry-run`: the design MDE of the planned seeds per table, and the seeds
+    a ``target`` MDE needs, from the setting's records in ``results_dir``."""
+    wanted = {t.id for t in TABLES} if table == "all" else {get_table(table).id}
+    found = [d for d in designs(table_results(load_records(Path(results_dir))), setting) if d.table in wanted]
+    if not found:
+        return [f"design MDE ({setting}): no records of a trained comparison of this table yet to estimate the "
+                "variance from"]
+    return [design_line(d, (seeds,), target) for d in found]

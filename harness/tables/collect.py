@@ -61,6 +61,7 @@ class TableResult:
     cells: dict = field(default_factory=dict)  # (setting, row, col) -> CellResult
     refused: list = field(default_factory=list)  # (setting, file, reason)
     other_split: list = field(default_factory=list)  # the refusals for protocol, split seed or folds alone
+    pools: dict = field(default_factory=dict)  # (setting, metric) -> statistics.Pool | None, set by collect_all
 
     def cell(self, setting: str, key: str) -> CellResult | None:
         row, _, col = key.partition("|")
@@ -115,6 +116,10 @@ def collect_all(tables: list[Table], by_key: dict[str, list]) -> list[TableResul
     for result in results:
         elsewhere = {item for item in result.other_split if item[:2] in used}
         result.refused = [item for item in result.refused if item not in elsewhere]
+    pools = {(setting.name, metric): setting_pool(results, setting.name, metric)
+             for setting in SETTINGS for metric in {result.table.metric for result in results}}
+    for result in results:
+        result.pools = pools
     return results
 
 
@@ -143,17 +148,58 @@ def _data_key(cfg: RunConfig, rec: dict) -> str:
     return json.dumps([cfg.dataset, list(cfg.dataset_options), cfg.protocol, cfg.split_seed, cfg.folds, fold])
 
 
-def paired_comparisons(result: TableResult, setting: str, metric: str = "top1") -> list[tuple[str, str, statistics.Paired]]:
-    """The table's declared comparisons that have records on both sides, A - B each, with Holm's
-    correction over the decided ones of this table and setting (one family)."""
-    keys, pairs = [], []
+def with_records(result: TableResult, setting: str) -> list[tuple[str, str, CellResult, CellResult]]:
+    """The table's declared comparisons (A key, B key, A cell, B cell) with records on both sides."""
+    out = []
     for a_key, b_key in result.table.comparisons:
         a, b = result.cell(setting, a_key), result.cell(setting, b_key)
-        if a is None or b is None or not a.records or not b.records:
+        if a is not None and b is not None and a.records and b.records:
+            out.append((a_key, b_key, a, b))
+    return out
+
+
+def comparison_id(a: CellResult, b: CellResult) -> tuple:
+    """What a comparison is, whichever table declares it: the record files of its two sides."""
+    return tuple(sorted(name for name, _ in a.records)), tuple(sorted(name for name, _ in b.records))
+
+
+def first_declared(results: list[TableResult], setting: str) -> dict[tuple, tuple[str, str, str]]:
+    """comparison_id -> (table id, A key, B key) of the first table (declaration order) that
+    declares that comparison in the setting: a later table repeating its cells points there."""
+    first: dict = {}
+    for result in results:
+        for a_key, b_key, a, b in with_records(result, setting):
+            first.setdefault(comparison_id(a, b), (result.table.id, a_key, b_key))
+    return first
+
+
+def distinct_grids(results: list[TableResult], setting: str, metric: str) -> dict[str, list]:
+    """table id -> the difference grids of its comparisons in ``metric`` that a pool may hold: both
+    sides trained, each distinct comparison once (under the first table that declares it)."""
+    first = first_declared(results, setting)
+    out: dict[str, list] = {}
+    for result in results:
+        if result.table.metric != metric:
             continue
-        keys.append((a_key, b_key))
-        pairs.append(statistics.paired(a.recs, b.recs, metric))
-    return [(a, b, pair) for (a, b), pair in zip(keys, statistics.holm(pairs))]
+        for a_key, b_key, a, b in with_records(result, setting):
+            if first[comparison_id(a, b)] == (result.table.id, a_key, b_key) and statistics.pooled_with(a.recs, b.recs):
+                out.setdefault(result.table.id, []).append(statistics.difference_grid(a.recs, b.recs, metric).values)
+    return out
+
+
+def setting_pool(results: list[TableResult], setting: str, metric: str) -> statistics.Pool | None:
+    """The variance ratios pooled over a setting's distinct trained comparisons in ``metric``."""
+    return statistics.fit_pool([g for grids in distinct_grids(results, setting, metric).values() for g in grids])
+
+
+def paired_comparisons(result: TableResult, setting: str, metric: str = "top1") -> list[tuple[str, str, statistics.Paired]]:
+    """The table's declared comparisons that have records on both sides, A - B each under the
+    setting's pool (``collect_all`` fits it), with Holm's correction over the decided ones of this
+    table and setting (one family)."""
+    pool = result.pools.get((setting, metric))
+    found = with_records(result, setting)
+    pairs = [statistics.paired(a.recs, b.recs, metric, pool=pool) for _, _, a, b in found]
+    return [(a_key, b_key, pair) for (a_key, b_key, _, _), pair in zip(found, statistics.holm(pairs))]
 
 
 def experiments(records: list[tuple[str, dict]]) -> dict[str, list]:
