@@ -100,6 +100,9 @@ class RunConfig:
     losses: str | None = option(None, "loss terms, comma-separated, each NAME or NAME=WEIGHT (see `harness list`; "
                                 "a term's weight defaults to its own: --ce-weight for ce, 1 for the others); "
                                 "none: the method's, usually arcface,ce", training=True)
+    allow_small_test: bool = option(False, "run even when the test split is too small to mean anything (too few "
+                                    "test identities, or a random ranking's top-1 at least 50%); the record and "
+                                    "its summary line carry a caveat", run_only=True)
 
     def __post_init__(self):
         checks = (

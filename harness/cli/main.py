@@ -13,7 +13,7 @@ from ..core import distributed
 from ..core.errors import DataError
 from ..data.cards import DATASETS
 from ..engine.records import check_writable, load_records, read_result, result_path, summary_table
-from ..engine.run import execute, plan_and_check, plan_runs
+from ..engine.run import SMALL_TEST, execute, plan_and_check, plan_runs
 from ..evaluation.metrics import METRICS, applicable
 from ..keypoints.featurizers import FEATURIZERS
 from ..keypoints.references import REFERENCE_SOURCES
@@ -104,9 +104,14 @@ def summary_line(record: dict, path: Path | None = None) -> str:
     config = record["config"]
     fold = f"fold {config['fold']} | " if config.get("fold") is not None else ""
     rule = f"exclude {config['exclude']} | " if config.get("exclude") else ""
-    values = " | ".join(f"{METRICS.get(name).factory.label} {_number(m[name])}" for name in applicable(record))
+    chance = (record.get("split") or {}).get("chance_top1")
+    values = " | ".join(f"{METRICS.get(name).factory.label} {_number(m[name])}"
+                        + (f" (chance {_number(chance)})" if name == "top1" and chance is not None else "")
+                        for name in applicable(record))
     line = (f"{config['method']} | {config['dataset']} | {record['protocol']} | {rule}{fold}seed {record['seed']} | "
             f"{values} | {record['wall_time_s']:.1f} s")
+    small = [c for c in record.get("caveats") or [] if c.get("id") == SMALL_TEST]
+    line += "".join(f" | caveat: {c['text']}" for c in small)
     return line + (f" | {path}" if path else "")
 
 

@@ -25,7 +25,7 @@ from ..data.cards import Card, dataset_names
 from ..data.dataset import ReidData, capture_days, row_bboxes, row_perturbations
 from ..data.images import DecodeSettings, decode_images
 from ..data.loaders import data_problem, get_card, load_dataset, loader_of
-from ..data.splits import HeldOut, Split, make_split
+from ..data.splits import HeldOut, QuerySide, Split, make_split, query_side, small_test_message
 from ..keypoints.sets import KeypointSet
 from ..keypoints.sources import resolve_keypoints, source_problem
 from ..method import METHODS, Method
@@ -145,6 +145,7 @@ class Prepared:
     split: Split
     keypoints: KeypointSet | None
     days: np.ndarray | None = None  # each row's capture day (None: the dataset has no dates)
+    side: QuerySide | None = None  # how much the split's test side can tell (chance top-1)
 
 
 def no_dates_message(name: str) -> str:
@@ -166,7 +167,8 @@ def prepare(cfg: RunConfig, data_root: Path | None = None, progress: bool = True
     check_dates(cfg, data, days)
     split = make_split(data.df, cfg.protocol, cfg.split_seed, dataset=data.split_key,
                        held_out=HeldOut(folds=cfg.folds, fold=cfg.fold, validate=cfg.validate), days=days)
-    prepared = Prepared(cfg, method, data, split, None, days)
+    prepared = Prepared(cfg, method, data, split, None, days, query_side(data.df, split))
+    check_test_side(prepared)
     check_batch_size(prepared, len(split.train))  # before any keypoint work: a propagation can take hours
     source = method.keypoint_source(cfg.keypoints)
     if source is not None:
@@ -191,6 +193,29 @@ class Model:
     network: torch.nn.Module
     backbone: torch.nn.Module
     normalize: Normalizer
+
+
+def check_test_side(prepared: Prepared) -> None:
+    """Refuse a test side too small to mean anything (its top-1 would pass for a result) unless the
+    run allows it; the open protocol has its own minimum (``check_open_size``) and its metrics are
+    not top-1, so it is only recorded there."""
+    side, cfg = prepared.side, prepared.cfg
+    if side.small() and prepared.split.open is None and not cfg.allow_small_test:
+        raise DataError(small_test_message(prepared.data.df, side, cfg.split_seed, prepared.data.name))
+
+
+SMALL_TEST = "small-test-split"  # the caveat's id
+
+
+def small_test_caveat(side: QuerySide) -> dict:
+    return {"id": SMALL_TEST, "text": f"small test split ({side.describe()}), run with --allow-small-test: "
+                                      "its numbers say little"}
+
+
+def run_caveats(prepared: Prepared) -> list[str]:
+    """The method's caveats, and the small test side's when the run was allowed one."""
+    small = prepared.side is not None and prepared.side.small() and prepared.split.open is None
+    return list(prepared.method.caveats(prepared.cfg)) + ([small_test_caveat(prepared.side)] if small else [])
 
 
 def check_batch_size(prepared: Prepared, n_train: int) -> None:
@@ -330,13 +355,15 @@ def build_record(prepared: Prepared, model: Model, inputs: Inputs, outcome: Outc
             "train_identities": int(len(set(ids[inputs.train_rows]))),
             "test_identities": int(len(set(ids[inputs.test_rows]))),
             "skipped_images": [str(data.df["image_id"].iloc[i]) for i in inputs.skipped],
+            # expected top-1 (%) of a uniformly random ranking of each query's whole gallery
+            "chance_top1": _percent(prepared.side.chance_top1 if prepared.side else None),
         },
         "dataset": {"name": data.name, "fingerprint": data.fingerprint, "images": int(len(data.df)), **data.info},
         "backbone": backbone_provenance(cfg, model.backbone),
         "preprocessing": {"image_size": cfg.image_size, "resize": "PIL bilinear, straight to a square",
                           "mean": [round(float(v), 4) for v in model.normalize.mean.flatten()],
                           "std": [round(float(v), 4) for v in model.normalize.std.flatten()]},
-        "caveats": prepared.method.caveats(cfg),
+        "caveats": run_caveats(prepared),
         "keypoints": None if kps is None else {
             "categories": list(kps.categories),
             "flip_pairs": [list(x) for x in kps.flip_pairs],
@@ -353,6 +380,10 @@ def build_record(prepared: Prepared, model: Model, inputs: Inputs, outcome: Outc
         "git": dict(prov.git),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _percent(share: float | None) -> float | None:
+    return None if share is None else round(100 * share, 2)
 
 
 def score_rule(prepared: Prepared, inputs: Inputs, take, rows: dict, rule: str | None,
