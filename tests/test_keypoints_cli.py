@@ -68,9 +68,14 @@ def test_recipe_parsing():
     from harness.core.errors import DataError
     from harness.keypoints.recipes import parse_recipe
 
-    assert parse_recipe("gpt4@sd:timestep=100,k=3,model=x/y") == (
+    parsed = parse_recipe("gpt4@sd:timestep=100,k=3,model=x/y,mirror=1")
+    assert (parsed.source, parsed.featurizer, parsed.reference, parsed.options) == (
         "gpt4", "sd", {"num_keypoints": 3}, {"timestep": 100, "model": "x/y"})
-    assert parse_recipe("expert@sift") == ("expert", "sift", {}, {})
+    assert parsed.matching == {"mode": None, "pixels": None, "mirror": True}
+    plain = parse_recipe("expert@sift")
+    assert (plain.source, plain.featurizer, plain.reference, plain.options, plain.matches) == (
+        "expert", "sift", {}, {}, True)
+    assert not parse_recipe("expert@template").matches
     with pytest.raises(DataError, match="expected SOURCE@FEATURIZER"):
         parse_recipe("@sd")
     with pytest.raises(DataError, match="is not key=value"):

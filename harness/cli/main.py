@@ -13,7 +13,8 @@ from ..core import distributed
 from ..core.errors import DataError
 from ..data.cards import DATASETS
 from ..engine.records import check_writable, load_records, read_result, result_path, summary_table
-from ..engine.run import SMALL_TEST, execute, plan_and_check, plan_runs
+from ..engine.preflight import download_line, memory_line, preflight_problems
+from ..engine.run import SMALL_TEST, dry_check, execute, plan_and_check, plan_runs
 from ..evaluation.metrics import METRICS, applicable
 from ..keypoints.featurizers import FEATURIZERS
 from ..keypoints.references import REFERENCE_SOURCES
@@ -22,7 +23,6 @@ from ..keypoints.template import TEMPLATE
 from ..method import METHODS
 from ..model.backbones import ALIASES, describe
 from ..model.losses import LOSS_TERMS
-from ..tables.ablate import download_line, memory_line, preflight_problems
 from .common import data_root_option, dataset_options_option, parse_kv, quiet_option, results_dir_option, user_errors
 from .data import data_group
 from .keypoints import keypoints_group
@@ -139,6 +139,9 @@ def dry_run_plans(given: dict, data_root, results_dir, gpu_memory: float | None)
         click.echo(f"  {download_line(resolved.config)}")
     if problems:
         raise DataError(problems)
+    for resolved in plans:  # what the run would check before training: the first problem ends the dry run
+        dry_check(resolved.config, data_root, results_dir)
+    click.echo(f"dry run: {len(plans)} run(s) would start training; nothing found that would stop them")
 
 
 @main.command("run")

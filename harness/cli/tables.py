@@ -14,8 +14,8 @@ from ..engine.run import execute
 from ..tables import calibration
 from ..tables import leaderboard as lb
 from ..tables import tuning
-from ..tables.ablate import (LAUNCHERS, SweepEvents, download_line, executor, memory_line, plan, run_one,
-                             sweep_local)
+from ..engine.preflight import download_line, memory_line
+from ..tables.ablate import LAUNCHERS, SweepEvents, executor, plan, run_one, sweep_local
 from ..tables.cells import command_line
 from ..tables.declarations import table_ids
 from ..tables.settings import SETTINGS

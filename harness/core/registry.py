@@ -12,6 +12,7 @@ group per kind for installed packages: ``harness.methods``, ``harness.keypoint_s
 """
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 import sys
@@ -31,6 +32,12 @@ class Entry(Generic[T]):
     name: str
     factory: Callable[..., T]
     description: str
+
+
+def did_you_mean(name: str, valid) -> str:
+    """'; did you mean 'x'?' for the closest valid names (difflib), or '' when none is close."""
+    close = difflib.get_close_matches(str(name).lower(), [str(v) for v in valid], n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 class Registry(Generic[T]):
@@ -68,6 +75,7 @@ class Registry(Generic[T]):
         if key not in self._entries:
             raise RegistryError(
                 f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self.names()) or '(none)'}"
+                f"{did_you_mean(key, self.names())}"
             )
         return self._entries[key]
 

@@ -228,7 +228,9 @@ def _outer_split(df: pd.DataFrame, protocol: str, seed: int, test_fraction: floa
     known = df[df["identity"].astype(str) != "unknown"]
     n_ids = known["identity"].nunique()
     if n_ids < 2:
-        raise DataError(f"a split needs at least 2 identities, the dataset has {n_ids}")
+        raise DataError(f"a split needs at least 2 identities (one to train on, one to test), the dataset has {n_ids}: "
+                        f"add images of other individuals (at least {identities_needed(test_fraction)} identities for a "
+                        "test split that means something)")
     from wildlife_datasets import splits as wd_splits  # imports Hugging Face datasets: slow, so here
     if protocol == "disjoint":
         n_test = int(min(max(1, round(test_fraction * n_ids)), n_ids - 1))
@@ -264,6 +266,11 @@ def _checked(df: pd.DataFrame, protocol: str, train: np.ndarray, test: np.ndarra
 # at a chance of one half a coin would score as well as a model scoring "50".
 MIN_TEST_IDENTITIES = 2
 MAX_CHANCE_TOP1 = 0.5
+
+
+def identities_needed(test_fraction: float) -> int:
+    """The fewest identities whose held-out share rounds to ``MIN_TEST_IDENTITIES``."""
+    return next(n for n in range(2, 10_000) if round(test_fraction * n) >= MIN_TEST_IDENTITIES)
 
 
 @dataclass(frozen=True)
@@ -343,7 +350,7 @@ def what_would_work(df: pd.DataFrame, seed: int) -> list[str]:
     if side is not None and not side.small():
         out.append(f"--protocol closed (test images of every identity against the training images; chance top-1 "
                    f"{100 * side.chance_top1:.0f}%)")
-    need = next(n for n in range(2, 1000) if round(HeldOut.test_fraction * n) >= MIN_TEST_IDENTITIES)
+    need = identities_needed(HeldOut.test_fraction)
     if n_ids < need:
         out.append(f"at least {need} identities (the 80/20 split holds out {round(100 * HeldOut.test_fraction)}%)")
     return out

@@ -26,13 +26,14 @@ from ..data.dataset import ReidData, capture_days, row_bboxes, row_perturbations
 from ..data.images import DecodeSettings, decode_images
 from ..data.loaders import data_problem, get_card, load_dataset, loader_of
 from ..data.splits import HeldOut, QuerySide, Split, make_split, query_side, small_test_message
-from ..keypoints.sets import KeypointSet
-from ..keypoints.sources import resolve_keypoints, source_problem
+from ..keypoints.sets import KeypointSet, Target
+from ..keypoints.sources import keypoints_problem, resolve_keypoints, source_problem
 from ..method import METHODS, Method
 from ..model.backbones import create_backbone
 from ..model.losses import build_losses
 from ..model.tokens import flip_permutation
 from . import records
+from .preflight import preflight_problems
 from .scoring import (Scored, gallery_rules, needed_rows, reliance_metrics, removed_points, same_day_matters, score,
                       shuffle_point_sets, table_lookup)
 from .train import Checkpoint, Normalizer, Runtime, TrainData, TrainSettings, embed, train
@@ -160,6 +161,15 @@ def check_dates(cfg: RunConfig, data: ReidData, days: np.ndarray | None) -> None
 
 
 def prepare(cfg: RunConfig, data_root: Path | None = None, progress: bool = True) -> Prepared:
+    prepared = prepare_split(cfg, data_root)
+    source = prepared.method.keypoint_source(cfg.keypoints)
+    if source is not None:
+        prepared.keypoints = resolve_keypoints(source, prepared.data, cfg, progress=progress, card=get_card(cfg.dataset))
+    return prepared
+
+
+def prepare_split(cfg: RunConfig, data_root: Path | None = None) -> Prepared:
+    """The data and the split, checked (capture dates, the test side, the batch size), without keypoints."""
     method = METHODS.create(cfg.method)
     card = get_card(cfg.dataset)
     data = load_dataset(card, dict(cfg.dataset_options), data_root)
@@ -170,10 +180,22 @@ def prepare(cfg: RunConfig, data_root: Path | None = None, progress: bool = True
     prepared = Prepared(cfg, method, data, split, None, days, query_side(data.df, split))
     check_test_side(prepared)
     check_batch_size(prepared, len(split.train))  # before any keypoint work: a propagation can take hours
-    source = method.keypoint_source(cfg.keypoints)
-    if source is not None:
-        prepared.keypoints = resolve_keypoints(source, data, cfg, progress=progress, card=card)
     return prepared
+
+
+def dry_check(cfg: RunConfig, data_root: Path | None, results_dir: Path) -> None:
+    """Everything a run checks before it trains, in seconds, raising the first problem: weights and
+    disk (``preflight_problems``), the data, the split's test side and the batch size against the
+    training set (``prepare_split``), and whether the keypoints can be had for this data."""
+    first = next(iter(preflight_problems(cfg, results_dir)), None)
+    if first:
+        raise DataError(first)
+    prepared = prepare_split(cfg, data_root)
+    source = prepared.method.keypoint_source(cfg.keypoints)
+    if source is not None:
+        problem = keypoints_problem(source, Target(prepared.data, get_card(cfg.dataset), cfg, progress=False))
+        if problem:
+            raise DataError(f"dataset {cfg.dataset}: {problem}" if cfg.dataset not in problem else problem)
 
 
 @dataclass
@@ -220,7 +242,8 @@ def run_caveats(prepared: Prepared) -> list[str]:
 
 def check_batch_size(prepared: Prepared, n_train: int) -> None:
     if prepared.method.trains and n_train < prepared.cfg.batch_size:
-        raise ValueError(f"--batch-size {prepared.cfg.batch_size} is larger than the training set ({n_train} images)")
+        raise ValueError(f"--batch-size {prepared.cfg.batch_size} is larger than the training set ({n_train} images): "
+                         f"pass --batch-size {n_train} or less")
 
 
 def make_backbone(cfg: RunConfig, method: Method):
