@@ -56,16 +56,17 @@ def _option_for(f) -> typing.Callable:
         kind = next(a for a in args if a is not type(None))
     if f.name == "dataset_options":
         return dataset_options_option
-    default = f"[default: {f.default}, unless the dataset card or method sets one]"
+    # click's own default stays None, so a value not given can come from the card or the method
+    text = _help(f) + ("" if f.default is None else f" [default: {f.default}]")
     if f.name == "protocol":
-        return click.option(flag, type=click.Choice(PROTOCOLS), default=None, help=f"{_help(f)} {default}")
+        return click.option(flag, type=click.Choice(PROTOCOLS), default=None, help=text)
     if f.name == "exclude":
         return click.option(flag, type=click.Choice(EXCLUDES), default=None, help=_help(f))
     if f.name == "accumulate":
-        return click.option(flag, type=ACCUMULATE, default=None, help=f"{_help(f)} {default}")
+        return click.option(flag, type=ACCUMULATE, default=None, help=text)
     if kind is bool:
-        return click.option(f"{flag}/--no-{flag[2:]}", default=None, help=f"{_help(f)} {default}")
-    return click.option(flag, type=kind, default=None, help=f"{_help(f)} {default}")
+        return click.option(f"{flag}/--no-{flag[2:]}", default=None, help=text)
+    return click.option(flag, type=kind, default=None, help=text)
 
 
 def config_options(fn):
@@ -73,6 +74,36 @@ def config_options(fn):
     for f in reversed(fields(RunConfig)):
         fn = _option_for(f)(fn)
     return fn
+
+
+# `harness run --help` in sections; an option named in none is listed under "Other options"
+HELP_SECTIONS = {
+    "Data": ("dataset", "dataset_options", "data_root", "bad_images"),
+    "Model": ("method", "backbone", "pretrained", "weights", "image_size"),
+    "Training": ("seed", "epochs", "batch_size", "accumulate", "optimizer", "lr", "lr_min", "momentum",
+                 "weight_decay", "warmup_epochs", "ce_weight", "arcface_margin", "arcface_scale", "losses", "hflip",
+                 "augment", "randaugment_ops", "randaugment_magnitude"),
+    "Keypoints": ("keypoints", "num_keypoints"),
+    "Evaluation": ("protocol", "split_seed", "folds", "fold", "validate", "exclude", "allow_small_test"),
+    "Runtime": ("device", "compile", "results_dir", "force", "dry_run", "gpu_memory", "quiet"),
+}
+
+
+class SectionedHelp(click.Command):
+    """A command whose --help lists its options in ``HELP_SECTIONS``' sections."""
+
+    def format_options(self, ctx, formatter) -> None:
+        section_of = {name: title for title, names in HELP_SECTIONS.items() for name in names}
+        rows: dict[str, list] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record:
+                title = "Runtime" if "--help" in getattr(param, "opts", ()) else section_of.get(param.name, "Other")
+                rows.setdefault(title, []).append(record)
+        for title in [*HELP_SECTIONS, "Other"]:
+            if rows.get(title):
+                with formatter.section(f"{title} options"):
+                    formatter.write_dl(rows[title])
 
 
 def describe_config(resolved: Resolved) -> list[str]:
@@ -134,7 +165,7 @@ def dry_run_plans(given: dict, data_root, results_dir, gpu_memory: float | None)
     click.echo(f"dry run: {len(plans)} run(s) would start training; nothing found that would stop them")
 
 
-@click.command("run")
+@click.command("run", cls=SectionedHelp)
 @config_options
 @results_dir_option
 @data_root_option
@@ -150,7 +181,8 @@ def run_cmd(results_dir, data_root, force, dry_run, gpu_memory, quiet, **given):
 
     Every value not given here comes from the dataset card's `defaults` (datasets/<name>.json,
     e.g. the paper's settings for the real datasets), then the method's, then the defaults shown;
-    each run prints its resolved configuration with the origin of every value."""
+    each run prints its resolved configuration with the origin of every value. Check a run first
+    with --dry-run: it stops at the first problem the run would meet before training."""
     given["dataset_options"] = parse_kv(given.get("dataset_options") or ())
     if dry_run:
         dry_run_plans(given, data_root, results_dir, gpu_memory)
