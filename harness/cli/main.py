@@ -49,8 +49,8 @@ class LazyGroup(click.Group):
     def resolve_command(self, ctx, args):
         name = args[0] if args else ""
         if name and name not in COMMANDS and not name.startswith("-"):
-            raise click.UsageError(f"no such command {name!r}{did_you_mean(name, COMMANDS)}; "
-                                   f"valid: {', '.join(COMMANDS)}", ctx)
+            raise click.UsageError(f"no such command {name!r}; valid: {', '.join(COMMANDS)}"
+                                   f"{did_you_mean(name, COMMANDS)}", ctx)
         return super().resolve_command(ctx, args)
 
 

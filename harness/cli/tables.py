@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from ..core.errors import RegistryError
 from ..evaluation import metrics, statistics
 from ..engine.records import check_writable, load_records
 from ..tables.collect import records_of
@@ -60,6 +61,22 @@ ABLATE_HELP = f"""Run the cells of TABLE ({', '.join(table_ids())} or all) that 
     A finished run is never recomputed, so an interrupted sweep resumes. Runs go in declaration
     order, one progress bar over them; results land in --results-dir exactly as `harness run`
     writes them."""
+
+
+class _Metric(click.ParamType):
+    """A registered metric's name in any case, given back as the records spell it (``mAP``); an
+    unknown one is refused with the registry's did-you-mean."""
+
+    name = "METRIC"
+
+    def convert(self, value, param, ctx):
+        try:
+            return metrics.METRICS.get(value).factory.name
+        except RegistryError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+METRIC = _Metric()
 
 
 @click.command("ablate", help=ABLATE_HELP)
@@ -146,8 +163,8 @@ def leaderboard_cmd(results_dir, output, check):
 @click.command("compare")
 @click.argument("first")
 @click.argument("second")
-@click.option("--metric", type=click.Choice(metrics.ORDER), default="top1", show_default=True,
-              help="a registered metric (`harness list`)")
+@click.option("--metric", type=METRIC, default="top1", show_default=True,
+              help="a registered metric (`harness list`; any case: map is mAP)")
 @results_dir_option
 @user_errors
 def compare_cmd(first, second, metric, results_dir):
@@ -168,8 +185,8 @@ def compare_cmd(first, second, metric, results_dir):
 
 
 @click.command("calibrate")
-@click.option("--metric", type=click.Choice(metrics.ORDER), default="top1", show_default=True,
-              help="a registered metric (`harness list`)")
+@click.option("--metric", type=METRIC, default="top1", show_default=True,
+              help="a registered metric (`harness list`; any case: map is mAP)")
 @results_dir_option
 @user_errors
 def calibrate_cmd(metric, results_dir):

@@ -36,8 +36,9 @@ class Entry(Generic[T]):
 
 def did_you_mean(name: str, valid) -> str:
     """'; did you mean 'x'?' for the closest valid names (difflib), or '' when none is close."""
-    close = difflib.get_close_matches(str(name).lower(), [str(v) for v in valid], n=2, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    spelt = {str(v).lower(): str(v) for v in valid}  # compared in lower case, named as spelt
+    close = difflib.get_close_matches(str(name).lower(), list(spelt), n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(spelt[c]) for c in close)}?" if close else ""
 
 
 class Registry(Generic[T]):
@@ -58,7 +59,8 @@ class Registry(Generic[T]):
                     f"{_origin(self._entries[key].factory)}"
                 )
             doc = description or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
-            self._entries[key] = Entry(name=key, factory=fn, description=doc)
+            # looked up in any case, listed as registered (the metric mAP, as records spell it)
+            self._entries[key] = Entry(name=name, factory=fn, description=doc)
             return fn
 
         return add(factory) if factory is not None else add
@@ -84,7 +86,7 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         self._ensure_loaded()
-        return sorted(self._entries)
+        return [self._entries[key].name for key in sorted(self._entries)]
 
     def __contains__(self, name: str) -> bool:
         self._ensure_loaded()
@@ -92,7 +94,7 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[Entry[T]]:
         self._ensure_loaded()
-        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+        return iter(self._entries[key] for key in sorted(self._entries))
 
     def unregister(self, name: str) -> None:
         self._entries.pop(name.lower(), None)

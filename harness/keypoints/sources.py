@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..core.errors import DataError, RegistryError
-from ..core.registry import Registry, plugin_loader
+from ..core.registry import Registry, did_you_mean, plugin_loader
 from ..data.cards import Card
 from ..data.dataset import ReidData, image_sizes
 from ..model.backbones import skeleton
@@ -138,7 +138,7 @@ def keypoints_problem(name: str, target: Target) -> str | None:
         why = recipe_problem(parsed.recipe) or reference_problem(parsed.recipe, replace(target, data=data))
         return f"{why}; or {annotate_route(data.name)}" if why else None
     if stored_path(parsed.base, data) is None:
-        return f"no keypoint set {parsed.base!r} is stored for dataset {data.name}: {annotate_route(data.name)}"
+        return f"{unknown_source(parsed.base, data)}; to make one, {annotate_route(data.name)}"
     return None
 
 
@@ -231,13 +231,17 @@ def resolve_origin(name: str, target: Target) -> Resolved:
         return kept_with(full, set_name, num)
     path = stored_path(name, data)
     if path is None:
-        stored = stored_names(data)
-        raise RegistryError(
-            f"unknown keypoint source {name!r}: neither a registered source ({', '.join(KEYPOINT_SOURCES.names())}) "
+        raise RegistryError(unknown_source(name, data))
+    return kept_with(load_keypoint_set(path, data, target.sizes)[0], name, num)
+
+
+def unknown_source(name: str, data: ReidData) -> str:
+    """A name that is neither a registered source, a recipe, nor a set stored for ``data``."""
+    stored = stored_names(data)
+    return (f"unknown keypoint source {name!r}: neither a registered source ({', '.join(KEYPOINT_SOURCES.names())}) "
             f"nor a stored keypoint set of dataset {data.name} "
             f"({', '.join(stored) if stored else 'none stored yet: see `harness keypoints propagate`'})"
-        )
-    return kept_with(load_keypoint_set(path, data, target.sizes)[0], name, num)
+            f"{did_you_mean(name, [*KEYPOINT_SOURCES.names(), *stored])}")
 
 
 def kept_with(full: KeypointSet, set_name: str, num: int | None) -> Resolved:
