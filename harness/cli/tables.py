@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import click
-from tqdm import tqdm
+from ..core.progress import progress_bar
 
 from ..core.errors import RegistryError
 from ..evaluation import metrics, statistics
@@ -117,7 +117,7 @@ def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, setting, launcher,
         return
     check_writable(results_dir)
     if launcher == "local":
-        bar = tqdm(total=len(todo), desc=f"ablate {table}", unit="run", file=sys.stderr, dynamic_ncols=True)
+        bar = progress_bar(total=len(todo), desc=f"ablate {table}", unit="run", file=sys.stderr, dynamic_ncols=True)
 
         events = SweepEvents(
             started=lambda job: bar.set_postfix_str(f"{job.cell.table}: {job.cell.row} | {job.cell.col} | "
@@ -135,7 +135,7 @@ def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, setting, launcher,
     for j, job in submitted:
         click.echo(f"submitted {job.job_id}: {_label(j)} seed {j.cfg.seed}", err=True)
     if launcher == "submitit-local":  # wait, so the command ends when the results are there
-        for j, job in tqdm(submitted, desc=f"ablate {table}", unit="run", file=sys.stderr):
+        for j, job in progress_bar(submitted, desc=f"ablate {table}", unit="run", file=sys.stderr):
             try:
                 job.result()
             except Exception as exc:  # noqa: BLE001 - a failed job is reported, the others still finish
@@ -223,7 +223,7 @@ def tune_cmd(results_dir, data_root):
         chosen, _ = tuning.best_training(folder)
         todo = [t for t, value in tuning.scores(folder, chosen or None)
                 if value is None and t.label.startswith("keypoints ") == (phase == "keypoints")]
-        for trial in tqdm(todo, desc=f"tuning: {phase}", unit="run", file=sys.stderr):
+        for trial in progress_bar(todo, desc=f"tuning: {phase}", unit="run", file=sys.stderr):
             execute(trial.config(), folder, data_root=data_root, progress=False)
     chosen, table = tuning.best_training(folder)
     click.echo("validation top-1 (%), fold 0's inner split; candidate: " + " | ".join(tuning.TUNING_METHODS) + " | mean")
