@@ -20,7 +20,7 @@ from ..tables.ablate import LAUNCHERS, SweepEvents, executor, plan, run_one, swe
 from ..tables.cells import command_line
 from ..tables.declarations import table_ids
 from ..tables.settings import SETTINGS
-from .common import HarnessCLIError, data_root_option, results_dir_option, user_errors
+from .common import HarnessCLIError, data_root_option, new_file, results_dir_option, user_errors
 
 
 def _label(job) -> str:
@@ -144,7 +144,8 @@ def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, setting, launcher,
 
 @click.command("leaderboard")
 @results_dir_option
-@click.option("--output", type=click.Path(path_type=Path), default=Path("leaderboard.md"), show_default=True,
+@click.option("--output", type=click.Path(path_type=Path, dir_okay=False), default=Path("leaderboard.md"),
+              show_default=True, callback=new_file,
               help="the file to write (plots go next to it)")
 @click.option("--check", is_flag=True, help="write nothing; exit 1 when the file is stale (for CI)")
 @user_errors

@@ -69,7 +69,11 @@ class Registry(Generic[T]):
         if not self._loaded:
             self._loaded = True
             if self._loader is not None:
-                self._loader()
+                try:
+                    self._loader()
+                except RegistryError:  # e.g. a HARNESS_PLUGIN_PATH entry that is no folder: said again next time
+                    self._loaded = False
+                    raise
 
     def get(self, name: str) -> Entry[T]:
         self._ensure_loaded()
@@ -111,7 +115,12 @@ def plugin_dirs() -> list[Path]:
     dirs = [builtin_methods_dir()]
     for part in os.environ.get("HARNESS_PLUGIN_PATH", "").split(os.pathsep):
         if part.strip():
-            dirs.append(Path(part).expanduser())
+            folder = Path(part.strip()).expanduser()
+            if not folder.is_dir():  # a mistyped folder would silently leave its plugins unregistered
+                why = "is a file, not a folder" if folder.exists() else "no such folder"
+                raise RegistryError(f"HARNESS_PLUGIN_PATH entry {part.strip()}: {why}; list folders of plugin files "
+                                    f"(*.py), separated by {os.pathsep!r}")
+            dirs.append(folder)
     return dirs
 
 
