@@ -99,7 +99,8 @@ def test_losses_are_spelled_one_way_and_a_default_spelling_keeps_the_hash():
 
 
 def test_an_unknown_or_malformed_term_is_a_one_line_error(cli):
-    with pytest.raises(RegistryError, match=r"^unknown loss term 'tripplet'; valid loss terms: arcface, ce, triplet$"):
+    with pytest.raises(RegistryError, match=r"^unknown loss term 'tripplet'; valid loss terms: arcface, ce, triplet; "
+                       r"did you mean 'triplet'\?$"):
         Method(losses=("arcface", "tripplet"))
     with pytest.raises(ValueError, match="is not a number"):
         canonical_losses("arcface,ce=lots", RunConfig())

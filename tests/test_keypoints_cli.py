@@ -87,7 +87,7 @@ def test_run_with_a_recipe_annotates_and_propagates_once(cli, tmp_path, monkeypa
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     args = ["--backbone", "nano", "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--quiet",
-            "--dataset-option", "identities=6", "--dataset-option", "images_per_identity=4",
+            "--allow-small-test", "--dataset-option", "identities=6", "--dataset-option", "images_per_identity=4",
             "--dataset-option", "image_size=32", "--keypoints", "ground-truth@sift:size=32,step=4"]
     res = cli("run", "--method", "ckpe", "--results-dir", tmp_path / "r", *args)
     assert res.exit_code == 0, res.output
@@ -108,7 +108,7 @@ def test_run_with_a_recipe_annotates_and_propagates_once(cli, tmp_path, monkeypa
 def test_recipe_matching_keys_mirror_and_mode(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     args = ["--backbone", "nano", "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--quiet",
-            "--dataset-option", "identities=6", "--dataset-option", "images_per_identity=4",
+            "--allow-small-test", "--dataset-option", "identities=6", "--dataset-option", "images_per_identity=4",
             "--dataset-option", "image_size=32", "--keypoints"]
     res = cli("run", "--method", "ckpe", "--results-dir", tmp_path / "r", *args,
               "ground-truth@sift:size=32,step=4,mirror=1,mode=exact")
