@@ -164,7 +164,8 @@ def prepare(cfg: RunConfig, data_root: Path | None = None, progress: bool = True
     prepared = prepare_split(cfg, data_root)
     source = prepared.method.keypoint_source(cfg.keypoints)
     if source is not None:
-        prepared.keypoints = resolve_keypoints(source, prepared.data, cfg, progress=progress, card=get_card(cfg.dataset))
+        card = get_card(cfg.dataset)
+        prepared.keypoints = resolve_keypoints(source, prepared.data, cfg, progress=progress, card=card)
     return prepared
 
 
@@ -194,8 +195,8 @@ def dry_check(cfg: RunConfig, data_root: Path | None, results_dir: Path) -> None
     source = prepared.method.keypoint_source(cfg.keypoints)
     if source is not None:
         problem = keypoints_problem(source, Target(prepared.data, get_card(cfg.dataset), cfg, progress=False))
-        if problem:
-            raise DataError(f"dataset {cfg.dataset}: {problem}" if cfg.dataset not in problem else problem)
+        if problem:  # most name the dataset already; those that do not get it in front
+            raise DataError(problem if cfg.dataset in problem else f"dataset {cfg.dataset}: {problem}")
 
 
 @dataclass
@@ -234,7 +235,7 @@ def small_test_caveat(side: QuerySide) -> dict:
                                       "its numbers say little"}
 
 
-def run_caveats(prepared: Prepared) -> list[str]:
+def run_caveats(prepared: Prepared) -> list[dict]:
     """The method's caveats, and the small test side's when the run was allowed one."""
     small = prepared.side is not None and prepared.side.small() and prepared.split.open is None
     return list(prepared.method.caveats(prepared.cfg)) + ([small_test_caveat(prepared.side)] if small else [])
@@ -378,7 +379,7 @@ def build_record(prepared: Prepared, model: Model, inputs: Inputs, outcome: Outc
             "train_identities": int(len(set(ids[inputs.train_rows]))),
             "test_identities": int(len(set(ids[inputs.test_rows]))),
             "skipped_images": [str(data.df["image_id"].iloc[i]) for i in inputs.skipped],
-            # expected top-1 (%) of a uniformly random ranking of each query's whole gallery
+            # expected top-1 (%) of a uniformly random ranking of each query's whole gallery (``QuerySide``)
             "chance_top1": _percent(prepared.side.chance_top1 if prepared.side else None),
         },
         "dataset": {"name": data.name, "fingerprint": data.fingerprint, "images": int(len(data.df)), **data.info},

@@ -175,7 +175,7 @@ def noisy(kps: KeypointSet, target: Target, sigma: float, patch: int) -> Keypoin
 
 def oracle_keypoints(parsed: KeypointName, target: Target) -> KeypointSet:
     """``oracle:SOURCE``: SOURCE on the unperturbed images, moved by each image's exact transform."""
-    name, inner, data = parsed.inner, parsed.inner[len(ORACLE_PREFIX):], target.data
+    name, inner, data = parsed.inner, parsed.base, target.data
     if data.perturbation is None:
         raise DataError(f"keypoint source {name!r} needs a perturbed dataset (--dataset-option perturb=<severity>): "
                         "it moves the aligned images' points by each image's transform")
