@@ -17,7 +17,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 
 CASES = {  # name -> (folder, arguments, what the one-line error says)
-    "small test split": ("four", ["--method", "vit", "--epochs", "1", "--batch-size", "8"], "too small to mean anything"),
+    "small test split": ("four", ["--method", "vit", "--epochs", "1", "--batch-size", "8"],
+                         "too small to mean anything"),
     "batch size": ("four", ["--method", "vit", "--epochs", "1", "--allow-small-test"], "larger than the training set"),
     "no keypoints": ("four", ["--method", "ckpe", "--batch-size", "8", "--allow-small-test"], "keypoints annotate"),
     "one identity": ("one", ["--method", "vit"], "at least 2 identities"),

@@ -70,14 +70,16 @@ def test_the_refusal_names_what_would_work():
 
 
 def test_a_one_identity_test_split_is_refused_and_the_override_runs_it_with_a_caveat(cli, four, tmp_path):
-    refused = cli("run", "--method", "vit", "--dataset", four, *FAST, "--batch-size", "8", "--results-dir", tmp_path / "r")
+    refused = cli("run", "--method", "vit", "--dataset", four, *FAST, "--batch-size", "8",
+                  "--results-dir", tmp_path / "r")
     assert refused.exit_code != 0 and "too small to mean anything" in refused.output
     assert "--folds 2" in refused.output and not list((tmp_path / "r").glob("*.json"))
     ran = cli("run", "--method", "vit", "--dataset", four, *FAST, "--batch-size", "8", "--allow-small-test",
               "--results-dir", tmp_path / "r")
     assert ran.exit_code == 0, ran.output
     summary = ran.output.strip().splitlines()[-1]
-    assert "top-1 " in summary and "(chance 100.0)" in summary and "| caveat: small test split (1 test identity" in summary
+    assert "top-1 " in summary and "(chance 100.0)" in summary
+    assert "| caveat: small test split (1 test identity" in summary
     record = json.loads(next((tmp_path / "r").glob("*.json")).read_text())
     assert record["split"]["chance_top1"] == 100.0 and record["split"]["test_identities"] == 1
     assert [c["id"] for c in record["caveats"]] == ["small-test-split"]
@@ -89,7 +91,8 @@ def test_the_summary_line_shows_chance_beside_top1():
 
     record = {"metrics": {"top1": 50.0, "top5": 75.0, "mAP": 60.0}, "config": {"method": "vit", "dataset": "d"},
               "protocol": "disjoint", "seed": 0, "wall_time_s": 1.0, "split": {"chance_top1": 45.45}, "caveats": []}
-    assert summary_line(record) == "vit | d | disjoint | seed 0 | top-1 50.0 (chance 45.5) | top-5 75.0 | mAP 60.0 | 1.0 s"
+    assert summary_line(record) == ("vit | d | disjoint | seed 0 | top-1 50.0 (chance 45.5) | top-5 75.0 | mAP 60.0 | "
+                                    "1.0 s")
 
 
 # --- 2. the dry run ----------------------------------------------------------------------------------

@@ -228,9 +228,10 @@ def _outer_split(df: pd.DataFrame, protocol: str, seed: int, test_fraction: floa
     known = df[df["identity"].astype(str) != "unknown"]
     n_ids = known["identity"].nunique()
     if n_ids < 2:
+        need = identities_needed(test_fraction)
         raise DataError(f"a split needs at least 2 identities (one to train on, one to test), the dataset has {n_ids}: "
-                        f"add images of other individuals (at least {identities_needed(test_fraction)} identities for a "
-                        "test split that means something)")
+                        f"add images of other individuals (at least {need} identities for a test split that means "
+                        "something)")
     from wildlife_datasets import splits as wd_splits  # imports Hugging Face datasets: slow, so here
     if protocol == "disjoint":
         n_test = int(min(max(1, round(test_fraction * n_ids)), n_ids - 1))
