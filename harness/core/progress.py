@@ -3,6 +3,7 @@ instead of carriage-return frames that a file keeps as one long line of redraws.
 from __future__ import annotations
 
 import sys
+import time
 
 from tqdm import tqdm
 
@@ -23,7 +24,9 @@ class LogLines(tqdm):
 
     def refresh(self, nolock=False, lock_args=None):
         """Rate-limited here too: set_postfix and tqdm.write refresh on every call."""
-        now = self._time()
+        if self.disable:
+            return None
+        now = time.monotonic()
         if self.n == self.total or now - getattr(self, "_line_t", float("-inf")) >= self.mininterval:
             self._line_t = now
             return super().refresh(nolock, lock_args)
