@@ -36,7 +36,7 @@ def test_experiment_hashes_of_fixed_configs_are_unchanged():
 
 
 def test_field_groups_are_derived_from_the_declarations():
-    assert set(RUN_FIELDS) == {"seed", "device", "fold", "accumulate", "compile"}
+    assert set(RUN_FIELDS) == {"seed", "device", "fold", "accumulate", "compile", "allow_small_test"}
     assert TRAINING_FIELDS == ("epochs", "batch_size", "accumulate", "optimizer", "lr", "lr_min", "momentum",
                                "weight_decay", "warmup_epochs", "ce_weight", "arcface_margin", "arcface_scale",
                                "hflip", "augment", "randaugment_ops", "randaugment_magnitude", "compile", "losses")
