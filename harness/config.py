@@ -116,6 +116,9 @@ class RunConfig:
                                   training=True, since="zero")
     kpe_lr_scale: float | None = option(30.0, "the keypoint embedding's learning rate as a multiple of --lr (1: every "
                                         "run before this option)", training=True, setting=True, since=1.0)
+    allow_small_test: bool = option(False, "run even when the test split is too small to mean anything (too few "
+                                    "test identities, or a random ranking's top-1 at least 50%); the record and "
+                                    "its summary line carry a caveat", run_only=True)
 
     def __post_init__(self):
         checks = (

@@ -38,7 +38,7 @@ def test_experiment_hashes_of_fixed_configs_are_unchanged():
 
 
 def test_field_groups_are_derived_from_the_declarations():
-    assert set(RUN_FIELDS) == {"seed", "device", "fold", "accumulate", "compile"}
+    assert set(RUN_FIELDS) == {"seed", "device", "fold", "accumulate", "compile", "allow_small_test"}
     assert TRAINING_FIELDS == ("epochs", "batch_size", "accumulate", "optimizer", "lr", "lr_min", "momentum",
                                "weight_decay", "warmup_epochs", "ce_weight", "arcface_margin", "arcface_scale",
                                "hflip", "augment", "randaugment_ops", "randaugment_magnitude", "compile", "losses",
@@ -102,7 +102,8 @@ def test_losses_are_spelled_one_way_and_a_default_spelling_keeps_the_hash():
 
 
 def test_an_unknown_or_malformed_term_is_a_one_line_error(cli):
-    with pytest.raises(RegistryError, match=r"^unknown loss term 'tripplet'; valid loss terms: arcface, ce, triplet$"):
+    with pytest.raises(RegistryError, match=r"^unknown loss term 'tripplet'; valid loss terms: arcface, ce, triplet; "
+                       r"did you mean 'triplet'\?$"):
         Method(losses=("arcface", "tripplet"))
     with pytest.raises(ValueError, match="is not a number"):
         canonical_losses("arcface,ce=lots", RunConfig())

@@ -110,12 +110,12 @@ def test_torchrun_run_with_a_keypoint_recipe_shares_the_propagation(tmp_path, mo
     from harness.config import RunConfig
     from harness.keypoints.store import load_keypoint_set
     from harness.data.loaders import get_card
-    from harness.keypoints.recipes import from_recipe
+    from harness.keypoints.recipes import from_recipe, parse_recipe
     from harness.keypoints.sets import Target
 
     recipe = "ground-truth@spin:size=32,step=2,image=5"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HARNESS_CACHE": str(tmp_path / "two")}
-    args = ["run", "--method", "ckpe", *DS, "--backbone", "nano", "--image-size", "32", "--epochs", "1",
+    args = ["run", "--method", "ckpe", *DS, "--allow-small-test", "--backbone", "nano", "--image-size", "32", "--epochs", "1",
             "--batch-size", "8", "--keypoints", recipe, "--results-dir", str(tmp_path / "results")]
     multi = subprocess.run([find_torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "harness", *args],
                            capture_output=True, text=True, env=env, timeout=120)
@@ -127,7 +127,7 @@ def test_torchrun_run_with_a_keypoint_recipe_shares_the_propagation(tmp_path, mo
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "one"))
     data = synthetic_data()
-    single, name = from_recipe(recipe, Target(data, get_card("synthetic"), RunConfig(dataset="synthetic"), False))
+    single, name = from_recipe(parse_recipe(recipe), Target(data, get_card("synthetic"), RunConfig(dataset="synthetic"), False))
     assert sets[1].name == f"{name}.json"
     assert_same_points(load_keypoint_set(sets[1], data)[0].points, single.points)
     record = json.loads(next((tmp_path / "results").glob("*.json")).read_text())

@@ -8,7 +8,7 @@ import pytest
 
 from harness.config import RunConfig
 from harness.model.backbones import skeleton, training_memory_gb, weights_download_gb
-from harness.tables.ablate import download_line, memory_line
+from harness.engine.preflight import download_line, memory_line
 
 
 def paper(backbone, **kw):
@@ -58,7 +58,7 @@ def test_preflight_finds_missing_weights_offline_hub_gaps_and_full_disks(tmp_pat
     from collections import namedtuple
 
     from harness.model.backbones import weights_problem
-    from harness.tables import ablate
+    from harness.engine import preflight
 
     assert weights_problem("nano", True, None) is None  # a test bed loads nothing
     assert "no such file" in weights_problem("large", False, str(tmp_path / "missing.safetensors"))
@@ -72,11 +72,11 @@ def test_preflight_finds_missing_weights_offline_hub_gaps_and_full_disks(tmp_pat
     snapshot.mkdir(parents=True)
     assert weights_problem("large", True, None) is None
     cfg = paper("large")
-    assert 2.3 < ablate.checkpoint_gb(cfg) < 2.5  # 303M parameters x (4 + 4 SGD momentum) bytes: the 2.4 GB
+    assert 2.3 < preflight.checkpoint_gb(cfg) < 2.5  # 303M parameters x (4 + 4 SGD momentum) bytes: the 2.4 GB
     Usage = namedtuple("Usage", "total used free")
-    monkeypatch.setattr(ablate.shutil, "disk_usage", lambda path: Usage(100e9, 99e9, 1e9))
-    problems = ablate.preflight_problems(cfg, tmp_path / "results")
+    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: Usage(100e9, 99e9, 1e9))
+    problems = preflight.preflight_problems(cfg, tmp_path / "results")
     assert any("its checkpoint need ~2.4 GB" in p and "1.0 GB free" in p for p in problems)
     assert any("its downloads need ~6.4 GB" in p for p in problems)
-    monkeypatch.setattr(ablate.shutil, "disk_usage", lambda path: Usage(100e9, 0, 100e9))
-    assert ablate.preflight_problems(cfg, tmp_path / "results") == []
+    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: Usage(100e9, 0, 100e9))
+    assert preflight.preflight_problems(cfg, tmp_path / "results") == []

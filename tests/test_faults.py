@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -19,6 +18,22 @@ def harness_cmd(*args):
     return [sys.executable, "-m", "harness", *[str(a) for a in args]]
 
 
+# `python -m harness ARGS` whose process SIGKILLs itself once epoch 2's checkpoint is on disk: the
+# kill lands mid-training every time, however fast the run (a warm cache once let it finish first)
+KILLED_AFTER_EPOCH_2 = """
+import os, runpy, signal, sys
+from harness.engine import train
+saved = train.Checkpoint.on_epoch_end
+def on_epoch_end(self, state):
+    saved(self, state)
+    if state.epoch >= 2 and self.path.exists():
+        os.kill(os.getpid(), signal.SIGKILL)
+train.Checkpoint.on_epoch_end = on_epoch_end
+sys.argv = ["harness", *sys.argv[1:]]
+runpy.run_module("harness", run_name="__main__")
+"""
+
+
 def test_kill_9_mid_training_then_rerun_resumes_with_identical_metrics(tmp_path, tiny_args):
     args = ["run", "--method", "ckpe", *tiny_args, "--epochs", "8"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -26,30 +41,16 @@ def test_kill_9_mid_training_then_rerun_resumes_with_identical_metrics(tmp_path,
                          env=env, timeout=300)
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / "run"
-    proc = subprocess.Popen(harness_cmd(*args, "--results-dir", out), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_EPOCH_2, *[str(a) for a in args], "--results-dir", out],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     ckpts = out / ".checkpoints"
-    deadline = time.time() + 240
-    killed_after = None
-    while time.time() < deadline and proc.poll() is None:
-        files = list(ckpts.glob("*.pt")) if ckpts.exists() else []
-        if files:
-            try:
-                epoch = torch.load(files[0], weights_only=True)["epoch"]
-            except Exception:
-                epoch = 0
-            if epoch >= 2:
-                os.kill(proc.pid, signal.SIGKILL)
-                killed_after = epoch
-                break
-        time.sleep(0.02)
-    proc.wait(timeout=60)
-    assert killed_after is not None, "the run finished before it could be killed"
+    assert torch.load(next(ckpts.glob("*.pt")), weights_only=True)["epoch"] == 2
     assert not list(out.glob("*.json")), "a killed run must not leave a result"
     again = subprocess.run(harness_cmd(*args, "--results-dir", out), capture_output=True, text=True, env=env,
                            timeout=300)
     assert again.returncode == 0, again.stderr
-    assert "resuming" in again.stderr and "after epoch" in again.stderr
+    assert "resuming" in again.stderr and "after epoch 2" in again.stderr
     a = json.loads(next((tmp_path / "ref").glob("*.json")).read_text())
     b = json.loads(next(out.glob("*.json")).read_text())
     assert a["metrics"] == b["metrics"]

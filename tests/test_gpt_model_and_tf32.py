@@ -79,8 +79,8 @@ def test_a_404_that_is_not_about_the_model_stays_a_plain_api_error(server, monke
 def test_tf32_is_off_by_default_recorded_only_when_on_and_checked():
     dift = create_featurizer("dift")
     assert not dift.tf32 and "tf32" not in dift.config()  # sets computed before the switch keep their names
-    _, name, _, options = parse_recipe("expert@dift:tf32=1")
-    on = create_featurizer(name, **options)
+    recipe = parse_recipe("expert@dift:tf32=1")
+    on = create_featurizer(recipe.featurizer, **recipe.options)
     assert on.config()["tf32"] is True and on.config()["dtype"] == "fp32"
     assert create_featurizer("sd", tf32=1).config()["tf32"] is True
     with pytest.raises(ValueError, match="tf32 must be 0 or 1"):

@@ -68,9 +68,14 @@ def test_recipe_parsing():
     from harness.core.errors import DataError
     from harness.keypoints.recipes import parse_recipe
 
-    assert parse_recipe("gpt4@sd:timestep=100,k=3,model=x/y") == (
+    parsed = parse_recipe("gpt4@sd:timestep=100,k=3,model=x/y,mirror=1")
+    assert (parsed.source, parsed.featurizer, parsed.reference, parsed.options) == (
         "gpt4", "sd", {"num_keypoints": 3}, {"timestep": 100, "model": "x/y"})
-    assert parse_recipe("expert@sift") == ("expert", "sift", {}, {})
+    assert parsed.matching == {"mode": None, "pixels": None, "mirror": True}
+    plain = parse_recipe("expert@sift")
+    assert (plain.source, plain.featurizer, plain.reference, plain.options, plain.matches) == (
+        "expert", "sift", {}, {}, True)
+    assert not parse_recipe("expert@template").matches
     with pytest.raises(DataError, match="expected SOURCE@FEATURIZER"):
         parse_recipe("@sd")
     with pytest.raises(DataError, match="is not key=value"):
@@ -82,7 +87,7 @@ def test_run_with_a_recipe_annotates_and_propagates_once(cli, tmp_path, monkeypa
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     args = ["--backbone", "nano", "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--quiet",
-            "--dataset-option", "identities=6", "--dataset-option", "images_per_identity=4",
+            "--allow-small-test", "--dataset-option", "identities=6", "--dataset-option", "images_per_identity=4",
             "--dataset-option", "image_size=32", "--keypoints", "ground-truth@sift:size=32,step=4"]
     res = cli("run", "--method", "ckpe", "--results-dir", tmp_path / "r", *args)
     assert res.exit_code == 0, res.output
@@ -103,7 +108,7 @@ def test_run_with_a_recipe_annotates_and_propagates_once(cli, tmp_path, monkeypa
 def test_recipe_matching_keys_mirror_and_mode(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     args = ["--backbone", "nano", "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--quiet",
-            "--dataset-option", "identities=6", "--dataset-option", "images_per_identity=4",
+            "--allow-small-test", "--dataset-option", "identities=6", "--dataset-option", "images_per_identity=4",
             "--dataset-option", "image_size=32", "--keypoints"]
     res = cli("run", "--method", "ckpe", "--results-dir", tmp_path / "r", *args,
               "ground-truth@sift:size=32,step=4,mirror=1,mode=exact")

@@ -183,7 +183,7 @@ def test_submitit_local_executor_runs_one_tiny_cell(cli, tmp_path):
 
 
 def test_run_all_summary_includes_other_methods(tmp_path):
-    from harness.cli.main import all_methods_records
+    from harness.cli.run import all_methods_records
     from harness.config import RunConfig
 
     src = next((REPO_ROOT / "results").glob("ckpe_synthetic_*.json"), None)

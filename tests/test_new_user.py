@@ -40,17 +40,21 @@ def test_a_run_prints_where_every_value_came_from_and_warns_on_pretrained_settin
     make_macaquefaces(tmp_path / "data")
     warned = cli("run", "--method", "vit", "--dataset", "macaquefaces", "--data-root", tmp_path / "data", "--backbone",
                  "nano", "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--results-dir", tmp_path / "m",
-                 "--quiet")
+                 "--quiet", "--allow-small-test")
     assert warned.exit_code == 0, warned.output
     assert "warning: optimizer sgd, lr 0.001 come from the card macaquefaces" in warned.output
     helped = cli("run", "--help")
-    assert "unless the dataset card or method sets one" in helped.output and "dataset card's `defaults`" in helped.output
+    assert "[default: micro]" in helped.output and "dataset card's `defaults`" in helped.output
 
 
 def test_dry_run_prints_the_resolved_configuration_and_trains_nothing(cli, tmp_path):
     make_macaquefaces(tmp_path / "data")
     out = cli("run", "--method", "vit", "--dataset", "macaquefaces", "--data-root", tmp_path / "data", "--backbone",
               "micro", "--image-size", "64", "--folds", "5", "--fold", "0", "--results-dir", tmp_path / "r", "--dry-run")
+    assert out.exit_code == 1 and "the test split is too small" in out.output  # 5 identities: one a fold
+    out = cli("run", "--method", "vit", "--dataset", "macaquefaces", "--data-root", tmp_path / "data", "--backbone",
+              "micro", "--image-size", "64", "--folds", "5", "--fold", "0", "--results-dir", tmp_path / "r", "--dry-run",
+              "--allow-small-test", "--batch-size", "8")
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
     assert lines[0] == "configuration (by where each value came from):"
@@ -58,7 +62,8 @@ def test_dry_run_prints_the_resolved_configuration_and_trains_nothing(cli, tmp_p
     assert any(x.startswith("warning: optimizer sgd, lr 0.001, epochs 100 come from the card macaquefaces") for x in lines)
     result = next(x for x in lines if x.startswith("result: "))  # then the run's memory and download estimates
     assert result.startswith(f"result: {tmp_path / 'r'}/vit_macaquefaces_") and result.endswith("_f0_s0.json")
-    assert lines[-2].strip().startswith("memory: ") and lines[-1].strip() == "downloads: none"
+    assert lines[-3].strip().startswith("memory: ") and lines[-2].strip() == "downloads: none"
+    assert lines[-1] == "dry run: 1 run(s) would start training; nothing found that would stop them"
     assert not (tmp_path / "r").exists()  # nothing trained, nothing written
     missing = cli("run", "--method", "vit", "--dataset", "macaquefaces", "--data-root", tmp_path / "none", "--dry-run")
     assert missing.exit_code != 0 and "MacaqueFaces" in missing.output  # the data are checked all the same
@@ -174,7 +179,8 @@ def test_reference_work_does_not_move_the_heads_initialisation(tmp_path, monkeyp
     from harness.engine.run import execute
 
     cfg = RunConfig(method="ckpe", backbone="nano", image_size=32, epochs=2, batch_size=16,
-                    dataset_options=(("identities", "6"), ("image_size", "32"), ("images_per_identity", "4")))
+                    dataset_options=(("identities", "6"), ("image_size", "32"), ("images_per_identity", "4")),
+                    allow_small_test=True)
     first, _ = execute(cfg, tmp_path / "a", progress=False)
     real = run.prepare
 

@@ -18,7 +18,8 @@ from harness.keypoints.sources import KEYPOINT_SOURCES
 from harness.method import METHODS
 from wildlife_layouts import make_all
 
-FAST = ["--backbone", "nano", "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--quiet"]
+FAST = ["--backbone", "nano", "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--quiet",
+        "--allow-small-test"]  # 5 identities a fixture: one test identity
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +157,8 @@ def test_wildlife_baseline_defaults_and_megadescriptor_caveat():
 
 def test_baseline_runs_on_a_non_vit_backbone(cli, fixtures, tmp_path):
     res = cli("run", "--method", "wildlife-baseline", "--dataset", "giraffes", "--data-root", fixtures,
-              "--backbone", "resnet18", "--no-pretrained", "--image-size", "32", "--results-dir", tmp_path, "--quiet")
+              "--backbone", "resnet18", "--no-pretrained", "--image-size", "32", "--results-dir", tmp_path, "--quiet",
+              "--allow-small-test")
     assert res.exit_code == 0, res.output
     (rec,) = records(tmp_path)
     assert rec["backbone"]["architecture"] == "ResNet"

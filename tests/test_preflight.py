@@ -6,7 +6,7 @@ import pytest
 
 from harness.core.errors import DataError
 from harness.engine.run import plan_runs
-from harness.keypoints.recipes import recipe_problem
+from harness.keypoints.recipes import parse_recipe, recipe_problem
 from wildlife_layouts import make_all
 
 
@@ -18,15 +18,15 @@ def no_key(monkeypatch, tmp_path):
 
 
 def test_gpt4_recipe_without_key_is_a_problem_unless_a_reference_is_stored(no_key, monkeypatch):
-    assert "needs OPENAI_API_KEY" in recipe_problem("gpt4@dift")
-    assert recipe_problem("expert@dift") is None  # no secret needed
+    assert "needs OPENAI_API_KEY" in recipe_problem(parse_recipe("gpt4@dift"))
+    assert recipe_problem(parse_recipe("expert@dift")) is None  # no secret needed
     stored = no_key / "keypoints" / "giraffes-abc" / "ref-gpt4-1234abcd.json"
     stored.parent.mkdir(parents=True)
     stored.write_text("{}")
-    assert recipe_problem("gpt4@dift") is None
+    assert recipe_problem(parse_recipe("gpt4@dift")) is None
     stored.unlink()
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    assert recipe_problem("gpt4@dift") is None
+    assert recipe_problem(parse_recipe("gpt4@dift")) is None
 
 
 def test_dataset_all_reports_the_missing_key_before_anything_trains(no_key, tmp_path):

@@ -53,7 +53,7 @@ def test_planted_key_appears_in_no_output_of_a_gpt4_run(server, tmp_path):
     env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server, "HARNESS_CACHE": str(cache),
            "OPENAI_LOG": "debug"}
     cmd = [sys.executable, "-m", "harness", "run", "--method", "ckpe", "--backbone", "nano", "--image-size", "32",
-           "--epochs", "1", "--batch-size", "8", "--dataset-option", "identities=6",
+           "--epochs", "1", "--batch-size", "8", "--allow-small-test", "--dataset-option", "identities=6",
            "--dataset-option", "images_per_identity=4", "--dataset-option", "image_size=32",
            "--keypoints", "gpt4@sift:k=3,size=32,step=4", "--results-dir", str(results)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

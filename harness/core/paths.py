@@ -27,7 +27,18 @@ def _bundled(folder: str) -> Path:
 
 def cards_dir() -> Path:
     """Dataset cards (env HARNESS_DATASETS overrides the built-in datasets/ folder)."""
-    return Path(os.environ.get("HARNESS_DATASETS", _bundled("datasets")))
+    given = os.environ.get("HARNESS_DATASETS", "").strip()
+    if not given:
+        return _bundled("datasets")
+    path = Path(given).expanduser()
+    if not path.is_dir():
+        raise DataError(f"HARNESS_DATASETS={given}: {_not_a_folder(path)}; point it at a folder of dataset cards "
+                        "(<name>.json) or unset it")
+    return path
+
+
+def _not_a_folder(path: Path) -> str:
+    return "is a file, not a folder" if path.exists() else "no such folder"
 
 
 def builtin_methods_dir() -> Path:
@@ -44,5 +55,12 @@ def cache_dir() -> Path:
 
 
 def data_root_or_default(data_root: Path | str | None) -> Path:
-    """Where datasets live: the given folder (``~`` expanded), else the harness cache."""
-    return Path(data_root).expanduser() if data_root else cache_dir()
+    """Where datasets live: the given folder (``~`` expanded; it need not exist yet: synthetic
+    data is generated there, downloads land there), else the harness cache."""
+    if not data_root:
+        return cache_dir()
+    path = Path(data_root).expanduser()
+    if path.exists() and not path.is_dir():
+        raise DataError(f"--data-root {data_root} (env {DATA_ENV}) is a file, not a folder; pass the folder that holds "
+                        "the datasets (<data root>/<ClassName>/)")
+    return path

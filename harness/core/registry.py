@@ -12,6 +12,7 @@ group per kind for installed packages: ``harness.methods``, ``harness.keypoint_s
 """
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 import sys
@@ -33,6 +34,13 @@ class Entry(Generic[T]):
     description: str
 
 
+def did_you_mean(name: str, valid) -> str:
+    """'; did you mean 'x'?' for the closest valid names (difflib), or '' when none is close."""
+    spelt = {str(v).lower(): str(v) for v in valid}  # compared in lower case, named as spelt
+    close = difflib.get_close_matches(str(name).lower(), list(spelt), n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(spelt[c]) for c in close)}?" if close else ""
+
+
 class Registry(Generic[T]):
     def __init__(self, kind: str, loader: Callable[[], None] | None = None):
         self.kind = kind
@@ -51,7 +59,8 @@ class Registry(Generic[T]):
                     f"{_origin(self._entries[key].factory)}"
                 )
             doc = description or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
-            self._entries[key] = Entry(name=key, factory=fn, description=doc)
+            # looked up in any case, listed as registered (the metric mAP, as records spell it)
+            self._entries[key] = Entry(name=name, factory=fn, description=doc)
             return fn
 
         return add(factory) if factory is not None else add
@@ -60,7 +69,11 @@ class Registry(Generic[T]):
         if not self._loaded:
             self._loaded = True
             if self._loader is not None:
-                self._loader()
+                try:
+                    self._loader()
+                except RegistryError:  # e.g. a HARNESS_PLUGIN_PATH entry that is no folder: said again next time
+                    self._loaded = False
+                    raise
 
     def get(self, name: str) -> Entry[T]:
         self._ensure_loaded()
@@ -68,6 +81,7 @@ class Registry(Generic[T]):
         if key not in self._entries:
             raise RegistryError(
                 f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self.names()) or '(none)'}"
+                f"{did_you_mean(key, self.names())}"
             )
         return self._entries[key]
 
@@ -76,7 +90,7 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         self._ensure_loaded()
-        return sorted(self._entries)
+        return [self._entries[key].name for key in sorted(self._entries)]
 
     def __contains__(self, name: str) -> bool:
         self._ensure_loaded()
@@ -84,7 +98,7 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[Entry[T]]:
         self._ensure_loaded()
-        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+        return iter(self._entries[key] for key in sorted(self._entries))
 
     def unregister(self, name: str) -> None:
         self._entries.pop(name.lower(), None)
@@ -101,7 +115,12 @@ def plugin_dirs() -> list[Path]:
     dirs = [builtin_methods_dir()]
     for part in os.environ.get("HARNESS_PLUGIN_PATH", "").split(os.pathsep):
         if part.strip():
-            dirs.append(Path(part).expanduser())
+            folder = Path(part.strip()).expanduser()
+            if not folder.is_dir():  # a mistyped folder would silently leave its plugins unregistered
+                why = "is a file, not a folder" if folder.exists() else "no such folder"
+                raise RegistryError(f"HARNESS_PLUGIN_PATH entry {part.strip()}: {why}; list folders of plugin files "
+                                    f"(*.py), separated by {os.pathsep!r}")
+            dirs.append(folder)
     return dirs
 
 

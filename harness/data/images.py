@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
+from ..core.progress import progress_bar
 
 from ..core.errors import DataError
 from ..core.paths import cache_dir
@@ -193,8 +193,8 @@ def _decode_into(pixels: np.ndarray, root: Path, paths: list[str], boxes: list, 
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         jobs = pool.map(one, range(len(paths)))
-        for i, got in enumerate(tqdm(jobs, total=len(paths), desc=f"decoding {settings.desc}", leave=False,
-                                     disable=not settings.progress, unit="img")):
+        for i, got in enumerate(progress_bar(jobs, total=len(paths), desc=f"decoding {settings.desc}", leave=False,
+                                             disable=not settings.progress, unit="img")):
             if isinstance(got, DataError):
                 bad.append(i)
                 sizes[i] = (size, size)

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..core.errors import RegistryError
+from ..core.registry import did_you_mean
 from ..core.paths import data_root_or_default
 from . import folder, synthetic, wildlife  # noqa: F401  (imported for their registrations)
 from .cards import DATASETS, Card
@@ -28,13 +29,14 @@ def get_card(name: str) -> Card:
     wildlife-datasets class name (e.g. ``SeaTurtleIDHeads``)."""
     try:
         return DATASETS.create(name)
-    except RegistryError as exc:
+    except RegistryError:
         for entry in LOADERS:
             card = entry.factory().adhoc_card(name)
             if card is not None:
                 return card
-        raise RegistryError(f"{exc}; or a wildlife-datasets class name (e.g. SeaTurtleIDHeads), "
-                            "or folder:PATH (PATH/<identity>/<image>)") from None
+        unknown = f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS.names())}"
+        raise RegistryError(f"{unknown}; or a wildlife-datasets class name (e.g. SeaTurtleIDHeads), "
+                            f"or folder:PATH (PATH/<identity>/<image>){did_you_mean(name, DATASETS.names())}") from None
 
 
 def data_problem(card: Card, data_root: Path | None = None) -> str | None:

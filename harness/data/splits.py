@@ -228,7 +228,10 @@ def _outer_split(df: pd.DataFrame, protocol: str, seed: int, test_fraction: floa
     known = df[df["identity"].astype(str) != "unknown"]
     n_ids = known["identity"].nunique()
     if n_ids < 2:
-        raise DataError(f"a split needs at least 2 identities, the dataset has {n_ids}")
+        need = identities_needed(test_fraction)
+        raise DataError(f"a split needs at least 2 identities (one to train on, one to test), the dataset has {n_ids}: "
+                        f"add images of other individuals (at least {need} identities for a test split that means "
+                        "something)")
     from wildlife_datasets import splits as wd_splits  # imports Hugging Face datasets: slow, so here
     if protocol == "disjoint":
         n_test = int(min(max(1, round(test_fraction * n_ids)), n_ids - 1))
@@ -257,3 +260,106 @@ def _checked(df: pd.DataFrame, protocol: str, train: np.ndarray, test: np.ndarra
     if len(train) == 0 or len(test) == 0:
         raise DataError(f"{protocol} split produced an empty train or test set ({len(train)}/{len(test)} images)")
     return Split(protocol, train, test, fingerprint(df, train, test, dataset))
+
+
+# A test side below these cannot tell a model from a random ranking: its top-1 is refused unless
+# the run says it knows (``allow_small_test``). 2 identities is the least a ranking can confuse;
+# at a chance of one half a coin would score as well as a model scoring "50".
+MIN_TEST_IDENTITIES = 2
+MAX_CHANCE_TOP1 = 0.5
+
+
+def identities_needed(test_fraction: float) -> int:
+    """The fewest identities whose held-out share rounds to ``MIN_TEST_IDENTITIES``."""
+    return next(n for n in range(2, 10_000) if round(test_fraction * n) >= MIN_TEST_IDENTITIES)
+
+
+@dataclass(frozen=True)
+class QuerySide:
+    """How much a split's test side can tell: its identities, its queries, and the chance top-1,
+    the expected top-1 of a uniformly random ranking of each query's gallery (per answerable query,
+    the share of its gallery that shows its own identity; averaged over those queries; None when no
+    query is answerable). Computed under the whole gallery (no --exclude)."""
+
+    identities: int
+    queries: int
+    chance_top1: float | None
+
+    def small(self) -> bool:
+        return self.identities < MIN_TEST_IDENTITIES or (self.chance_top1 or 0.0) >= MAX_CHANCE_TOP1
+
+    def describe(self) -> str:
+        chance = "no answerable query" if self.chance_top1 is None else f"chance top-1 {100 * self.chance_top1:.0f}%"
+        plural = "identity" if self.identities == 1 else "identities"
+        return f"{self.identities} test {plural}, {self.queries} queries, {chance}"
+
+
+def _chance(query_ids: np.ndarray, gallery_ids: np.ndarray, same: bool) -> float | None:
+    """Mean over answerable queries of the share of the gallery showing the query's identity;
+    ``same``: the queries are their own gallery, each without itself."""
+    names, counts = np.unique(gallery_ids, return_counts=True)
+    count = dict(zip(names.tolist(), counts.tolist()))
+    matches = np.array([count.get(i, 0) - (1 if same else 0) for i in query_ids.tolist()], dtype=float)
+    size = len(gallery_ids) - (1 if same else 0)
+    answerable = matches > 0
+    if not answerable.any() or size <= 0:
+        return None
+    return float((matches[answerable] / size).mean())
+
+
+def query_side(df: pd.DataFrame, split: Split) -> QuerySide:
+    """The split's ``QuerySide``: disjoint queries each other, closed the training images, open's
+    known queries its gallery (the new identities' queries have no match by design)."""
+    identity = df.reset_index(drop=True)["identity"].astype(str).to_numpy()
+    queries = split.test
+    if split.open is not None:
+        chance = _chance(identity[split.open.queries], identity[split.open.gallery], same=False)
+        queries = split.open.queries
+    elif split.protocol == "closed":
+        chance = _chance(identity[split.test], identity[split.train], same=False)
+    else:
+        chance = _chance(identity[split.test], identity[split.test], same=True)
+    return QuerySide(len(set(identity[queries])), len(queries), chance)
+
+
+def _worst_side(df: pd.DataFrame, protocol: str, seed: int, held_out: HeldOut) -> QuerySide | None:
+    """The worst test side (a small one first, then the highest chance) over every fold of a candidate
+    split; None if it cannot be made."""
+    folds = range(held_out.folds) if held_out.folds else [None]
+    sides = []
+    for fold in folds:
+        try:
+            split = make_split(df, protocol, seed, held_out=HeldOut(folds=held_out.folds, fold=fold))
+        except DataError:
+            return None
+        sides.append(query_side(df, split))
+    return max(sides, key=lambda s: (s.small(), s.chance_top1 or 0.0))
+
+
+def what_would_work(df: pd.DataFrame, seed: int) -> list[str]:
+    """Settings under which every fold's test side is big enough, for the refusal to name: the most
+    identity folds that hold 2 test identities each, the closed protocol, and how many identities
+    the default 80/20 split needs."""
+    n_ids = _identity_count(df)
+    out = []
+    if n_ids // 2 >= 2:
+        k = n_ids // 2
+        side = _worst_side(df, "disjoint", seed, HeldOut(folds=k))
+        if side is not None and not side.small():
+            out.append(f"--folds {k} (every identity tested once; chance top-1 up to {100 * side.chance_top1:.0f}%)")
+    side = _worst_side(df, "closed", seed, HeldOut())
+    if side is not None and not side.small():
+        out.append(f"--protocol closed (test images of every identity against the training images; chance top-1 "
+                   f"{100 * side.chance_top1:.0f}%)")
+    need = identities_needed(HeldOut.test_fraction)
+    if n_ids < need:
+        out.append(f"at least {need} identities (the 80/20 split holds out {round(100 * HeldOut.test_fraction)}%)")
+    return out
+
+
+def small_test_message(df: pd.DataFrame, side: QuerySide, seed: int, name: str) -> str:
+    """The one line that refuses a too-small test side and says what would work instead."""
+    options = what_would_work(df, seed)
+    instead = f"what would work: {'; '.join(options)}; or " if options else ""
+    return (f"dataset {name}: the test split is too small to mean anything ({side.describe()}: a random ranking "
+            f"scores as well); {instead}--allow-small-test to run it anyway (caveat in the record)")

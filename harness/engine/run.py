@@ -25,9 +25,9 @@ from ..data.cards import Card, dataset_names
 from ..data.dataset import ReidData, capture_days, row_bboxes, row_perturbations
 from ..data.images import DecodeSettings, decode_images
 from ..data.loaders import data_problem, get_card, load_dataset, loader_of
-from ..data.splits import HeldOut, Split, make_split
-from ..keypoints.sets import KeypointSet
-from ..keypoints.sources import resolve_keypoints, source_problem
+from ..data.splits import HeldOut, QuerySide, Split, make_split, query_side, small_test_message
+from ..keypoints.sets import KeypointSet, Target
+from ..keypoints.sources import keypoints_problem, resolve_keypoints, source_problem
 from ..method import METHODS, Method
 from ..model.backbones import create_backbone
 from ..model.hybrid import frozen_trunk
@@ -35,6 +35,7 @@ from ..model.losses import build_losses
 from ..model.token_cache import TokenStore, fill
 from ..model.tokens import flip_permutation
 from . import records
+from .preflight import preflight_problems
 from .scoring import (Scored, gallery_rules, needed_rows, reliance_metrics, removed_points, same_day_matters, score,
                       shuffle_point_sets, table_lookup)
 from .checkpoint import Checkpoint
@@ -152,6 +153,7 @@ class Prepared:
     split: Split
     keypoints: KeypointSet | None
     days: np.ndarray | None = None  # each row's capture day (None: the dataset has no dates)
+    side: QuerySide | None = None  # how much the split's test side can tell (chance top-1)
 
 
 def no_dates_message(name: str) -> str:
@@ -166,6 +168,16 @@ def check_dates(cfg: RunConfig, data: ReidData, days: np.ndarray | None) -> None
 
 
 def prepare(cfg: RunConfig, data_root: Path | None = None, progress: bool = True) -> Prepared:
+    prepared = prepare_split(cfg, data_root)
+    source = prepared.method.keypoint_source(cfg.keypoints)
+    if source is not None:
+        card = get_card(cfg.dataset)
+        prepared.keypoints = resolve_keypoints(source, prepared.data, cfg, progress=progress, card=card)
+    return prepared
+
+
+def prepare_split(cfg: RunConfig, data_root: Path | None = None) -> Prepared:
+    """The data and the split, checked (capture dates, the test side, the batch size), without keypoints."""
     method = METHODS.create(cfg.method)
     card = get_card(cfg.dataset)
     data = load_dataset(card, dict(cfg.dataset_options), data_root)
@@ -173,12 +185,25 @@ def prepare(cfg: RunConfig, data_root: Path | None = None, progress: bool = True
     check_dates(cfg, data, days)
     split = make_split(data.df, cfg.protocol, cfg.split_seed, dataset=data.split_key,
                        held_out=HeldOut(folds=cfg.folds, fold=cfg.fold, validate=cfg.validate), days=days)
-    prepared = Prepared(cfg, method, data, split, None, days)
+    prepared = Prepared(cfg, method, data, split, None, days, query_side(data.df, split))
+    check_test_side(prepared)
     check_batch_size(prepared, len(split.train))  # before any keypoint work: a propagation can take hours
-    source = method.keypoint_source(cfg.keypoints)
-    if source is not None:
-        prepared.keypoints = resolve_keypoints(source, data, cfg, progress=progress, card=card)
     return prepared
+
+
+def dry_check(cfg: RunConfig, data_root: Path | None, results_dir: Path) -> None:
+    """Everything a run checks before it trains, in seconds, raising the first problem: weights and
+    disk (``preflight_problems``), the data, the split's test side and the batch size against the
+    training set (``prepare_split``), and whether the keypoints can be had for this data."""
+    first = next(iter(preflight_problems(cfg, results_dir)), None)
+    if first:
+        raise DataError(first)
+    prepared = prepare_split(cfg, data_root)
+    source = prepared.method.keypoint_source(cfg.keypoints)
+    if source is not None:
+        problem = keypoints_problem(source, Target(prepared.data, get_card(cfg.dataset), cfg, progress=False))
+        if problem:  # most name the dataset already; those that do not get it in front
+            raise DataError(problem if cfg.dataset in problem else f"dataset {cfg.dataset}: {problem}")
 
 
 @dataclass
@@ -200,9 +225,33 @@ class Model:
     normalize: Normalizer
 
 
+def check_test_side(prepared: Prepared) -> None:
+    """Refuse a test side too small to mean anything (its top-1 would pass for a result) unless the
+    run allows it; the open protocol has its own minimum (``check_open_size``) and its metrics are
+    not top-1, so it is only recorded there."""
+    side, cfg = prepared.side, prepared.cfg
+    if side.small() and prepared.split.open is None and not cfg.allow_small_test:
+        raise DataError(small_test_message(prepared.data.df, side, cfg.split_seed, prepared.data.name))
+
+
+SMALL_TEST = "small-test-split"  # the caveat's id
+
+
+def small_test_caveat(side: QuerySide) -> dict:
+    return {"id": SMALL_TEST, "text": f"small test split ({side.describe()}), run with --allow-small-test: "
+                                      "its numbers say little"}
+
+
+def run_caveats(prepared: Prepared) -> list[dict]:
+    """The method's caveats, and the small test side's when the run was allowed one."""
+    small = prepared.side is not None and prepared.side.small() and prepared.split.open is None
+    return list(prepared.method.caveats(prepared.cfg)) + ([small_test_caveat(prepared.side)] if small else [])
+
+
 def check_batch_size(prepared: Prepared, n_train: int) -> None:
     if prepared.method.trains and n_train < prepared.cfg.batch_size:
-        raise ValueError(f"--batch-size {prepared.cfg.batch_size} is larger than the training set ({n_train} images)")
+        raise ValueError(f"--batch-size {prepared.cfg.batch_size} is larger than the training set ({n_train} images): "
+                         f"pass --batch-size {n_train} or less")
 
 
 def make_backbone(cfg: RunConfig, method: Method):
@@ -354,13 +403,15 @@ def build_record(prepared: Prepared, model: Model, inputs: Inputs, outcome: Outc
             "train_identities": int(len(set(ids[inputs.train_rows]))),
             "test_identities": int(len(set(ids[inputs.test_rows]))),
             "skipped_images": [str(data.df["image_id"].iloc[i]) for i in inputs.skipped],
+            # expected top-1 (%) of a uniformly random ranking of each query's whole gallery (``QuerySide``)
+            "chance_top1": _percent(prepared.side.chance_top1 if prepared.side else None),
         },
         "dataset": {"name": data.name, "fingerprint": data.fingerprint, "images": int(len(data.df)), **data.info},
         "backbone": backbone_provenance(cfg, model.backbone),
         "preprocessing": {"image_size": cfg.image_size, "resize": "PIL bilinear, straight to a square",
                           "mean": [round(float(v), 4) for v in model.normalize.mean.flatten()],
                           "std": [round(float(v), 4) for v in model.normalize.std.flatten()]},
-        "caveats": prepared.method.caveats(cfg),
+        "caveats": run_caveats(prepared),
         "keypoints": None if kps is None else {
             "categories": list(kps.categories),
             "flip_pairs": [list(x) for x in kps.flip_pairs],
@@ -377,6 +428,10 @@ def build_record(prepared: Prepared, model: Model, inputs: Inputs, outcome: Outc
         "git": dict(prov.git),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _percent(share: float | None) -> float | None:
+    return None if share is None else round(100 * share, 2)
 
 
 def score_rule(prepared: Prepared, inputs: Inputs, take, rows: dict, rule: str | None,

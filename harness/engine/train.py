@@ -20,7 +20,7 @@ import torch
 import torch.distributed as torch_dist
 from torch import _dynamo, nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
+from ..core.progress import progress_bar
 
 from ..config import RunConfig
 from ..core.distributed import DistInfo
@@ -370,8 +370,8 @@ def train(model: nn.Module, losses: nn.ModuleList, data: TrainData, normalize: N
     state = TrainState(inner, opt, sched, gen, history, total=settings.epochs)
     for hook in hooks:
         hook.on_start(state)
-    bar = tqdm(total=settings.epochs * steps_per_epoch, desc="training", disable=not progress or not dist.is_main,
-               leave=False, initial=state.epoch * steps_per_epoch)
+    bar = progress_bar(total=settings.epochs * steps_per_epoch, desc="training", disable=not progress or not dist.is_main,
+                       leave=False, initial=state.epoch * steps_per_epoch)
     loop = Loop(objective, compiled(objective, settings.compile_backend), opt, sched,
                 batch_maker(model, data, normalize, settings, device, dist), starts, settings, dist, bar, progress)
     names = [t.name for t in losses] + ["loss"]

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tqdm import tqdm
+from ..core.progress import progress_bar
 
 from ..core import distributed
 from ..core.distributed import DistInfo
@@ -256,10 +256,10 @@ def _featurize_share(data: ReidData, ref: Reference, featurizer: Featurizer, wor
     n = len(data.df)
     desc = f"propagating ({featurizer.name}, {work.mode})"
     if info.world > 1:
-        bar = tqdm(total=len(mine), desc=f"{desc}, rank 0's share of {info.world}", unit="img",
+        bar = progress_bar(total=len(mine), desc=f"{desc}, rank 0's share of {info.world}", unit="img",
                    disable=not (progress and info.is_main))
     else:
-        bar = tqdm(total=n, initial=n - len(mine), desc=desc, disable=not progress, unit="img")
+        bar = progress_bar(total=n, initial=n - len(mine), desc=desc, disable=not progress, unit="img")
     own, featurized = _partial_path(work.folder, work.name, info), 0
     for start in range(0, len(mine), batch_size):
         rows = mine[start : start + batch_size]

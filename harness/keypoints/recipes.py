@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass, field
 
 from ..core import distributed
 from ..core.errors import DataError
+from ..core.registry import did_you_mean
 from ..core.paths import cache_dir
 from .featurizers import FEATURIZERS, create_featurizer, option_value
 from .propagate import MODES, PIXELS, PropagateSettings, featurizer_device, propagate
@@ -36,8 +38,28 @@ def is_recipe(name: str) -> bool:
     return "@" in name and not name.endswith(".json")
 
 
-def parse_recipe(spec: str) -> tuple[str, str, dict, dict]:
-    """'gpt4@sd:timestep=100,k=3' -> ('gpt4', 'sd', {'num_keypoints': 3}, {'timestep': 100})."""
+@dataclass(frozen=True)
+class Recipe:
+    """A recipe parsed once: its reference source and the options for it (``AnnotateOptions``
+    fields), its featurizer (or ``template``) and the featurizer's own options, and the matching
+    options {mode, pixels, mirror} (mode and pixels None: the featurizer's defaults)."""
+
+    spec: str
+    source: str
+    featurizer: str
+    reference: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+    matching: dict = field(default_factory=dict)
+
+    @property
+    def matches(self) -> bool:
+        """False for ``SOURCE@template``: the reference's points placed, no featurizer."""
+        return self.featurizer != TEMPLATE
+
+
+def parse_recipe(spec: str) -> Recipe:
+    """'gpt4@sd:timestep=100,k=3' -> Recipe(source 'gpt4', featurizer 'sd', reference
+    {'num_keypoints': 3}, options {'timestep': 100}); the matching keys checked."""
     source, _, rest = spec.partition("@")
     featurizer, _, opts = rest.partition(":")
     if not source or not featurizer:
@@ -52,10 +74,11 @@ def parse_recipe(spec: str) -> tuple[str, str, dict, dict]:
             ref_opts[REFERENCE_KEYS[key]] = parsed if key == "k" else value
         else:
             feat_opts[key] = parsed
-    return source, featurizer, ref_opts, feat_opts
+    matching = _matching(spec, feat_opts)
+    return Recipe(spec, source, featurizer, ref_opts, feat_opts, matching)
 
 
-def matching_options(spec: str, feat_opts: dict) -> dict:
+def _matching(spec: str, feat_opts: dict) -> dict:
     """Take the matching keys out of a recipe's featurizer options: {mode, pixels, mirror}, checked
     (mode and pixels None when not given: the featurizer's defaults)."""
     mode, pixels, mirror = feat_opts.pop("mode", None), feat_opts.pop("pixels", None), feat_opts.pop("mirror", 0)
@@ -68,20 +91,27 @@ def matching_options(spec: str, feat_opts: dict) -> dict:
     return {"mode": mode, "pixels": pixels, "mirror": bool(mirror)}
 
 
-def recipe_problem(spec: str) -> str | None:
-    """Why a recipe cannot run, judged from names alone (before any data is loaded), or None."""
-    try:
-        source, featurizer, _, feat_opts = parse_recipe(spec)
-        matching_options(spec, feat_opts)
-    except DataError as exc:
-        return str(exc)
+def recipe_problem(recipe: Recipe) -> str | None:
+    """Why a parsed recipe cannot run, judged from names alone (before any data is loaded), or None."""
+    spec, source, featurizer = recipe.spec, recipe.source, recipe.featurizer
     if source not in REFERENCE_SOURCES:
         return (f"keypoint recipe {spec!r}: unknown reference source {source!r}; "
-                f"valid: {', '.join(REFERENCE_SOURCES.names())}")
-    if featurizer != TEMPLATE and featurizer not in FEATURIZERS:
+                f"valid: {', '.join(REFERENCE_SOURCES.names())}{did_you_mean(source, REFERENCE_SOURCES.names())}")
+    if recipe.matches and featurizer not in FEATURIZERS:
         return (f"keypoint recipe {spec!r}: unknown featurizer {featurizer!r}; "
-                f"valid: {', '.join(FEATURIZERS.names())}, or {TEMPLATE} (no matching)")
+                f"valid: {', '.join(FEATURIZERS.names())}, or {TEMPLATE} (no matching)"
+                f"{did_you_mean(featurizer, [*FEATURIZERS.names(), TEMPLATE])}")
     return _secret_problem(spec, source)
+
+
+def reference_problem(recipe: Recipe, target: Target) -> str | None:
+    """Why the recipe's reference cannot be had for this data (the expert file it reads, the image
+    it names), asked of the source without annotating anything; None when it can."""
+    try:
+        REFERENCE_SOURCES.create(recipe.source).request(target.data, target.card, AnnotateOptions(**recipe.reference))
+    except DataError as exc:
+        return str(exc)
+    return None
 
 
 def _secret_problem(spec: str, source: str) -> str | None:
@@ -96,12 +126,12 @@ def _secret_problem(spec: str, source: str) -> str | None:
             "key) and no GPT-4 reference is stored yet")
 
 
-def recipe_reference(source: str, ref_opts: dict, target: Target) -> tuple[Reference, str]:
+def recipe_reference(recipe: Recipe, target: Target) -> tuple[Reference, str]:
     """The recipe's reference annotation, made once and stored under what was asked of it (the
     store is asked once whether it holds it). K is the recipe's `k`, else the run's --num-keypoints;
     the image the recipe's `image`, else the target card's."""
-    entry = REFERENCE_SOURCES.get(source)
-    opts = dict(ref_opts)
+    entry = REFERENCE_SOURCES.get(recipe.source)
+    opts = dict(recipe.reference)
     if opts.get("num_keypoints") is None and getattr(target.cfg, "num_keypoints", None):
         opts["num_keypoints"] = target.cfg.num_keypoints
     options = AnnotateOptions(**opts)
@@ -116,20 +146,18 @@ def recipe_reference(source: str, ref_opts: dict, target: Target) -> tuple[Refer
     return read_reference(path or entry_path(name, data), data, target.sizes), name
 
 
-def from_recipe(spec: str, target: Target) -> tuple[KeypointSet, str]:
+def from_recipe(recipe: Recipe, target: Target) -> tuple[KeypointSet, str]:
     """Annotate (cached) + propagate (cached) -> (KeypointSet, name)."""
-    source, featurizer, ref_opts, feat_opts = parse_recipe(spec)
-    matching = matching_options(spec, feat_opts)
-    if featurizer == TEMPLATE:
-        ref, ref_name = recipe_reference(source, ref_opts, target)
+    if not recipe.matches:
+        ref, ref_name = recipe_reference(recipe, target)
         return place_template(target.data, ref, ref_name, target.sizes), f"{ref_name}@{TEMPLATE}"
-    feat = create_featurizer(featurizer, **feat_opts)
+    feat = create_featurizer(recipe.featurizer, **recipe.options)
     dist = distributed.from_env()
     if dist.world > 1:  # the process group the reference's barrier and the sharded propagation use
         distributed.setup(dist, featurizer_device(feat))
-    ref, ref_name = recipe_reference(source, ref_opts, target)
+    ref, ref_name = recipe_reference(recipe, target)
     # every rank propagates its share of the images; rank 0 writes the set
     report = (lambda line: print(line, file=sys.stderr)) if target.progress else None
-    kps, name, _ = propagate(target.data, ref, feat, PropagateSettings(**matching, progress=target.progress),
+    kps, name, _ = propagate(target.data, ref, feat, PropagateSettings(**recipe.matching, progress=target.progress),
                              reference_name=ref_name, dist=dist, report=report)
     return kps, name

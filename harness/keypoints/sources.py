@@ -21,11 +21,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..core.errors import DataError, RegistryError
-from ..core.registry import Registry, plugin_loader
+from ..core.registry import Registry, did_you_mean, plugin_loader
 from ..data.cards import Card
 from ..data.dataset import ReidData, image_sizes
 from ..model.backbones import skeleton
-from .recipes import from_recipe, is_recipe, recipe_problem
+from .recipes import Recipe, from_recipe, is_recipe, parse_recipe, recipe_problem, reference_problem
 from .sets import KeypointSet, Target
 from .store import load_keypoint_set, stored_names, stored_path
 
@@ -40,13 +40,22 @@ def random_points(sizes: np.ndarray, k: int, seed: int) -> np.ndarray:
     return rng.uniform(0.0, 1.0, size=(len(sizes), k, 2)) * np.asarray(sizes, dtype=np.float64)[:, None, :]
 
 
+def annotate_route(dataset: str) -> str:
+    """The way to keypoints on a dataset that ships none: mark one image, propagate it."""
+    return (f"mark one reference image with `harness keypoints annotate --dataset {dataset}`, propagate it to every "
+            f"image with `harness keypoints propagate --dataset {dataset} --reference <its name> --featurizer sift`, "
+            "then run with --keypoints <the propagated set's name>")
+
+
+def no_ground_truth(dataset: str) -> str:
+    return (f"dataset {dataset} has no ground-truth keypoints: {annotate_route(dataset)} (or --keypoints random, "
+            "the control)")
+
+
 @KEYPOINT_SOURCES.register("ground-truth", "keypoints shipped with the dataset's metadata")
 def ground_truth(data: ReidData, cfg) -> KeypointSet:
     if data.keypoints is None:
-        raise DataError(
-            f"dataset {data.name} has no ground-truth keypoints; choose another --keypoints source "
-            f"({', '.join(n for n in KEYPOINT_SOURCES.names() if n != 'ground-truth')})"
-        )
+        raise DataError(no_ground_truth(data.name))
     return KeypointSet(data.categories, data.flip_pairs, data.keypoints, {"source": "ground-truth"})
 
 
@@ -59,36 +68,78 @@ def random_source(data: ReidData, cfg) -> KeypointSet:
     return KeypointSet(cats, (), pts, {"source": "random", "seed": seed})
 
 
-ORACLE = "oracle:"
+ORACLE_PREFIX = "oracle:"  # ``oracle:SOURCE``: SOURCE on the aligned images, moved by each image's transform
 NOISE = re.compile(r"^(?P<base>.+)\+noise=(?P<sigma>[^+]*)$")
 
 
-def split_noise(name: str) -> tuple[str, float | None]:
-    """'SOURCE+noise=0.5' -> ('SOURCE', 0.5); a name without the suffix -> (name, None)."""
+@dataclass(frozen=True)
+class KeypointName:
+    """A ``--keypoints`` value parsed once: ``+noise=SIGMA`` (outermost) around ``oracle:`` around
+    the base: a registered source, a recipe (parsed) or a stored set's name."""
+
+    name: str
+    inner: str  # the name without its noise suffix
+    base: str  # without either wrapper
+    oracle: bool = False
+    noise: float | None = None
+    recipe: Recipe | None = None
+
+
+def parse_keypoints(name: str) -> KeypointName:
+    """'oracle:expert@sift+noise=0.5' -> KeypointName(base 'expert@sift' as a Recipe, oracle, noise
+    0.5); a bad sigma or recipe is a DataError."""
+    inner, sigma = name, None
     found = NOISE.match(name)
-    if found is None:
-        return name, None
-    try:
-        sigma = float(found["sigma"])
-    except ValueError:
-        sigma = float("nan")
-    if not sigma >= 0 or not np.isfinite(sigma):  # negative, NaN, inf
-        raise DataError(f"keypoint source {name!r}: noise sigma must be a number >= 0 (in patch widths), "
-                        f"got {found['sigma']!r}")
-    return found["base"], sigma
+    if found is not None:
+        inner = found["base"]
+        try:
+            sigma = float(found["sigma"])
+        except ValueError:
+            sigma = float("nan")
+        if not sigma >= 0 or not np.isfinite(sigma):  # negative, NaN, inf
+            raise DataError(f"keypoint source {name!r}: noise sigma must be a number >= 0 (in patch widths), "
+                            f"got {found['sigma']!r}")
+    oracle = inner.startswith(ORACLE_PREFIX)
+    base = inner[len(ORACLE_PREFIX):] if oracle else inner
+    recipe = parse_recipe(base) if base not in KEYPOINT_SOURCES and is_recipe(base) else None
+    return KeypointName(name, inner, base, oracle, sigma, recipe)
 
 
 def source_problem(name: str) -> str | None:
     """Why a keypoint source name cannot work, judged from the name alone (before any data is
     loaded; wrappers unwrapped, recipes checked), or None."""
     try:
-        base, _ = split_noise(name)
+        parsed = parse_keypoints(name)
     except DataError as exc:
         return str(exc)
-    base = base[len(ORACLE):] if base.startswith(ORACLE) else base
-    if base in KEYPOINT_SOURCES or not is_recipe(base):
+    return None if parsed.recipe is None else recipe_problem(parsed.recipe)
+
+
+def keypoints_problem(name: str, target: Target) -> str | None:
+    """Whether the keypoints ``name`` asks for can be had for this data, judged without making them
+    (a dry run's check): the ground truth, a perturbed dataset for ``oracle:``, patches to measure
+    noise in, a recipe's reference, a stored set; one line, or None."""
+    try:
+        parsed = parse_keypoints(name)
+        if parsed.noise is not None:
+            patch_pixels(target.cfg)
+    except DataError as exc:
+        return str(exc)
+    data = target.data
+    if parsed.oracle:
+        if data.perturbation is None:
+            return (f"keypoint source {parsed.inner!r} needs a perturbed dataset (--dataset-option perturb=<severity>)")
+        data = data.unperturbed
+    if parsed.base == "ground-truth":
+        return no_ground_truth(data.name) if data.keypoints is None else None
+    if parsed.base in KEYPOINT_SOURCES:
         return None
-    return recipe_problem(base)
+    if parsed.recipe is not None:
+        why = recipe_problem(parsed.recipe) or reference_problem(parsed.recipe, replace(target, data=data))
+        return f"{why}; or {annotate_route(data.name)}" if why else None
+    if stored_path(parsed.base, data) is None:
+        return f"{unknown_source(parsed.base, data)}; to make one, {annotate_route(data.name)}"
+    return None
 
 
 def patch_pixels(cfg) -> int:
@@ -122,9 +173,9 @@ def noisy(kps: KeypointSet, target: Target, sigma: float, patch: int) -> Keypoin
     return replace(kps, points=points, provenance=provenance)
 
 
-def oracle_keypoints(name: str, target: Target) -> KeypointSet:
+def oracle_keypoints(parsed: KeypointName, target: Target) -> KeypointSet:
     """``oracle:SOURCE``: SOURCE on the unperturbed images, moved by each image's exact transform."""
-    inner, data = name[len(ORACLE):], target.data
+    name, inner, data = parsed.inner, parsed.base, target.data
     if data.perturbation is None:
         raise DataError(f"keypoint source {name!r} needs a perturbed dataset (--dataset-option perturb=<severity>): "
                         "it moves the aligned images' points by each image's transform")
@@ -162,30 +213,35 @@ class Resolved:
 
 def resolve_origin(name: str, target: Target) -> Resolved:
     """The one dispatch on a keypoint name (see the module docstring for the order)."""
-    base, sigma = split_noise(name)
+    parsed = parse_keypoints(name)
     derived = "it is derived on the fly from another source (score that source to store with its set)"
-    if sigma is not None:
-        return Resolved(noisy(resolve_target(base, target), target, sigma, patch_pixels(target.cfg)), None, derived)
-    if name.startswith(ORACLE):
-        return Resolved(oracle_keypoints(name, target), None, derived)
+    if parsed.noise is not None:
+        kps = noisy(resolve_target(parsed.inner, target), target, parsed.noise, patch_pixels(target.cfg))
+        return Resolved(kps, None, derived)
+    if parsed.oracle:
+        return Resolved(oracle_keypoints(parsed, target), None, derived)
     data, num = target.data, getattr(target.cfg, "num_keypoints", None)
     if name in KEYPOINT_SOURCES:
         return Resolved(KEYPOINT_SOURCES.create(name, data, target.cfg).first(num), None,
                         "it is a registered source, made from the dataset each time")
-    if is_recipe(name):
-        full, set_name = from_recipe(name, target)
+    if parsed.recipe is not None:
+        full, set_name = from_recipe(parsed.recipe, target)
         if stored_path(set_name, data) is None:  # SOURCE@template places its points anew each time
             return Resolved(full.first(num), None, f"the recipe's set {set_name} is placed on the fly, not stored")
         return kept_with(full, set_name, num)
     path = stored_path(name, data)
     if path is None:
-        stored = stored_names(data)
-        raise RegistryError(
-            f"unknown keypoint source {name!r}: neither a registered source ({', '.join(KEYPOINT_SOURCES.names())}) "
+        raise RegistryError(unknown_source(name, data))
+    return kept_with(load_keypoint_set(path, data, target.sizes)[0], name, num)
+
+
+def unknown_source(name: str, data: ReidData) -> str:
+    """A name that is neither a registered source, a recipe, nor a set stored for ``data``."""
+    stored = stored_names(data)
+    return (f"unknown keypoint source {name!r}: neither a registered source ({', '.join(KEYPOINT_SOURCES.names())}) "
             f"nor a stored keypoint set of dataset {data.name} "
             f"({', '.join(stored) if stored else 'none stored yet: see `harness keypoints propagate`'})"
-        )
-    return kept_with(load_keypoint_set(path, data, target.sizes)[0], name, num)
+            f"{did_you_mean(name, [*KEYPOINT_SOURCES.names(), *stored])}")
 
 
 def kept_with(full: KeypointSet, set_name: str, num: int | None) -> Resolved:

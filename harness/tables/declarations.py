@@ -6,6 +6,7 @@ is editing the data below only (settings: ``settings.py``; how a cell resolves: 
 """
 from __future__ import annotations
 
+from ..core.registry import did_you_mean
 from .cells import Axis, Table
 from .settings import (CARD_TEMPLATE, NOT_OFFLINE_GPT4, PRETRAINED_TRUNK, PRETRAINED_TRUNKS, SMALL_BACKBONES,
                        SMALL_EXPERT_POINTS, SMALL_KEYPOINTS, TINY_BACKBONES, TINY_SD_OPTS, SMALL_HYBRID, get_setting)
@@ -61,16 +62,16 @@ TASK_COMPARISONS = tuple((f"{a}|MacaqueFaces", f"{b}|MacaqueFaces") for a, b in 
 POSE = {"dataset_options": {"perturb": "strong", "perturb_seed": "0"}}
 # where perfect propagation would put the points: the aligned faces' committed SIFT set, moved by each
 # image's exact transform (real: the card's DIFT recipe on the aligned images; tiny: its ground truth)
-ORACLE = {"real": "oracle:expert@dift", "small": "oracle:results/keypoints/macaquefaces-expert-sift-k3.json",
+ORACLE_POINTS = {"real": "oracle:expert@dift", "small": "oracle:results/keypoints/macaquefaces-expert-sift-k3.json",
           "tiny": "oracle:ground-truth"}
 NOISE_SIGMAS = ("0", "0.25", "0.5", "1", "2")  # patch widths
 
 
 def _oracle_axis(label: str, suffix: str = "") -> Axis:
     """CKPE on the oracle points (``suffix``: e.g. ``+noise=0.5``) in every setting."""
-    return Axis(label, {"method": "ckpe", "keypoints": ORACLE["real"] + suffix},
-                small={"method": "ckpe", "keypoints": ORACLE["small"] + suffix},
-                tiny={"method": "ckpe", "keypoints": ORACLE["tiny"] + suffix})
+    return Axis(label, {"method": "ckpe", "keypoints": ORACLE_POINTS["real"] + suffix},
+                small={"method": "ckpe", "keypoints": ORACLE_POINTS["small"] + suffix},
+                tiny={"method": "ckpe", "keypoints": ORACLE_POINTS["tiny"] + suffix})
 
 
 def _task_row(label: str) -> Axis:
@@ -122,7 +123,7 @@ HYBRID_ROWS = (
     _hybrid_row("hybrid ViT, no keypoints", {"method": "vit"}),
     _hybrid_row("hybrid KPE", {"method": "kpe"}),
     _hybrid_row("hybrid CKPE", {"method": "ckpe"}),
-    _hybrid_row(HYBRID_ORACLE, {"method": "ckpe"}, keypoints=ORACLE),
+    _hybrid_row(HYBRID_ORACLE, {"method": "ckpe"}, keypoints=ORACLE_POINTS),
     _hybrid_row("hybrid, fixed template", {"method": "ckpe", "keypoints": CARD_TEMPLATE}))
 HYBRID_COLS = (Axis("MacaqueFaces, aligned", {"dataset": "macaquefaces"}),
                Axis(POSE_COL, {"dataset": "macaquefaces", **POSE}))
@@ -367,4 +368,5 @@ def get_table(table_id: str) -> Table:
     for t in TABLES:
         if t.id == key:
             return t
-    raise ValueError(f"unknown table {table_id!r}; valid: {', '.join(table_ids())}, all")
+    raise ValueError(f"unknown table {table_id!r}; valid: {', '.join(table_ids())}, all"
+                     f"{did_you_mean(table_id, [*table_ids(), 'all'])}")
