@@ -25,6 +25,7 @@ from ..model.losses import LOSS_TERMS
 from ..tables.ablate import download_line, memory_line, preflight_problems
 from .common import data_root_option, dataset_options_option, parse_kv, quiet_option, results_dir_option, user_errors
 from .data import data_group
+from .keep import EVALUATE_FIELDS, keep_options, kept_files, saved_lines
 from .keypoints import keypoints_group
 from .tables import ablate_cmd, calibrate_cmd, compare_cmd, leaderboard_cmd, tune_cmd
 
@@ -145,9 +146,10 @@ def dry_run_plans(given: dict, data_root, results_dir, gpu_memory: float | None)
               "download estimates, and what data is missing; train nothing")
 @click.option("--gpu-memory", type=click.FloatRange(min=1), default=None,
               help="with --dry-run: GB of GPU memory to fit, prints the --accumulate that fits it")
+@keep_options
 @quiet_option
 @user_errors
-def run_cmd(results_dir, data_root, force, dry_run, gpu_memory, quiet, **given):
+def run_cmd(results_dir, data_root, force, dry_run, gpu_memory, quiet, save_weights, save_embeddings, **given):
     """Train and evaluate one method on one dataset; write results/<name>.json.
 
     Every value not given here comes from the dataset card's `defaults` (datasets/<name>.json,
@@ -175,15 +177,48 @@ def run_cmd(results_dir, data_root, force, dry_run, gpu_memory, quiet, **given):
                 if distributed.from_env().is_main:
                     click.echo("\n".join(describe_config(resolved)), err=True)
                 record, path = execute(cfg, results_dir, data_root=data_root, force=force, progress=not quiet,
-                                       origins=resolved.origins)
+                                       origins=resolved.origins,
+                                       keep=kept_files(existing, save_weights, save_embeddings, len(plans) > 1))
             if record is None:  # under torchrun only rank 0 evaluates and reports
                 continue
             click.echo(summary_line(record, path))
+            for line in saved_lines(record):
+                click.echo(line, err=True)
             records.append(record)
     finally:  # under torchrun: close the process group the runs opened
         distributed.teardown(distributed.from_env())
     if len(plans) > 1 and records:  # Table 1 shape: every method with results on these datasets
         click.echo(summary_table(all_methods_records(results_dir, [p.config for p in plans], records)))
+
+
+def evaluate_options(fn):
+    """The run options `harness evaluate` takes (``EVALUATE_FIELDS``), as `harness run` declares them."""
+    for f in reversed([f for f in fields(RunConfig) if f.name in EVALUATE_FIELDS]):
+        fn = _option_for(f)(fn)
+    return fn
+
+
+@main.command("evaluate")
+@evaluate_options
+@results_dir_option
+@data_root_option
+@click.option("--force", is_flag=True, help="recompute and replace an existing result")
+@click.option("--dry-run", is_flag=True, help="print the resolved configuration and what data is missing; score nothing")
+@click.option("--save-embeddings", type=click.Path(path_type=Path), default=None, metavar="PATH",
+              help="also write the embeddings: PATH.npz (numpy: embeddings, image_id, identity, split) and PATH.csv "
+                   "(pandas: the same rows; `row` indexes the vectors); several runs: PATH-<run name>.npz each")
+@quiet_option
+@click.pass_context
+def evaluate_cmd(ctx, method, **given):
+    """Score a backbone without training: every metric and protocol, an ordinary record.
+
+    The backbone is a registered alias, any timm name or hf-hub:<repo> (--pretrained), or a local
+    file (--weights, e.g. one kept by `harness run --save-weights`). --method wildlife-baseline (the
+    default) scores its pooled features with ImageNet normalisation; a method that trains (vit, ...)
+    is scored with --epochs 0, its own normalisation and model, untrained beyond the backbone."""
+    method = method or "wildlife-baseline"
+    trains = METHODS.create(method).trains if method in METHODS else False
+    ctx.invoke(run_cmd, method=method, **given, **({"epochs": 0} if trains else {}))
 
 
 def all_methods_records(results_dir: Path, plans: list, records: list[dict]) -> list[dict]:

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ..config import Resolved, RunConfig, resolve
@@ -33,6 +34,7 @@ from ..model.backbones import create_backbone
 from ..model.losses import build_losses
 from ..model.tokens import flip_permutation
 from . import records
+from .export import Keep, save_embeddings, save_weights
 from .scoring import (Scored, gallery_rules, needed_rows, reliance_metrics, removed_points, same_day_matters, score,
                       shuffle_point_sets, table_lookup)
 from .train import Checkpoint, Normalizer, Runtime, TrainData, TrainSettings, embed, train
@@ -194,7 +196,7 @@ class Model:
 
 
 def check_batch_size(prepared: Prepared, n_train: int) -> None:
-    if prepared.method.trains and n_train < prepared.cfg.batch_size:
+    if prepared.method.trains and prepared.cfg.epochs and n_train < prepared.cfg.batch_size:  # 0: no training
         raise ValueError(f"--batch-size {prepared.cfg.batch_size} is larger than the training set ({n_train} images)")
 
 
@@ -292,6 +294,8 @@ class Outcome:
     timing: list[dict]  # per epoch: seconds and the share spent waiting for data
     wall_time: float
     reliance: dict | None = None  # how the keypoint reliance metrics were computed (methods with keypoints)
+    keep: Keep | None = None  # files asked for besides the record
+    saved: dict | None = None  # what of them was written: {"weights": path, "embeddings": path}
 
 
 @dataclass
@@ -311,6 +315,8 @@ def build_record(prepared: Prepared, model: Model, inputs: Inputs, outcome: Outc
     extra = {} if outcome.scored.open_set is None else {"open_set": outcome.scored.open_set}
     if outcome.reliance is not None:
         extra["keypoint_reliance"] = outcome.reliance
+    if outcome.saved:
+        extra["saved"] = dict(outcome.saved)
     return {**extra,
         "schema": records.SCHEMA_VERSION,
         "name": records.result_name(cfg),
@@ -389,6 +395,9 @@ def score_and_write(prepared: Prepared, model: Model, inputs: Inputs, trained: O
     ``trained.wall_time`` holds the run's start time here. Returns the run's own (record, path)."""
     cfg, own = prepared.cfg, None
     rows, take = embeddings(prepared, model, inputs, prov.device)
+    if trained.keep is not None and trained.keep.embeddings is not None:
+        trained.saved = {**(trained.saved or {}), "embeddings": str(export_embeddings(prepared, inputs, rows, take,
+                                                                                     trained.keep.embeddings))}
     reliance = reliance_embeddings(prepared, model, inputs, rows, prov.device)
     # a dataset without days, or a split the rule changes nothing in, has no twin
     days = prepared.days if same_day_matters(inputs.identities, prepared.days, prepared.split, rows) else None
@@ -415,11 +424,21 @@ def score_and_write(prepared: Prepared, model: Model, inputs: Inputs, trained: O
     return own
 
 
+def export_embeddings(prepared: Prepared, inputs: Inputs, rows: dict, take, path: Path) -> Path:
+    """The evaluated rows' embeddings with their image ids, identities and side of the split."""
+    evaluated = rows["all"]
+    table = pd.DataFrame({"image_id": prepared.data.df["image_id"].astype(str).to_numpy()[evaluated],
+                          "identity": inputs.identities[evaluated],
+                          "split": np.where(np.isin(evaluated, inputs.test_rows), "test", "train")})
+    return save_embeddings(path, take(evaluated), table)
+
+
 def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None, force: bool = False,
-            progress: bool = True, origins: dict | None = None) -> tuple[dict | None, Path]:
+            progress: bool = True, origins: dict | None = None, keep: Keep | None = None) -> tuple[dict | None, Path]:
     """Run one experiment and write its record; returns (record, path); under torchrun the other
     ranks return (None, path). A run killed part-way resumes from its last finished epoch when
-    started again with the same config and seed."""
+    started again with the same config and seed. ``keep``: files to write besides the record
+    (embeddings, the trained backbone's weights), named in the record's ``saved``."""
     t0 = time.perf_counter()
     started_from = records.git_state()  # read before the long part: a commit made meanwhile is not this code
     results_dir = records.check_writable(results_dir)
@@ -446,7 +465,8 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
         if not dist.is_main:  # rank 0 alone evaluates and writes
             distributed.barrier(dist)
             return None, out_path
-        trained = Outcome(None, history, timing, t0)
+        saved = {"weights": str(save_weights(keep.weights, model.backbone))} if keep and keep.weights else None
+        trained = Outcome(None, history, timing, t0, keep=keep, saved=saved)
         record, path = score_and_write(prepared, model, inputs, trained,
                                        Provenance(device, dist, started_from, origins or {}), results_dir, force)
         checkpoint.discard()
