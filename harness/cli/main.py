@@ -25,6 +25,7 @@ from ..model.losses import LOSS_TERMS
 from ..tables.ablate import download_line, memory_line, preflight_problems
 from .common import data_root_option, dataset_options_option, parse_kv, quiet_option, results_dir_option, user_errors
 from .data import data_group
+from .config_file import config_option, read_config_file
 from .keep import EVALUATE_FIELDS, keep_options, kept_files, saved_lines
 from .keypoints import keypoints_group
 from .tables import ablate_cmd, calibrate_cmd, compare_cmd, leaderboard_cmd, tune_cmd
@@ -84,7 +85,8 @@ def describe_config(resolved: Resolved) -> list[str]:
     cfg = resolved.config.to_dict()
     lines = ["configuration (by where each value came from):"]
     cards = sorted({o for o in resolved.origins.values() if o.startswith("card")})
-    order = ["command line", "table cell", "method", *cards, "default", "not applied"]
+    files = sorted({o for o in resolved.origins.values() if o.startswith("config ")})
+    order = ["command line", *files, "table cell", "method", *cards, "default", "not applied"]
     for origin in order:
         names = [n for n in RunConfig.field_names() if resolved.origins.get(n) == origin]
         if not names:
@@ -123,10 +125,11 @@ def main():
     """Keypoint-aware animal re-identification benchmark harness."""
 
 
-def dry_run_plans(given: dict, data_root, results_dir, gpu_memory: float | None) -> None:
+def dry_run_plans(given: dict, data_root, results_dir, gpu_memory: float | None, file=None) -> None:
     """Every planned run's configuration, result file and estimates (memory, downloads), then the
-    data problems, if any, as the one-line error: a dry run shows the cost even with no data."""
-    plans, problems = plan_and_check(given, data_root)
+    data problems, if any, as the one-line error: a dry run shows the cost even with no data.
+    ``file``: a configuration file's layer (origin, values)."""
+    plans, problems = plan_and_check(given, data_root, file)
     for resolved in plans:
         existing = result_path(results_dir, resolved.config)
         click.echo("\n".join(describe_config(resolved)))
@@ -147,19 +150,22 @@ def dry_run_plans(given: dict, data_root, results_dir, gpu_memory: float | None)
 @click.option("--gpu-memory", type=click.FloatRange(min=1), default=None,
               help="with --dry-run: GB of GPU memory to fit, prints the --accumulate that fits it")
 @keep_options
+@config_option
 @quiet_option
 @user_errors
-def run_cmd(results_dir, data_root, force, dry_run, gpu_memory, quiet, save_weights, save_embeddings, **given):
+def run_cmd(results_dir, data_root, force, dry_run, gpu_memory, quiet, save_weights, save_embeddings, config_file,
+            **given):
     """Train and evaluate one method on one dataset; write results/<name>.json.
 
     Every value not given here comes from the dataset card's `defaults` (datasets/<name>.json,
     e.g. the paper's settings for the real datasets), then the method's, then the defaults shown;
     each run prints its resolved configuration with the origin of every value."""
     given["dataset_options"] = parse_kv(given.get("dataset_options") or ())
+    file = read_config_file(config_file, click.get_current_context()) if config_file else None
     if dry_run:
-        dry_run_plans(given, data_root, results_dir, gpu_memory)
+        dry_run_plans(given, data_root, results_dir, gpu_memory, file)
         return
-    plans = plan_runs(given, data_root)  # every dataset checked before any training starts
+    plans = plan_runs(given, data_root, file)  # every dataset checked before any training starts
     blocked = list(dict.fromkeys(p for r in plans for p in preflight_problems(r.config, results_dir)))
     if blocked:  # weights that cannot load, too little disk: said before the first run trains
         raise DataError(f"{len(blocked)} problem(s) would stop a run after it started:\n" + "\n".join(blocked))
@@ -207,18 +213,21 @@ def evaluate_options(fn):
 @click.option("--save-embeddings", type=click.Path(path_type=Path), default=None, metavar="PATH",
               help="also write the embeddings: PATH.npz (numpy: embeddings, image_id, identity, split) and PATH.csv "
                    "(pandas: the same rows; `row` indexes the vectors); several runs: PATH-<run name>.npz each")
+@config_option
 @quiet_option
 @click.pass_context
-def evaluate_cmd(ctx, method, **given):
+def evaluate_cmd(ctx, method, config_file, **given):
     """Score a backbone without training: every metric and protocol, an ordinary record.
 
     The backbone is a registered alias, any timm name or hf-hub:<repo> (--pretrained), or a local
     file (--weights, e.g. one kept by `harness run --save-weights`). --method wildlife-baseline (the
     default) scores its pooled features with ImageNet normalisation; a method that trains (vit, ...)
     is scored with --epochs 0, its own normalisation and model, untrained beyond the backbone."""
-    method = method or "wildlife-baseline"
-    trains = METHODS.create(method).trains if method in METHODS else False
-    ctx.invoke(run_cmd, method=method, **given, **({"epochs": 0} if trains else {}))
+    in_file = read_config_file(config_file, ctx, run_cmd)[1] if config_file else {}  # its method counts
+    chosen = method or in_file.get("method") or "wildlife-baseline"
+    trains = METHODS.create(chosen).trains if chosen in METHODS else False
+    ctx.invoke(run_cmd, method=method or (None if "method" in in_file else chosen), config_file=config_file, **given,
+               **({"epochs": 0} if trains else {}))
 
 
 def all_methods_records(results_dir: Path, plans: list, records: list[dict]) -> list[dict]:

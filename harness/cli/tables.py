@@ -16,10 +16,10 @@ from ..tables import leaderboard as lb
 from ..tables import tuning
 from ..tables.ablate import (LAUNCHERS, SweepEvents, download_line, executor, memory_line, plan, run_one,
                              sweep_local)
-from ..tables.cells import command_line
+from ..tables.cells import Retarget, command_line
 from ..tables.declarations import table_ids
 from ..tables.settings import SETTINGS
-from .common import HarnessCLIError, data_root_option, results_dir_option, user_errors
+from .common import HarnessCLIError, data_root_option, parse_kv, results_dir_option, user_errors
 
 
 def _label(job) -> str:
@@ -79,14 +79,26 @@ ABLATE_HELP = f"""Run the cells of TABLE ({', '.join(table_ids())} or all) that 
 @click.option("--gpus", type=click.IntRange(0), default=1, show_default=True, help="GPUs per slurm job")
 @click.option("--cpus", type=click.IntRange(1), default=8, show_default=True, help="CPUs per slurm job")
 @click.option("--time", "time_min", type=click.IntRange(1), default=240, show_default=True, help="minutes per job")
+@click.option("--retarget", default=None, metavar="DATASET",
+              help="run every cell on this dataset instead of its own, e.g. folder:data/my_animals (the cells' "
+                   "dataset options are dropped)")
+@click.option("--retarget-option", "retarget_options", multiple=True, metavar="KEY=VALUE",
+              help="with --retarget: a dataset option of DATASET (repeatable)")
+@click.option("--retarget-keypoints", default=None, metavar="SOURCE",
+              help="with --retarget: the keypoints of every cell that reads them, e.g. a set made by "
+                   "`harness keypoints propagate` on DATASET")
 @results_dir_option
 @data_root_option
 @user_errors
 def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, setting, launcher, partition, gpus, cpus, time_min,
-               results_dir, data_root):
+               retarget, retarget_options, retarget_keypoints, results_dir, data_root):
     setting = setting or next(x.name for x in SETTINGS if x.flag is None)
+    if retarget is None and (retarget_options or retarget_keypoints):
+        raise HarnessCLIError("--retarget-option and --retarget-keypoints need --retarget DATASET")
+    target = Retarget(retarget, tuple(sorted(parse_kv(retarget_options, "--retarget-option").items())),
+                      retarget_keypoints) if retarget else None
     jobs, skipped = plan(table, results_dir, setting=setting, seeds=seeds, dataset=dataset, columns=tuple(columns),
-                         rows=tuple(rows))
+                         rows=tuple(rows), target=target)
     todo = [j for j in jobs if not j.done]
     for cell in skipped:
         click.echo(f"not run ({setting}): table {cell.table} [{cell.row} | {cell.col}]: {cell.reason}", err=True)

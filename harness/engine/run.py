@@ -46,11 +46,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_run(card: Card, method: Method, *, cell: dict | None = None, given: dict | None = None) -> Resolved:
-    """A run's config from its layers (defaults < card < method < table cell < command line), with
-    the fields that cannot influence this method's run set to None (origin "not applied")."""
+def resolve_run(card: Card, method: Method, *, cell: dict | None = None, given: dict | None = None,
+                file: tuple[str, dict] | None = None) -> Resolved:
+    """A run's config from its layers (defaults < card < method < table cell < a configuration
+    file ``file``: (its origin, its values) < command line), with the fields that cannot influence
+    this method's run set to None (origin "not applied")."""
     layers = [(f"card {card.name}", card.defaults), ("method", method.layer()),
-              ("table cell", cell or {}), ("command line", given or {})]
+              ("table cell", cell or {}), *([file] if file else []), ("command line", given or {})]
     resolved = resolve(layers)
     config = method.applied(resolved.config)
     origins = {name: ("not applied" if getattr(config, name) is None and getattr(resolved.config, name) is not None
@@ -78,27 +80,34 @@ def fold_runs(cfg: RunConfig) -> list[RunConfig]:
     return [replace(cfg, fold=i) for i in range(cfg.folds)]
 
 
-def plan_runs(given: dict, data_root: Path | None = None) -> list[Resolved]:
+def plan_runs(given: dict, data_root: Path | None = None, file: tuple[str, dict] | None = None) -> list[Resolved]:
     """The resolved configs of one `harness run` (one per dataset, `all` = the paper's four, and
     one per fold with --folds K), after checking every dataset's data and keypoint recipe: all
     problems are reported at once, in one DataError, before anything trains."""
-    plans, problems = plan_and_check(given, data_root)
+    plans, problems = plan_and_check(given, data_root, file)
     if problems:
         raise DataError(problems)
     return plans
 
 
-def plan_and_check(given: dict, data_root: Path | None = None) -> tuple[list[Resolved], str | None]:
+def plan_and_check(given: dict, data_root: Path | None = None,
+                   file: tuple[str, dict] | None = None) -> tuple[list[Resolved], str | None]:
     """``plan_runs`` without raising: (every resolved config, the data problems in one message or
-    None), so a dry run can show what it would run before it says what is missing."""
-    given = dict(given)
-    given["method"] = given.get("method") or RunConfig.method
-    method = METHODS.create(given["method"])  # unknown method: fail before anything else
-    names = dataset_names(given.get("dataset") or RunConfig.dataset)
+    None), so a dry run can show what it would run before it says what is missing. ``file``: the
+    layer of a configuration file (its origin, its values), under the command line."""
+    given = {k: v for k, v in given.items() if v is not None}
+    values = file[1] if file else {}
+    if "method" not in values:
+        given["method"] = given.get("method") or RunConfig.method
+    method = METHODS.create(given.get("method") or values["method"])  # unknown method: fail before anything else
+    names = dataset_names(given.get("dataset") or values.get("dataset") or RunConfig.dataset)
     plans, problems = [], []
     for name in names:
         card = get_card(name)
-        resolved = resolve_run(card, method, given={**given, "dataset": card.name if len(names) > 1 else name})
+        # a dataset the file names keeps its origin, unless `all` is expanded into one run per card
+        named = {} if "dataset" in values and "dataset" not in given and len(names) == 1 else \
+            {"dataset": card.name if len(names) > 1 else name}
+        resolved = resolve_run(card, method, given={**given, **named}, file=file)
         cfg = resolved.config
         problem = data_problem(card, data_root)
         source = method.keypoint_source(cfg.keypoints)
