@@ -28,7 +28,7 @@ from .data import data_group
 from .config_file import config_option, read_config_file
 from .keep import EVALUATE_FIELDS, keep_options, kept_files, saved_lines
 from .keypoints import keypoints_group
-from .tables import ablate_cmd, calibrate_cmd, compare_cmd, leaderboard_cmd, tune_cmd
+from .tables import ablate_cmd, calibrate_cmd, compare_cmd, leaderboard_cmd, runs_cmd, tune_cmd
 
 class _Accumulate(click.ParamType):
     """--accumulate: a whole number or ``auto``."""
@@ -119,7 +119,8 @@ def _number(value) -> str:
 
 # the other cli files' commands join where the root group is defined (they cannot import it: it imports them)
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
-             commands=[data_group, keypoints_group, ablate_cmd, leaderboard_cmd, compare_cmd, calibrate_cmd, tune_cmd])
+             commands=[data_group, keypoints_group, ablate_cmd, leaderboard_cmd, runs_cmd, compare_cmd, calibrate_cmd,
+                       tune_cmd])
 @click.version_option(package_name="keypoint-reid-harness")
 def main():
     """Keypoint-aware animal re-identification benchmark harness."""

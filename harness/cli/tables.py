@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from ..evaluation import metrics, statistics
 from ..engine.records import check_writable, load_records
-from ..tables.collect import records_of
+from ..tables.runs import parse_filters, records_for, run_groups
 from ..engine.run import execute
 from ..tables import calibration
 from ..tables import leaderboard as lb
@@ -155,6 +155,36 @@ def leaderboard_cmd(results_dir, output, check):
         click.echo(f"wrote {path}")
 
 
+@click.command("runs")
+@click.option("--method", default=None, help="only this method's runs")
+@click.option("--dataset", default=None, help="only runs on this dataset (as the record names it, e.g. folder:PATH)")
+@click.option("--protocol", default=None, help="only runs under this protocol")
+@click.option("--backbone", default=None, help="only runs with this backbone")
+@click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
+              help="only runs whose run option KEY has VALUE (repeatable), e.g. keypoints=sift-1e25ee278c")
+@click.option("--metric", type=click.Choice(metrics.ORDER), default="top1", show_default=True,
+              help="the metric shown (mean over the experiment's runs)")
+@results_dir_option
+@user_errors
+def runs_cmd(method, dataset, protocol, backbone, where, metric, results_dir):
+    """The experiments in --results-dir, oldest first: id, method, dataset, protocol, backbone, the
+    folds x seeds run, the mean of --metric and the date of the latest run. Compare two of them:
+    harness compare ID ID (or KEY=VALUE,... filters that select one experiment each)."""
+    chosen = {"method": method, "dataset": dataset, "protocol": protocol, "backbone": backbone}
+    filters = {**{k: v for k, v in chosen.items() if v is not None}, **parse_filters(where)}
+    groups = run_groups(load_records(Path(results_dir)), filters)
+    if not groups:
+        what = f" matching {', '.join(f'{k}={v}' for k, v in filters.items())}" if filters else ""
+        raise HarnessCLIError(f"no runs{what} in {results_dir}")
+    header = ["id", "method", "dataset", "protocol", "backbone", "folds x seeds", metric, "date"]
+    rows = [[g.id, g.config.method, g.config.dataset, g.config.protocol, g.config.backbone, g.design(),
+             "-" if g.mean(metric) is None else f"{g.mean(metric):.1f}", g.created[:16].replace("T", " ")]
+            for g in groups]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
 @click.command("compare")
 @click.argument("first")
 @click.argument("second")
@@ -163,13 +193,16 @@ def leaderboard_cmd(results_dir, output, check):
 @results_dir_option
 @user_errors
 def compare_cmd(first, second, metric, results_dir):
-    """Paired comparison FIRST - SECOND: each a result file, a folder of one experiment's runs, or a
-    table cell TABLE:ROW|COL[@small|@tiny] (e.g. '6-7:large|keypoint (3)@small').
+    """Paired comparison FIRST - SECOND: each a result file, a folder of one experiment's runs, an
+    experiment's id from `harness runs`, KEY=VALUE,... filters that select one experiment in
+    --results-dir (e.g. method=ckpe,dataset=folder:data/my_animals), or a table cell
+    TABLE:ROW|COL[@small|@tiny] (e.g. '6-7:large|keypoint (3)@small'). Runs pair on their common
+    folds and seeds.
 
     Prints each side's mean and 95% interval over folds x seeds (test animals and training
     randomness), then the paired difference on identical folds and seeds with its interval, minimum
     detectable effect and decision, or why the two cannot be paired or decided."""
-    sides = [records_of(spec, results_dir) for spec in (first, second)]
+    sides = [records_for(spec, results_dir) for spec in (first, second)]
     for name, (label, recs) in zip("AB", sides):
         summary = statistics.summarize(recs, metric)
         ci = f"no interval ({summary.why})" if summary.ci is None else \
