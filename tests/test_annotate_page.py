@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -151,6 +152,23 @@ def test_annotate_refuses_what_it_cannot_serve(cli, folder):
     assert out.exit_code != 0 and "--names is for the page (no --source)" in out.output
     out = cli("keypoints", "annotate", "--dataset", folder, "--names", "a", "--image", "id9/0.png")
     assert out.exit_code != 0 and "image id id9/0.png is not in dataset" in out.output
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = cli("keypoints", "annotate", "--dataset", folder, "--names", "a", "--port", port)
+    assert out.exit_code != 0 and f"cannot serve on 127.0.0.1:{port}" in out.output and "--port" in out.output
+
+
+def test_a_stored_name_is_not_replaced_without_force(folder):
+    server = serve(folder, name="mine")
+    status, _ = post(server.url + "save", json.dumps({"points": {n: [5, 5] for n in NAMES}}).encode())
+    assert status == 200
+    with pytest.raises(DataError, match="a reference mine is stored already"):
+        serve(folder, name="mine")
+    again = serve(folder, name="mine", force=True)
+    status, answer = post(again.url + "save", json.dumps({"points": {n: [6, 6] for n in NAMES}}).encode())
+    assert status == 200 and json.loads(Path(answer["path"]).read_text())["keypoints"]["mouth"] == [6, 6]
 
 
 def annotate_in_a_subprocess(folder: str, cache: str) -> subprocess.Popen:

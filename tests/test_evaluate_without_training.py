@@ -76,3 +76,11 @@ def test_evaluate_scores_a_backbone_untrained_with_every_metric(cli, tmp_path):
 def test_evaluate_refuses_an_unknown_method_in_one_line(cli, tmp_path):
     res = cli("evaluate", *DATA, "--method", "nope", "--results-dir", tmp_path)
     assert res.exit_code != 0 and "unknown method 'nope'" in res.output and "Traceback" not in res.output
+
+
+def test_embeddings_that_cannot_be_written_are_refused_before_anything_runs(cli, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    res = cli("evaluate", *DATA, "--results-dir", tmp_path / "r", "--save-embeddings", blocker / "emb")
+    assert res.exit_code != 0 and f"--save-embeddings: cannot write into {blocker}" in res.output
+    assert not (tmp_path / "r").exists() or not list((tmp_path / "r").glob("*.json"))

@@ -3,12 +3,14 @@ what `harness evaluate` takes of the run options."""
 from __future__ import annotations
 
 import shlex
+import tempfile
 from pathlib import Path
 
 import click
 
 from ..config import RunConfig
 from ..engine.export import Keep
+from .common import HarnessCLIError
 
 # `harness evaluate`: the run options that decide what is scored and how (no training settings)
 EVALUATE_FIELDS = ("method", "dataset", "protocol", "split_seed", "folds", "fold", "exclude", "keypoints",
@@ -36,8 +38,19 @@ def kept_files(result: Path, weights: bool, embeddings: Path | None, several: bo
     if embeddings is not None and several:
         stem = embeddings.with_suffix("") if embeddings.suffix == ".npz" else embeddings
         embeddings = stem.with_name(f"{stem.name}-{result.stem}")
+    if embeddings is not None:
+        writable_folder(embeddings.expanduser().parent)  # said before training, not after it
     return Keep(embeddings=embeddings,
                 weights=result.parent / "weights" / f"{result.stem}.safetensors" if weights else None)
+
+
+def writable_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise HarnessCLIError(f"--save-embeddings: cannot write into {folder} ({exc.strerror or exc})") from exc
 
 
 def saved_lines(record: dict) -> list[str]:
