@@ -3,6 +3,7 @@ message, writing a reference that propagation reads; clicked in a real headless 
 whole route on a folder of one's own images: annotate -> propagate -> `harness run --method ckpe`."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -86,7 +87,6 @@ def test_page_and_image_are_served_from_localhost_without_internet_files(folder)
         assert "http://" not in text and "https://" not in text and "<link" not in text and " src=" not in text
         status, png, kind = get(server.url + "image.png")
         assert status == 200 and kind == "image/png"
-        import io
         assert Image.open(io.BytesIO(png)).size == (80, 64)
         status, body, _ = get(server.url + "nothing-here")
         assert status == 404 and "open /" in json.loads(body)["error"]

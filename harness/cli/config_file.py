@@ -9,8 +9,7 @@ or _), e.g.
 
 Each value is checked as its command-line option checks it; the values sit under the command line
 (a flag given wins) and show under their own origin, ``config FILE``, in the printed configuration
-and the record. TOML is read with the standard library (tomllib); YAML with PyYAML, which the
-Hugging Face packages the harness depends on already install.
+and the record. TOML is read with the standard library (tomllib), YAML with PyYAML.
 """
 from __future__ import annotations
 
@@ -18,6 +17,11 @@ import difflib
 from pathlib import Path
 
 import click
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: no tomllib in the standard library
+    tomllib = None
 
 from ..config import RunConfig
 from .common import HarnessCLIError
@@ -41,13 +45,15 @@ def parse_config_text(path: Path) -> dict:
         raise HarnessCLIError(f"--config {path}: cannot be read ({exc.strerror or exc})") from exc
     try:
         if path.suffix.lower() == ".toml":
-            import tomllib  # noqa: PLC0415 - standard library, needed only for a config file
-
+            if tomllib is None:
+                raise HarnessCLIError(f"--config {path}: TOML needs Python 3.11 or later (tomllib); use a .yaml file")
             raw = tomllib.loads(text)
         else:
-            import yaml  # noqa: PLC0415 - only for YAML config files
+            import yaml  # noqa: PLC0415 - lazy: importing PyYAML costs start-up time every command would pay
 
             raw = yaml.safe_load(text)
+    except HarnessCLIError:
+        raise
     except Exception as exc:  # noqa: BLE001 - tomllib and yaml raise their own error types
         first = " ".join(str(exc).split())[:200]
         raise HarnessCLIError(f"--config {path}: not valid {path.suffix.lstrip('.').upper()}: {first}") from exc

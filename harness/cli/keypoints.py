@@ -374,8 +374,8 @@ def how_to_start(card) -> list[str]:
                   f"harness keypoints propagate --dataset {card.name} --reference <printed name> --featurizer "
                   f"{rest.partition(':')[0]}; offline featurizers: sift, spin"]
     else:
-        lines.append(f"annotate one image: harness keypoints annotate --dataset {card.name} --source "
-                     f"{'|'.join(REFERENCE_SOURCES.names())}")
+        lines.append(f"mark one image yourself on a local page: harness keypoints annotate --dataset {card.name} "
+                     f"--names NAME,NAME,... (or choose the points with --source {'|'.join(REFERENCE_SOURCES.names())})")
     return lines
 
 
