@@ -24,8 +24,8 @@ from ..model.backbones import ALIASES, describe
 from ..model.losses import LOSS_TERMS
 from ..tables.ablate import download_line, memory_line, preflight_problems
 from .common import data_root_option, dataset_options_option, parse_kv, quiet_option, results_dir_option, user_errors
-from .data import data_group
 from .config_file import config_option, read_config_file
+from .data import data_group
 from .keep import EVALUATE_FIELDS, keep_options, kept_files, saved_lines
 from .keypoints import keypoints_group
 from .tables import ablate_cmd, calibrate_cmd, compare_cmd, leaderboard_cmd, runs_cmd, tune_cmd
