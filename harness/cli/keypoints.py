@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import inspect
+import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -10,18 +12,23 @@ from ..config import resolve
 from ..core import distributed
 from ..core.errors import DataError
 from ..core.io import read_json_object
+from ..data.dataset import open_row
 from ..data.loaders import get_card, load_dataset
 from ..keypoints.featurizers import FEATURIZERS, create_featurizer, featurizer_options, option_value
 from ..keypoints.pck import pck, table
 from ..keypoints.propagate import MODES, PIXELS, PropagateSettings, propagate
-from ..keypoints.references import REFERENCE_SOURCES, annotate_options, declared_options, reference_name
+from ..keypoints.references import (REFERENCE_SOURCES, AnnotateOptions, annotate_options, declared_options,
+                                    reference_name)
+from ..keypoints.references.base import reference_row
+from ..keypoints.references.marked import marked_name, marked_reference, names_to_mark
 from ..keypoints.show import draw_grid
 from ..keypoints.sets import KeypointSet, Target
 from ..keypoints.sources import patch_pixels, resolve_keypoints, resolve_origin
-from ..keypoints.store import (REFERENCE_FORMAT, load_reference, read_reference, save_reference, store_dir,
-                               store_score, store_template_share, stored_names, stored_path)
+from ..keypoints.store import (REFERENCE_FORMAT, entry_path, load_reference, read_reference, save_reference,
+                               store_dir, store_score, store_template_share, stored_names, stored_path)
 from ..keypoints.template import share_table, template_row, template_share
 from .common import data_root_option, dataset_options_option, new_file, parse_kv, user_errors
+from .mark_page import MarkPage, MarkServer
 
 _dataset = click.option("--dataset", required=True, help="dataset card name (see `harness list`)")
 _dataset_options = dataset_options_option
@@ -97,8 +104,13 @@ def keypoints_group():
 
 @keypoints_group.command("annotate", cls=PluginHelp, plugin_help=_reference_help)
 @_dataset
-@click.option("--source", required=True, help="a reference source: expert, gpt4, gradcam-resnet, gradcam-vit, "
-              "ground-truth or a plugin's (see `harness list`)")
+@click.option("--source", default=None, help="a reference source: expert, gpt4, gradcam-resnet, gradcam-vit, "
+              "ground-truth or a plugin's (see `harness list`) [default: none: a local page where you click the "
+              "points yourself]")
+@click.option("--names", default=None, help="page: the points to mark, comma-separated, e.g. left_eye,right_eye,nose "
+              "[default: the dataset's keypoint categories]")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="page: the port on 127.0.0.1 (0: a free one)")
 @click.option("--image", default=None, help="image id of the reference image [default: the card's reference_image, "
               "else the first image (ground-truth: the first with every keypoint)]")
 @click.option("--num-keypoints", type=int, default=None,
@@ -117,9 +129,22 @@ def keypoints_group():
 @_dataset_options
 @_data_root
 @user_errors
-def annotate(dataset, source, image, num_keypoints, plugin_options, device, name, force, dataset_options, data_root,
-             **aliases):
-    """Choose K keypoints on ONE reference image and store them."""
+def annotate(dataset, source, names, port, image, num_keypoints, plugin_options, device, name, force, dataset_options,
+             data_root, **aliases):
+    """Choose K keypoints on ONE reference image and store them.
+
+    Without --source: serves a page on 127.0.0.1 showing the reference image; click each named
+    point (Undo moves the last one back), then Save: the reference is stored and the propagate
+    command printed. On a remote machine forward the printed port (ssh -L PORT:127.0.0.1:PORT)."""
+    if source is None:
+        card, data = _load(dataset, dataset_options, data_root)
+        page = mark_page(dataset, dataset_options, (card, data), MarkRequest(names, image, num_keypoints, name, force))
+        answer = serve_page(page, port)
+        click.echo(f"{answer['name']} | {answer['path']}")
+        click.echo(f"next: {answer['next']}")
+        return
+    if names is not None:
+        raise click.UsageError("--names is for the page (no --source); a reference source chooses its own points")
     entry = REFERENCE_SOURCES.get(source)
     given = parse_kv(plugin_options, "--option")
     # the old flags reach the source as before, unchecked (OPENAI_BASE_URL fills --base-url for any source)
@@ -140,6 +165,66 @@ def annotate(dataset, source, image, num_keypoints, plugin_options, device, name
     click.echo(f"reference image {ref.image_id}: " + ", ".join(
         f"{c} ({x:.0f}, {y:.0f})" for c, (x, y) in zip(ref.categories, ref.points)))
     click.echo(f"{name} | {path}")
+
+
+@dataclass(frozen=True)
+class MarkRequest:
+    """What `annotate` without --source was asked: the names, the image, K, the stored name."""
+
+    names: str | None
+    image: str | None
+    num_keypoints: int | None
+    name: str | None
+    force: bool
+
+
+def mark_page(dataset: str, dataset_options, loaded, asked: MarkRequest) -> MarkPage:
+    """The page for marking the reference image of ``loaded`` (card, data) by hand; saving stores the
+    reference under ``asked.name`` (default: from its content) and answers with the propagate command."""
+    card, data = loaded
+    cats, pairs = names_to_mark(data, card, asked.names, asked.num_keypoints)
+    row = reference_row(data, card, AnnotateOptions(image=asked.image))
+    image_id = str(data.df["image_id"].iloc[row])
+    if asked.name and stored_path(asked.name, data) is not None and not asked.force:
+        raise DataError(f"a reference {asked.name} is stored already ({entry_path(asked.name, data)}); pass --force "
+                        "to replace it or another --name")
+    picture = open_row(data, row)
+
+    def save(points) -> dict:
+        ref = marked_reference(image_id, cats, pairs, points, picture.size)
+        name = asked.name or marked_name(ref)
+        path = save_reference(ref, data, name)
+        read_reference(path, data)  # read back as propagation will: a file it refuses is said now
+        return {"name": name, "path": str(path), "next": propagate_command(dataset, dataset_options, card, name)}
+
+    return MarkPage(dataset, image_id, cats, picture, save)
+
+
+def propagate_command(dataset: str, dataset_options, card, reference: str) -> str:
+    """The command that propagates a stored reference: the card's featurizer if it names one in its
+    default recipe, else sift (offline, seconds on a CPU)."""
+    recipe = card.defaults.get("keypoints") or ""
+    featurizer = recipe.partition("@")[2].partition(":")[0] or "sift"
+    options = "".join(f" --dataset-option {shlex.quote(o)}" for o in dataset_options)
+    return (f"harness keypoints propagate --dataset {shlex.quote(dataset)}{options} --reference {reference} "
+            f"--featurizer {featurizer}")
+
+
+def serve_page(page: MarkPage, port: int) -> dict:
+    try:
+        server = MarkServer(page, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on 127.0.0.1:{port} ({exc.strerror or exc}); pass another --port "
+                                   "(0: a free one)") from exc
+    click.echo(f"mark {len(page.names)} point(s) on image {page.image_id}: open {server.url} in a browser "
+               f"(remote machine: ssh -L {server.server_address[1]}:127.0.0.1:{server.server_address[1]} HOST, "
+               "then the same URL on yours); Ctrl-C stops without saving", err=True)
+    click.echo(server.url)
+    try:
+        answer = server.serve_until_saved()
+    except KeyboardInterrupt:
+        raise click.Abort() from None
+    return answer
 
 
 @keypoints_group.command("propagate", cls=PluginHelp, plugin_help=_featurizer_help)
@@ -290,8 +375,8 @@ def how_to_start(card) -> list[str]:
                   f"harness keypoints propagate --dataset {card.name} --reference <printed name> --featurizer "
                   f"{rest.partition(':')[0]}; offline featurizers: sift, spin"]
     else:
-        lines.append(f"annotate one image: harness keypoints annotate --dataset {card.name} --source "
-                     f"{'|'.join(REFERENCE_SOURCES.names())}")
+        lines.append(f"mark one image yourself on a local page: harness keypoints annotate --dataset {card.name} "
+                     f"--names NAME,NAME,... (or choose the points with --source {'|'.join(REFERENCE_SOURCES.names())})")
     return lines
 
 

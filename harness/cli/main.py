@@ -18,6 +18,7 @@ from ..core.registry import did_you_mean
 COMMANDS = {
     "run": ("run", "run_cmd", "Train and evaluate one method on one dataset; write results/<name>.json."),
     "list": ("run", "list_cmd", "Methods, keypoint sources, reference sources, featurizers, datasets, metrics,..."),
+    "evaluate": ("run", "evaluate_cmd", "Score a backbone without training: every metric and protocol, an ordinary..."),
     "data": ("data", "data_group", "Datasets: list what is present, download what is not."),
     "keypoints": ("keypoints", "keypoints_group",
                   "Reference keypoints on one image -> every image (diffusion/DINOv2/SIFT..."),
@@ -25,6 +26,7 @@ COMMANDS = {
                "Run the cells of TABLE (1, 2, 3, 4, 5, 6-7, cross-day, open-set, pose, noise,..."),
     "leaderboard": ("tables", "leaderboard_cmd",
                     "Regenerate leaderboard.md (and its plots) from the run records in --results-dir."),
+    "runs": ("tables", "runs_cmd", "The experiments in a results folder: id, method, dataset, protocol, backbone,..."),
     "compare": ("tables", "compare_cmd", "Paired comparison FIRST - SECOND: each a result file, a folder of one..."),
     "calibrate": ("tables", "calibrate_cmd",
                   "A/A test of the intervals on RESULTS_DIR's records: every experiment with..."),

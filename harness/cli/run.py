@@ -25,6 +25,8 @@ from ..method import METHODS
 from ..model.backbones import ALIASES, describe
 from ..model.losses import LOSS_TERMS
 from .common import data_root_option, dataset_options_option, parse_kv, quiet_option, results_dir_option, user_errors
+from .config_file import config_option, read_config_file
+from .keep import EVALUATE_FIELDS, keep_options, kept_files, saved_lines
 
 class _Accumulate(click.ParamType):
     """--accumulate: a whole number or ``auto``."""
@@ -112,7 +114,8 @@ def describe_config(resolved: Resolved) -> list[str]:
     cfg = resolved.config.to_dict()
     lines = ["configuration (by where each value came from):"]
     cards = sorted({o for o in resolved.origins.values() if o.startswith("card")})
-    order = ["command line", "table cell", "method", *cards, "default", "not applied"]
+    files = sorted({o for o in resolved.origins.values() if o.startswith("config ")})
+    order = ["command line", *files, "table cell", "method", *cards, "default", "not applied"]
     for origin in order:
         names = [n for n in RunConfig.field_names() if resolved.origins.get(n) == origin]
         if not names:
@@ -148,10 +151,11 @@ def _number(value) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def dry_run_plans(given: dict, data_root, results_dir, gpu_memory: float | None) -> None:
+def dry_run_plans(given: dict, data_root, results_dir, gpu_memory: float | None, file=None) -> None:
     """Every planned run's configuration, result file and estimates (memory, downloads), then the
-    data problems, if any, as the one-line error: a dry run shows the cost even with no data."""
-    plans, problems = plan_and_check(given, data_root)
+    data problems, if any, as the one-line error: a dry run shows the cost even with no data.
+    ``file``: a configuration file's layer (origin, values)."""
+    plans, problems = plan_and_check(given, data_root, file)
     for resolved in plans:
         existing = result_path(results_dir, resolved.config)
         click.echo("\n".join(describe_config(resolved)))
@@ -174,9 +178,12 @@ def dry_run_plans(given: dict, data_root, results_dir, gpu_memory: float | None)
               "download estimates, and what data is missing; train nothing")
 @click.option("--gpu-memory", type=click.FloatRange(min=1), default=None,
               help="with --dry-run: GB of GPU memory to fit, prints the --accumulate that fits it")
+@keep_options
+@config_option
 @quiet_option
 @user_errors
-def run_cmd(results_dir, data_root, force, dry_run, gpu_memory, quiet, **given):
+def run_cmd(results_dir, data_root, force, dry_run, gpu_memory, quiet, save_weights, save_embeddings, config_file,
+            **given):
     """Train and evaluate one method on one dataset; write results/<name>.json.
 
     Every value not given here comes from the dataset card's `defaults` (datasets/<name>.json,
@@ -184,10 +191,11 @@ def run_cmd(results_dir, data_root, force, dry_run, gpu_memory, quiet, **given):
     each run prints its resolved configuration with the origin of every value. Check a run first
     with --dry-run: it stops at the first problem the run would meet before training."""
     given["dataset_options"] = parse_kv(given.get("dataset_options") or ())
+    file = read_config_file(config_file, click.get_current_context()) if config_file else None
     if dry_run:
-        dry_run_plans(given, data_root, results_dir, gpu_memory)
+        dry_run_plans(given, data_root, results_dir, gpu_memory, file)
         return
-    plans = plan_runs(given, data_root)  # every dataset checked before any training starts
+    plans = plan_runs(given, data_root, file)  # every dataset checked before any training starts
     blocked = list(dict.fromkeys(p for r in plans for p in preflight_problems(r.config, results_dir)))
     if blocked:  # weights that cannot load, too little disk: said before the first run trains
         raise DataError(f"{len(blocked)} problem(s) would stop a run after it started:\n" + "\n".join(blocked))
@@ -205,15 +213,51 @@ def run_cmd(results_dir, data_root, force, dry_run, gpu_memory, quiet, **given):
                 if distributed.from_env().is_main:
                     click.echo("\n".join(describe_config(resolved)), err=True)
                 record, path = execute(cfg, results_dir, data_root=data_root, force=force, progress=not quiet,
-                                       origins=resolved.origins)
+                                       origins=resolved.origins,
+                                       keep=kept_files(existing, save_weights, save_embeddings, len(plans) > 1))
             if record is None:  # under torchrun only rank 0 evaluates and reports
                 continue
             click.echo(summary_line(record, path))
+            for line in saved_lines(record):
+                click.echo(line, err=True)
             records.append(record)
     finally:  # under torchrun: close the process group the runs opened
         distributed.teardown(distributed.from_env())
     if len(plans) > 1 and records:  # Table 1 shape: every method with results on these datasets
         click.echo(summary_table(all_methods_records(results_dir, [p.config for p in plans], records)))
+
+
+def evaluate_options(fn):
+    """The run options `harness evaluate` takes (``EVALUATE_FIELDS``), as `harness run` declares them."""
+    for f in reversed([f for f in fields(RunConfig) if f.name in EVALUATE_FIELDS]):
+        fn = _option_for(f)(fn)
+    return fn
+
+
+@click.command("evaluate")
+@evaluate_options
+@results_dir_option
+@data_root_option
+@click.option("--force", is_flag=True, help="recompute and replace an existing result")
+@click.option("--dry-run", is_flag=True, help="print the resolved configuration and what data is missing; score nothing")
+@click.option("--save-embeddings", type=click.Path(path_type=Path), default=None, metavar="PATH",
+              help="also write the embeddings: PATH.npz (numpy: embeddings, image_id, identity, split) and PATH.csv "
+                   "(pandas: the same rows; `row` indexes the vectors); several runs: PATH-<run name>.npz each")
+@config_option
+@quiet_option
+@click.pass_context
+def evaluate_cmd(ctx, method, config_file, **given):
+    """Score a backbone without training: every metric and protocol, an ordinary record.
+
+    The backbone is a registered alias, any timm name or hf-hub:<repo> (--pretrained), or a local
+    file (--weights, e.g. one kept by `harness run --save-weights`). --method wildlife-baseline (the
+    default) scores its pooled features with ImageNet normalisation; a method that trains (vit, ...)
+    is scored with --epochs 0, its own normalisation and model, untrained beyond the backbone."""
+    in_file = read_config_file(config_file, ctx, run_cmd)[1] if config_file else {}  # its method counts
+    chosen = method or in_file.get("method") or "wildlife-baseline"
+    trains = METHODS.create(chosen).trains if chosen in METHODS else False
+    ctx.invoke(run_cmd, method=method or (None if "method" in in_file else chosen), config_file=config_file, **given,
+               **({"epochs": 0} if trains else {}))
 
 
 def all_methods_records(results_dir: Path, plans: list, records: list[dict]) -> list[dict]:

@@ -5,22 +5,22 @@ import sys
 from pathlib import Path
 
 import click
-from ..core.progress import progress_bar
 
 from ..core.errors import RegistryError
+from ..core.progress import progress_bar
 from ..evaluation import metrics, statistics
 from ..engine.records import check_writable, load_records
-from ..tables.collect import records_of
+from ..tables.runs import parse_filters, records_for, run_groups
 from ..engine.run import execute
 from ..tables import calibration
 from ..tables import leaderboard as lb
 from ..tables import channel_choice, tuning
 from ..engine.preflight import download_line, memory_line
 from ..tables.ablate import LAUNCHERS, SweepEvents, executor, plan, run_one, sweep_local
-from ..tables.cells import command_line
+from ..tables.cells import Retarget, command_line
 from ..tables.declarations import table_ids
 from ..tables.settings import SETTINGS
-from .common import HarnessCLIError, data_root_option, new_file, results_dir_option, user_errors
+from .common import HarnessCLIError, data_root_option, new_file, parse_kv, results_dir_option, user_errors
 
 
 def _label(job) -> str:
@@ -99,14 +99,26 @@ METRIC = _Metric()
 @click.option("--gpus", type=click.IntRange(0), default=1, show_default=True, help="GPUs per slurm job")
 @click.option("--cpus", type=click.IntRange(1), default=8, show_default=True, help="CPUs per slurm job")
 @click.option("--time", "time_min", type=click.IntRange(1), default=240, show_default=True, help="minutes per job")
+@click.option("--retarget", default=None, metavar="DATASET",
+              help="run every cell on this dataset instead of its own, e.g. folder:data/my_animals (the cells' "
+                   "dataset options are dropped)")
+@click.option("--retarget-option", "retarget_options", multiple=True, metavar="KEY=VALUE",
+              help="with --retarget: a dataset option of DATASET (repeatable)")
+@click.option("--retarget-keypoints", default=None, metavar="SOURCE",
+              help="with --retarget: the keypoints of every cell that reads them, e.g. a set made by "
+                   "`harness keypoints propagate` on DATASET")
 @results_dir_option
 @data_root_option
 @user_errors
 def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, target_mde, setting, launcher, partition, gpus, cpus,
-               time_min, results_dir, data_root):
+               time_min, retarget, retarget_options, retarget_keypoints, results_dir, data_root):
     setting = setting or next(x.name for x in SETTINGS if x.flag is None)
+    if retarget is None and (retarget_options or retarget_keypoints):
+        raise HarnessCLIError("--retarget-option and --retarget-keypoints need --retarget DATASET")
+    target = Retarget(retarget, tuple(sorted(parse_kv(retarget_options, "--retarget-option").items())),
+                      retarget_keypoints) if retarget else None
     jobs, skipped = plan(table, results_dir, setting=setting, seeds=seeds, dataset=dataset, columns=tuple(columns),
-                         rows=tuple(rows))
+                         rows=tuple(rows), target=target)
     todo = [j for j in jobs if not j.done]
     for cell in skipped:
         click.echo(f"not run ({setting}): table {cell.table} [{cell.row} | {cell.col}]: {cell.reason}", err=True)
@@ -167,6 +179,36 @@ def leaderboard_cmd(results_dir, output, check):
         click.echo(f"wrote {path}")
 
 
+@click.command("runs")
+@click.option("--method", default=None, help="only this method's runs")
+@click.option("--dataset", default=None, help="only runs on this dataset (as the record names it, e.g. folder:PATH)")
+@click.option("--protocol", default=None, help="only runs under this protocol")
+@click.option("--backbone", default=None, help="only runs with this backbone")
+@click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
+              help="only runs whose run option KEY has VALUE (repeatable), e.g. keypoints=sift-1e25ee278c")
+@click.option("--metric", type=click.Choice(metrics.ORDER), default="top1", show_default=True,
+              help="the metric shown (mean over the experiment's runs)")
+@results_dir_option
+@user_errors
+def runs_cmd(method, dataset, protocol, backbone, where, metric, results_dir):
+    """The experiments in --results-dir, oldest first: id, method, dataset, protocol, backbone, the
+    folds x seeds run, the mean of --metric and the date of the latest run. Compare two of them:
+    harness compare ID ID (or KEY=VALUE,... filters that select one experiment each)."""
+    chosen = {"method": method, "dataset": dataset, "protocol": protocol, "backbone": backbone}
+    filters = {**{k: v for k, v in chosen.items() if v is not None}, **parse_filters(where)}
+    groups = run_groups(load_records(Path(results_dir)), filters)
+    if not groups:
+        what = f" matching {', '.join(f'{k}={v}' for k, v in filters.items())}" if filters else ""
+        raise HarnessCLIError(f"no runs{what} in {results_dir}")
+    header = ["id", "method", "dataset", "protocol", "backbone", "folds x seeds", metric, "date"]
+    rows = [[g.id, g.config.method, g.config.dataset, g.config.protocol, g.config.backbone, g.design(),
+             "-" if g.mean(metric) is None else f"{g.mean(metric):.1f}", g.created[:16].replace("T", " ")]
+            for g in groups]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
 @click.command("compare")
 @click.argument("first")
 @click.argument("second")
@@ -175,14 +217,17 @@ def leaderboard_cmd(results_dir, output, check):
 @results_dir_option
 @user_errors
 def compare_cmd(first, second, metric, results_dir):
-    """Paired comparison FIRST - SECOND: each a result file, a folder of one experiment's runs, or a
-    table cell TABLE:ROW|COL[@small|@tiny] (e.g. '6-7:large|keypoint (3)@small').
+    """Paired comparison FIRST - SECOND: each a result file, a folder of one experiment's runs, an
+    experiment's id from `harness runs`, KEY=VALUE,... filters that select one experiment in
+    --results-dir (e.g. method=ckpe,dataset=folder:data/my_animals), or a table cell
+    TABLE:ROW|COL[@small|@tiny] (e.g. '6-7:large|keypoint (3)@small'). Runs pair on their common
+    folds and seeds.
 
     Prints each side's mean and 95% interval over folds x seeds (test animals and training
     randomness), then the paired difference on identical folds and seeds with its interval (from its
     own components: the pooled interval needs a setting's comparisons, see `harness leaderboard`) and
     decision, or why the two cannot be paired or decided."""
-    sides = [records_of(spec, results_dir) for spec in (first, second)]
+    sides = [records_for(spec, results_dir) for spec in (first, second)]
     for name, (label, recs) in zip("AB", sides):
         summary = statistics.summarize(recs, metric)
         ci = f"no interval ({summary.why})" if summary.ci is None else \
@@ -257,7 +302,7 @@ def tune_channel(folder: Path, data_root) -> None:
     """`harness tune --channel`: the missing channel candidates, then the table and the choice."""
     check_writable(folder)
     todo = [t for t, value in channel_choice.channel_scores(folder) if value is None]
-    for trial in tqdm(todo, desc="tuning: keypoint channel", unit="run", file=sys.stderr):
+    for trial in progress_bar(todo, desc="tuning: keypoint channel", unit="run", file=sys.stderr):
         execute(trial.config(), folder, data_root=data_root, progress=False)
     scores = channel_choice.channel_scores(folder)
     click.echo("validation top-1 (%), fold 0's inner split of the control's data; CKPE's last-epoch kpe_share and "

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ..config import Resolved, RunConfig, resolve
@@ -35,6 +36,7 @@ from ..model.losses import build_losses
 from ..model.token_cache import TokenStore, fill
 from ..model.tokens import flip_permutation
 from . import records
+from .export import Keep, save_embeddings, save_weights
 from .preflight import preflight_problems
 from .scoring import (Scored, gallery_rules, needed_rows, reliance_metrics, removed_points, same_day_matters, score,
                       shuffle_point_sets, table_lookup)
@@ -49,11 +51,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_run(card: Card, method: Method, *, cell: dict | None = None, given: dict | None = None) -> Resolved:
-    """A run's config from its layers (defaults < card < method < table cell < command line), with
-    the fields that cannot influence this method's run set to None (origin "not applied")."""
+def resolve_run(card: Card, method: Method, *, cell: dict | None = None, given: dict | None = None,
+                file: tuple[str, dict] | None = None) -> Resolved:
+    """A run's config from its layers (defaults < card < method < table cell < a configuration
+    file ``file``: (its origin, its values) < command line), with the fields that cannot influence
+    this method's run set to None (origin "not applied")."""
     layers = [(f"card {card.name}", card.defaults), ("method", method.layer()),
-              ("table cell", cell or {}), ("command line", given or {})]
+              ("table cell", cell or {}), *([file] if file else []), ("command line", given or {})]
     resolved = resolve(layers)
     config = method.applied(resolved.config)
     origins = {name: ("not applied" if getattr(config, name) is None and getattr(resolved.config, name) is not None
@@ -81,27 +85,34 @@ def fold_runs(cfg: RunConfig) -> list[RunConfig]:
     return [replace(cfg, fold=i) for i in range(cfg.folds)]
 
 
-def plan_runs(given: dict, data_root: Path | None = None) -> list[Resolved]:
+def plan_runs(given: dict, data_root: Path | None = None, file: tuple[str, dict] | None = None) -> list[Resolved]:
     """The resolved configs of one `harness run` (one per dataset, `all` = the paper's four, and
     one per fold with --folds K), after checking every dataset's data and keypoint recipe: all
     problems are reported at once, in one DataError, before anything trains."""
-    plans, problems = plan_and_check(given, data_root)
+    plans, problems = plan_and_check(given, data_root, file)
     if problems:
         raise DataError(problems)
     return plans
 
 
-def plan_and_check(given: dict, data_root: Path | None = None) -> tuple[list[Resolved], str | None]:
+def plan_and_check(given: dict, data_root: Path | None = None,
+                   file: tuple[str, dict] | None = None) -> tuple[list[Resolved], str | None]:
     """``plan_runs`` without raising: (every resolved config, the data problems in one message or
-    None), so a dry run can show what it would run before it says what is missing."""
-    given = dict(given)
-    given["method"] = given.get("method") or RunConfig.method
-    method = METHODS.create(given["method"])  # unknown method: fail before anything else
-    names = dataset_names(given.get("dataset") or RunConfig.dataset)
+    None), so a dry run can show what it would run before it says what is missing. ``file``: the
+    layer of a configuration file (its origin, its values), under the command line."""
+    given = {k: v for k, v in given.items() if v is not None}
+    values = file[1] if file else {}
+    if "method" not in values:
+        given["method"] = given.get("method") or RunConfig.method
+    method = METHODS.create(given.get("method") or values["method"])  # unknown method: fail before anything else
+    names = dataset_names(given.get("dataset") or values.get("dataset") or RunConfig.dataset)
     plans, problems = [], []
     for name in names:
         card = get_card(name)
-        resolved = resolve_run(card, method, given={**given, "dataset": card.name if len(names) > 1 else name})
+        # a dataset the file names keeps its origin, unless `all` is expanded into one run per card
+        named = {} if "dataset" in values and "dataset" not in given and len(names) == 1 else \
+            {"dataset": card.name if len(names) > 1 else name}
+        resolved = resolve_run(card, method, given={**given, **named}, file=file)
         cfg = resolved.config
         problem = data_problem(card, data_root)
         source = method.keypoint_source(cfg.keypoints)
@@ -249,7 +260,7 @@ def run_caveats(prepared: Prepared) -> list[dict]:
 
 
 def check_batch_size(prepared: Prepared, n_train: int) -> None:
-    if prepared.method.trains and n_train < prepared.cfg.batch_size:
+    if prepared.method.trains and prepared.cfg.epochs and n_train < prepared.cfg.batch_size:  # 0: no training
         raise ValueError(f"--batch-size {prepared.cfg.batch_size} is larger than the training set ({n_train} images): "
                          f"pass --batch-size {n_train} or less")
 
@@ -365,6 +376,8 @@ class Outcome:
     timing: list[dict]  # per epoch: seconds and the share spent waiting for data
     wall_time: float
     reliance: dict | None = None  # how the keypoint reliance metrics were computed (methods with keypoints)
+    keep: Keep | None = None  # files asked for besides the record
+    saved: dict | None = None  # what of them was written: {"weights": path, "embeddings": path}
 
 
 @dataclass
@@ -384,6 +397,8 @@ def build_record(prepared: Prepared, model: Model, inputs: Inputs, outcome: Outc
     extra = {} if outcome.scored.open_set is None else {"open_set": outcome.scored.open_set}
     if outcome.reliance is not None:
         extra["keypoint_reliance"] = outcome.reliance
+    if outcome.saved:
+        extra["saved"] = dict(outcome.saved)
     return {**extra,
         "schema": records.SCHEMA_VERSION,
         "name": records.result_name(cfg),
@@ -468,6 +483,9 @@ def score_and_write(prepared: Prepared, model: Model, inputs: Inputs, trained: O
     ``trained.wall_time`` holds the run's start time here. Returns the run's own (record, path)."""
     cfg, own = prepared.cfg, None
     rows, take = embeddings(prepared, model, inputs, prov.device)
+    if trained.keep is not None and trained.keep.embeddings is not None:
+        trained.saved = {**(trained.saved or {}), "embeddings": str(export_embeddings(prepared, inputs, rows, take,
+                                                                                     trained.keep.embeddings))}
     reliance = reliance_embeddings(prepared, model, inputs, rows, prov.device)
     # a dataset without days, or a split the rule changes nothing in, has no twin
     days = prepared.days if same_day_matters(inputs.identities, prepared.days, prepared.split, rows) else None
@@ -494,11 +512,21 @@ def score_and_write(prepared: Prepared, model: Model, inputs: Inputs, trained: O
     return own
 
 
+def export_embeddings(prepared: Prepared, inputs: Inputs, rows: dict, take, path: Path) -> Path:
+    """The evaluated rows' embeddings with their image ids, identities and side of the split."""
+    evaluated = rows["all"]
+    table = pd.DataFrame({"image_id": prepared.data.df["image_id"].astype(str).to_numpy()[evaluated],
+                          "identity": inputs.identities[evaluated],
+                          "split": np.where(np.isin(evaluated, inputs.test_rows), "test", "train")})
+    return save_embeddings(path, take(evaluated), table)
+
+
 def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None, force: bool = False,
-            progress: bool = True, origins: dict | None = None) -> tuple[dict | None, Path]:
+            progress: bool = True, origins: dict | None = None, keep: Keep | None = None) -> tuple[dict | None, Path]:
     """Run one experiment and write its record; returns (record, path); under torchrun the other
     ranks return (None, path). A run killed part-way resumes from its last finished epoch when
-    started again with the same config and seed."""
+    started again with the same config and seed. ``keep``: files to write besides the record
+    (embeddings, the trained backbone's weights), named in the record's ``saved``."""
     t0 = time.perf_counter()
     started_from = records.git_state()  # read before the long part: a commit made meanwhile is not this code
     results_dir = records.check_writable(results_dir)
@@ -526,7 +554,8 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
         if not dist.is_main:  # rank 0 alone evaluates and writes
             distributed.barrier(dist)
             return None, out_path
-        trained = Outcome(None, history, timing, t0)
+        saved = {"weights": str(save_weights(keep.weights, model.backbone))} if keep and keep.weights else None
+        trained = Outcome(None, history, timing, t0, keep=keep, saved=saved)
         record, path = score_and_write(prepared, model, inputs, trained,
                                        Provenance(device, dist, started_from, origins or {}), results_dir, force)
         checkpoint.discard()

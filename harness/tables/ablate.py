@@ -24,7 +24,7 @@ from ..engine.preflight import preflight_problems
 from ..engine.records import result_path
 from ..engine.run import execute
 from ..method import METHODS
-from .cells import Cell, cells, resolve_cell
+from .cells import Cell, Retarget, cells, resolve_cell, retargeted
 from .declarations import get_table, table_ids
 from .settings import get_setting
 
@@ -51,17 +51,19 @@ class Job:
 
 
 def plan(table: str, results_dir: Path, *, setting: str = "real", seeds: int | None = None,
-         dataset: str | None = None, columns: tuple[str, ...] = (), rows: tuple[str, ...] = ()):
+         dataset: str | None = None, columns: tuple[str, ...] = (), rows: tuple[str, ...] = (),
+         target: Retarget | None = None):
     """-> (jobs, skipped): jobs = (cell, fold, seed) runs in a stable order, deduplicated (cells
     shared by two tables run once); skipped = cells that cannot run in this setting, with their
     reason. A cell with --folds K runs every fold; ``seeds`` defaults to the setting's.
     ``dataset`` / ``columns`` / ``rows`` keep only the cells on that dataset / with those column or
-    row labels (before deduplication, so a shared cell is kept under the label asked for)."""
+    row labels (before deduplication, so a shared cell is kept under the label asked for).
+    ``target``: every cell run on another dataset instead (cells that become the same run, once)."""
     names = table_ids() if table == "all" else [get_table(table).id]
     seeds = get_setting(setting).seeds if seeds is None else seeds
     jobs, skipped, seen = [], [], set()
     for name in names:
-        for cell in cells(get_table(name), setting):
+        for cell in (retargeted(c, target) for c in cells(get_table(name), setting)):
             if (columns and cell.col not in columns) or (rows and cell.row not in rows):
                 continue
             if cell.overrides is None:

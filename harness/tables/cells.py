@@ -6,7 +6,7 @@ card's < the method's < the cell's (setting, table base, row, column) < nothing 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from ..config import RunConfig
 from ..data.loaders import get_card
@@ -120,6 +120,29 @@ def cells(table: Table, setting: str = "real") -> list[Cell]:
             else:
                 out.append(Cell(table.id, row.label, col.label, paper, setting, got))
     return out
+
+
+@dataclass(frozen=True)
+class Retarget:
+    """A declared table run on another dataset (`harness ablate TABLE --retarget DATASET`): every
+    cell's dataset and dataset options replaced by these, and, when given, the keypoints of every
+    cell that reads them (a table's sources may not exist for the new data)."""
+
+    dataset: str
+    options: tuple[tuple[str, str], ...] = ()
+    keypoints: str | None = None
+
+
+def retargeted(cell: Cell, target: Retarget | None) -> Cell:
+    """``cell`` on ``target``'s dataset; the cell's own dataset options belong to its old dataset's
+    loader, so they go (a cell that cannot run stays as it is)."""
+    if target is None or cell.overrides is None:
+        return cell
+    overrides = {k: v for k, v in cell.overrides.items() if k != "dataset_options"}
+    overrides.update(dataset=target.dataset, dataset_options=dict(target.options))
+    if target.keypoints is not None and METHODS.create(overrides.get("method", "ckpe")).point_source == "keypoints":
+        overrides["keypoints"] = target.keypoints
+    return replace(cell, overrides=overrides)
 
 
 def resolve_cell(cell: Cell, seed: int = 0, fold: int | None = None) -> RunConfig:
