@@ -63,7 +63,8 @@ def _old_settings(cfg):
     return TrainSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                          warmup_epochs=cfg.warmup_epochs, hflip=cfg.hflip, seed=cfg.seed, optimizer=cfg.optimizer,
                          momentum=cfg.momentum if cfg.momentum is not None else 0.9, lr_min=cfg.lr_min,
-                         accumulate=cfg.accumulate, augment=augment, compile_backend=cfg.compile)
+                         accumulate=cfg.accumulate, augment=augment, compile_backend=cfg.compile,
+                         kpe_lr_scale=cfg.kpe_lr_scale)  # added with the option (issue 33)
 
 
 def test_train_settings_copy_the_declared_fields():
