@@ -33,7 +33,7 @@ from ..model.backbones import create_backbone
 from ..model.losses import build_losses
 from ..model.tokens import flip_permutation
 from . import records
-from .scoring import (Scored, gallery_rules, needed_rows, reliance_metrics, removed_points, same_day_matters, score,
+from ..evaluation.scoring import (Scored, gallery_rules, needed_rows, reliance_metrics, removed_points, same_day_matters, score,
                       shuffle_point_sets, table_lookup)
 from .train import Checkpoint, Normalizer, Runtime, TrainData, TrainSettings, embed, train
 

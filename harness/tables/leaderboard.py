@@ -10,7 +10,7 @@ from pathlib import Path
 from ..core.io import replace_atomic
 from ..evaluation import metrics, statistics
 from ..engine.records import load_records
-from ..engine.scoring import RELIANCE_VARIANTS
+from ..evaluation.scoring import RELIANCE_VARIANTS
 from . import calibration
 from .collect import CellResult, TableResult, collect_all, index_records, paired_comparisons
 from .cells import Table, cells

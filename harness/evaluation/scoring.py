@@ -20,9 +20,9 @@ import pandas as pd
 import torch
 
 from ..data.splits import OpenSet, Split
-from ..evaluation import metrics as registry
-from ..evaluation.open_set import RULE, answer, choose_threshold
-from .evaluate import Exclusion, retrieval_metrics
+from . import metrics as registry
+from .open_set import RULE, answer, choose_threshold
+from .retrieval import Exclusion, retrieval_metrics
 
 GALLERY_RULES = (None, "same-day")
 
