@@ -379,6 +379,13 @@ def _shared_with(path: Path) -> str | None:
         return None
 
 
+def write_query_log(prepared: Prepared, inputs: Inputs, scored: Scored, record_path: Path) -> dict:
+    """The record's per-query log (each query's top-k matches), written beside it before it."""
+    image_ids = prepared.data.df["image_id"].astype(str).to_numpy()
+    return records.write_query_log(records.query_log_path(record_path), scored.top, image_ids[inputs.test_rows],
+                                   image_ids, inputs.identities)
+
+
 def score_and_write(prepared: Prepared, model: Model, inputs: Inputs, trained: Outcome, prov: Provenance,
                     results_dir: Path, force: bool) -> tuple[dict, Path]:
     """Score the trained model and write the run's record; on a dataset with capture days also its
@@ -403,6 +410,7 @@ def score_and_write(prepared: Prepared, model: Model, inputs: Inputs, trained: O
         outcome = replace(trained, scored=scored, reliance=about, wall_time=time.perf_counter() - trained.wall_time)
         origins = {**prov.origins, "exclude": f"the training of {records.result_name(cfg)}"} if twin else prov.origins
         record = build_record(run, model, inputs, outcome, replace(prov, origins=origins))
+        record["query_log"] = write_query_log(prepared, inputs, scored, path)
         if not twin:
             own = (record, records.write_record(path, record, overwrite=force))
             continue
