@@ -26,7 +26,7 @@ from ..tables.ablate import download_line, memory_line, preflight_problems
 from .common import data_root_option, dataset_options_option, parse_kv, quiet_option, results_dir_option, user_errors
 from .data import data_group
 from .keypoints import keypoints_group
-from .tables import ablate_cmd, calibrate_cmd, compare_cmd, leaderboard_cmd, tune_cmd
+from .tables import ablate_cmd, calibrate_cmd, compare_cmd, leaderboard_cmd, report_cmd, tune_cmd
 
 class _Accumulate(click.ParamType):
     """--accumulate: a whole number or ``auto``."""
@@ -116,7 +116,7 @@ def _number(value) -> str:
 
 # the other cli files' commands join where the root group is defined (they cannot import it: it imports them)
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
-             commands=[data_group, keypoints_group, ablate_cmd, leaderboard_cmd, compare_cmd, calibrate_cmd, tune_cmd])
+             commands=[data_group, keypoints_group, ablate_cmd, leaderboard_cmd, report_cmd, compare_cmd, calibrate_cmd, tune_cmd])
 @click.version_option(package_name="keypoint-reid-harness")
 def main():
     """Keypoint-aware animal re-identification benchmark harness."""

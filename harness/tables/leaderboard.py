@@ -5,6 +5,7 @@ declaration or sorted order (the bootstrap is seeded), so rendering twice change
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.io import replace_atomic
@@ -15,7 +16,7 @@ from . import calibration
 from .collect import CellResult, TableResult, collect_all, index_records, paired_comparisons
 from .cells import Table, cells
 from .declarations import TABLES
-from .settings import SETTINGS
+from .settings import SETTINGS, Setting
 
 PLOTTED = tuple(s.name for s in SETTINGS if s.plotted)  # smoke-test numbers are never drawn
 
@@ -130,20 +131,74 @@ def _comparison_lines(result: TableResult) -> list[str]:
     return lines
 
 
-def answer_lines(results: list[TableResult]) -> list[str]:
+@dataclass(frozen=True)
+class Answer:
+    """A table's question in one setting: its first declared comparison with records on both sides."""
+    table: Table
+    setting: Setting
+    a: str  # "row|column" of each side
+    b: str
+    pair: statistics.Paired
+
+    def side(self, key: str) -> str:
+        return key.replace("|", " / ")
+
+
+def answers(results: list[TableResult]) -> list[Answer]:
     """Per table and setting with results (tiny excluded: a smoke test answers nothing), the first of
     its declared comparisons that has records on both sides: the table's question, answered."""
-    lines = []
+    out = []
     for result in results:
         for setting in SETTINGS:
-            if setting.name == "tiny":
-                continue
-            pairs = paired_comparisons(result, setting.name, result.table.metric)
-            if pairs:
-                a, b, pair = pairs[0]
-                lines.append(f"- Table {result.table.id} ({setting.name}, {result.table.metric}): {a.replace('|', ' / ')} - "
-                             f"{b.replace('|', ' / ')}: {verdict(pair)}")
+            if setting.plotted:  # the settings whose numbers speak about the method
+                pairs = paired_comparisons(result, setting.name, result.table.metric)
+                if pairs:
+                    out.append(Answer(result.table, setting, *pairs[0]))
+    return out
+
+
+def answer_lines(results: list[TableResult]) -> list[str]:
+    return [f"- Table {x.table.id} ({x.setting.name}, {x.table.metric}): {x.side(x.a)} - {x.side(x.b)}: "
+            f"{verdict(x.pair)}" for x in answers(results)]
+
+
+def plain_verdict(answer: Answer) -> str:
+    """An answer as a sentence a reader needs no statistics for: which side is ahead by how much,
+    whether this design can tell, and the smallest true difference it would have caught."""
+    p, unit = answer.pair, f"{metrics.METRICS.get(answer.table.metric).factory.label} points"
+    head = f"Table {answer.table.id} ({answer.setting.name}): {answer.side(answer.a)} vs {answer.side(answer.b)}"
+    if p.refused:
+        return f"{head}: cannot be compared ({p.refused})."
+    if not p.decided:
+        return f"{head}: {p.difference:+.1f} {unit}; too few runs to tell ({p.why})."
+    ci = f"95% CI {p.ci[0]:+.1f} to {p.ci[1]:+.1f}"
+    if not p.significant:
+        return (f"{head}: no difference detected ({p.difference:+.1f} {unit}, {ci}); a true difference of "
+                f"{p.mde:.1f} points or more would have been detected with {statistics.POWER:.0%} probability.")
+    ahead = "ahead" if p.difference > 0 else "behind"
+    holm = "" if p.adjusted in (None, True) else "; not after Holm's correction for the table's other comparisons"
+    return f"{head}: the first is {ahead} by {abs(p.difference):.1f} {unit} ({ci}; significant{holm})."
+
+
+def setting_limits(results: list[TableResult]) -> list[str]:
+    """Per setting: how many cells have results and what its numbers can say."""
+    lines = []
+    for setting in SETTINGS:
+        have = sum(1 for r in results for (name, _, _), c in r.cells.items() if name == setting.name and c.records)
+        if setting.name == "real" and not have:
+            lines.append("real (the paper's own setting: pretrained ViTs on a GPU): no runs yet, so no answer here "
+                         "speaks for the paper's numbers.")
+        else:
+            lines.append(f"{setting.name} ({have} cells with results): {setting.summary}.")
     return lines
+
+
+def calibration_lines(records: list[tuple[str, dict]], results: list[TableResult]) -> list[str]:
+    """`harness calibrate`'s findings on these records, one line each."""
+    lines = [f"{report.dataset}: {report.ours.line()}; the identity-only bootstrap on one-seed sides: "
+             f"{report.identity_only[0]} of {report.identity_only[1]} significant"
+             for report in calibration.reports(records)]
+    return lines + calibration.power_lines(results)
 
 
 def same_points_everywhere(recs: list[dict]) -> bool:
@@ -261,10 +316,7 @@ def render(results_dir: Path) -> tuple[str, list[TableResult]]:
     lines += ["## Answers", "", "Each table's main comparison (A - B, top-1 points, 95% CI, minimum detectable "
               "effect, decision):", "", *(answer_lines(results) or ["- no comparison has results yet"]), ""]
     lines += ["Calibration (`harness calibrate`, A/A on these records):", ""]
-    for report in calibration.reports(records):
-        lines.append(f"- {report.dataset}: {report.ours.line()}; the identity-only bootstrap on one-seed sides: "
-                     f"{report.identity_only[0]} of {report.identity_only[1]} significant")
-    lines += [f"- {line}" for line in calibration.power_lines(results)] + [""]
+    lines += [f"- {line}" for line in calibration_lines(records, results)] + [""]
     for result in results:
         lines += _render_table(result)
     return "\n".join(lines).rstrip() + "\n", results
