@@ -212,23 +212,28 @@ class Images:
     size: int
     why: str = ""
     rows: dict = field(default_factory=dict)  # image id -> dataset row
+    made: dict = field(default_factory=dict)  # image id -> (link, scale) or None: each image read once
 
     def thumbnail(self, image_id: str) -> tuple[str, float] | None:
-        """(path relative to the report, scale from image pixels) or None."""
-        row = self.rows.get(str(image_id))
+        """(link seen from a run's page, scale from image pixels) or None (no data, unreadable)."""
+        image_id = str(image_id)
+        if image_id not in self.made:
+            self.made[image_id] = self._make(image_id)
+        return self.made[image_id]
+
+    def _make(self, image_id: str) -> tuple[str, float] | None:
+        row = self.rows.get(image_id)
         if self.data is None or row is None:
             return None
         name = hashlib.sha1(f"{self.data.split_key}/{image_id}".encode()).hexdigest()[:16] + ".jpg"
-        path = self.folder / name
         try:
             im = open_row(self.data, row)
         except (OSError, DataError):
             return None
         scale = self.size / max(im.size)
-        if not path.exists():
-            im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))))
-            replace_atomic(path, lambda tmp: im.convert("RGB").save(tmp, format="JPEG", quality=80))
-        return f"../thumbs/{name}", scale  # seen from runs/
+        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))))
+        replace_atomic(self.folder / name, lambda tmp: im.convert("RGB").save(tmp, format="JPEG", quality=80))
+        return f"../thumbs/{name}", scale
 
 
 def images_for(config: dict, settings: ReportSettings, cache: dict) -> Images:
