@@ -66,7 +66,7 @@ HEADER = """## How to read this
   no pretrained MegaDescriptor, GPT-4, Grad-CAM or Stable Diffusion weights offline; the expert
   marked 4 points, so K = 6 and 10 need GPT-4), or are beyond the small sweep's CPU budget on 2
   cores (it takes the default size, micro, and the frozen baseline first), or are of the default
-  size but not reached yet (the sweep is resumable; README's budget says what was cut to fit).
+  size but not reached yet (the sweep is resumable; docs/small-setting.md's budget says what was cut).
   `harness ablate TABLE --small` runs any of them. Tiny cells without records are not listed.
 - Records whose protocol or split disagrees with the rest of their table are listed as refused
   under the table and left out of it. Caveats the records carry are listed under the table.
