@@ -52,7 +52,7 @@ def child(case: str) -> None:
     if case.startswith("dense"):
         m = dense(q, ql, g, gl)
     else:
-        from harness.engine.evaluate import retrieval_metrics
+        from harness.evaluation.retrieval import retrieval_metrics
 
         m = retrieval_metrics(q, ql, g, gl)
     dt = time.perf_counter() - t0

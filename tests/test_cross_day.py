@@ -14,7 +14,7 @@ from harness.data.splits import OpenSet, Split
 from harness.data.synthetic import SyntheticSpec, load
 from harness.engine import records
 from harness.engine.run import execute, prepare
-from harness.engine.scoring import exclusion_keys, needed_rows, same_day_matters, score, table_lookup
+from harness.evaluation.scoring import exclusion_keys, needed_rows, same_day_matters, score, table_lookup
 
 # identity, day, embedding: q0 and q1 are same-day near-duplicates of A; C is seen on one day only
 CASE = [("A", "d0", (1.0, 0.0)), ("A", "d0", (0.98, 0.2)), ("A", "d1", (0.6, 0.8)), ("B", "d0", (0.8, 0.6)),

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.engine import evaluate
-from harness.engine.evaluate import Exclusion, retrieval_metrics
+from harness.evaluation import retrieval
+from harness.evaluation.retrieval import Exclusion, retrieval_metrics
 
 
 def brute_force(q, ql, g, gl, exclude_self, ks=(1, 5)):
@@ -118,7 +118,7 @@ def _check(got, ref, tol=1e-9):
 def test_exact_ties_against_brute_force(monkeypatch, full_passes, exclude_self):
     """Scaled one-hot galleries and two-hot queries: every score is exactly 0, 1/sqrt(2) or 1, so
     ties between positives, between negatives and across the two are everywhere."""
-    monkeypatch.setattr(evaluate, "FULL_PASSES", full_passes)
+    monkeypatch.setattr(retrieval, "FULL_PASSES", full_passes)
     gen = torch.Generator().manual_seed(3)
     d, n = 6, 203  # a gallery width that is not a multiple of 8
     g = torch.zeros(n, d)
@@ -138,7 +138,7 @@ def test_exact_ties_against_brute_force(monkeypatch, full_passes, exclude_self):
 
 @pytest.mark.parametrize("full_passes", [0, 1, 3])
 def test_random_scores_against_brute_force(monkeypatch, full_passes):
-    monkeypatch.setattr(evaluate, "FULL_PASSES", full_passes)
+    monkeypatch.setattr(retrieval, "FULL_PASSES", full_passes)
     gen = torch.Generator().manual_seed(4)
     centres = torch.randn(15, 12, generator=gen)
     gl = torch.randint(0, 15, (240,), generator=gen)
@@ -160,4 +160,4 @@ def test_row_true_counts():
         m = torch.rand(c, n, generator=gen) < torch.rand(c, 1, generator=gen)
         m[0] = True  # every lane at its maximum
         m[1] = False
-        assert torch.equal(evaluate._row_true_counts(m), m.sum(1))
+        assert torch.equal(retrieval._row_true_counts(m), m.sum(1))

@@ -10,7 +10,7 @@ import torch
 from harness.config import RunConfig
 from harness.engine import records
 from harness.engine.run import execute
-from harness.engine.scoring import RELIANCE_VARIANTS, removed_points, shuffle_order, shuffle_point_sets
+from harness.evaluation.scoring import RELIANCE_VARIANTS, removed_points, shuffle_order, shuffle_point_sets
 from harness.engine.train import batch_masks
 from harness.model.backbones import create_backbone
 from harness.model.keypoint_vit import KeypointViT

@@ -87,13 +87,16 @@ def test_ablate_tiny_sweeps_folds_and_seeds_resumes_and_renders_intervals(cli, t
     assert wrote.exit_code == 0, wrote.output
     text = md.read_text()
     expert = next(x for x in text.splitlines() if x.startswith("| CKPE | Expert |") and "smoke test" in x)
-    real = next(x for x in text.splitlines() if x.startswith("| CKPE | Expert |") and "| real |" in x)
-    assert "not run (a GPU run, not done here)" in real
-    small = {line.split("|")[1].strip() + "/" + line.split("|")[2].strip(): line
-             for line in text.splitlines() if "| small |" in line}
-    assert "the default size, which the small sweep runs first" in small["CKPE/Expert"]  # default size (micro): run first
-    assert "beyond the small sweep's CPU budget" in small["base/CKPE"]  # Table 4's mini row: beyond it
-    assert "needs the network or weights" in small["CKPE/GPT-4"]
+    assert text.index(expert) > text.index("## Smoke tests")  # smoke-test rows come last
+    flat = " ".join(text.split())  # prose is wrapped
+    table2 = flat.split("## Table 2:")[1].split("## Table 3:")[0]
+    # cells without records: no rows, one line per setting with each reason once
+    assert "| real |" not in table2 and "| small |" not in table2
+    assert "- real, not run (4 cells): a GPU run, not done here" in table2
+    assert "the default size, which the small sweep runs first" in table2  # Expert at the default size (micro)
+    assert "needs the network or weights: [CKPE / GPT-4]" in table2
+    table4 = flat.split("## Table 4:")[1].split("## Table 5:")[0]
+    assert "beyond the small sweep's CPU budget" in table4  # Table 4's mini row
     cells = [c.strip() for c in expert.split("|")]
     # one seed: no interval, and the reason instead of a number that would leave training out
     assert cells[5] == "– (one seed: training variance not estimated)" and cells[7] == "5 (5 x 1)"
@@ -133,7 +136,7 @@ def test_leaderboard_refuses_unpairable_and_renders_old_records_without_interval
     text = md.read_text()
     assert "keypoint (1) vs small / random (1)" not in text
     # paired on the 4 folds both have; the run of one side only is left out and said
-    assert text.count("1 run(s) of one side only or of an unfinished seed left out") == 1
+    assert " ".join(text.split()).count("1 run(s) of one side only or of an unfinished seed left out") == 1
     partial = next(x for x in text.splitlines() if x.startswith("| large | keypoint (1) |") and "tiny" in x)
     whole = next(x for x in text.splitlines() if x.startswith("| large | random (1) |") and "tiny" in x)
     assert partial.split("|")[7].strip() == "4 of 5 (5 x 1)" and whole.split("|")[7].strip() == "5 (5 x 1)"
@@ -161,8 +164,9 @@ def test_rows_that_differ_only_in_protocol_keep_their_own_records(cli, tmp_path)
     assert out.exit_code == 0, out.output
     assert len(list(res.glob("*.json"))) == 6
     assert cli("leaderboard", "--results-dir", res, "--output", md).exit_code == 0
-    section = md.read_text().split("## Table 1")[1].split("## Table 2")[0]
-    assert "Refused" not in section
+    text = md.read_text()
+    assert "Refused" not in text.split("## Table 1:")[1].split("## Table 2:")[0]
+    section = text.split("### Table 1 (smoke test)")[1].split("### Table")[0]
     rows = [x for x in section.splitlines() if x.startswith("| WildLife Dataset") and "smoke test" in x]
     assert [r.split("|")[7].strip() for r in rows[:2]] == ["5 (5 x 1)", "1 (1 x 1)"]
 

@@ -7,7 +7,7 @@ import torch
 from wildlife_datasets.metrics import metrics as wd
 
 from harness.cli.run import summary_line
-from harness.engine.evaluate import retrieval_metrics
+from harness.evaluation.retrieval import retrieval_metrics
 from harness.evaluation import metrics
 from harness.evaluation.metrics import METRICS, ORDER, auroc, compute, per_query
 

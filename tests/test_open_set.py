@@ -10,7 +10,7 @@ import torch
 
 from harness.core.errors import DataError
 from harness.data.splits import HeldOut, make_split, open_set
-from harness.engine.scoring import needed_rows, score, table_lookup
+from harness.evaluation.scoring import needed_rows, score, table_lookup
 from harness.evaluation.open_set import answer, choose_threshold
 
 

@@ -12,7 +12,7 @@ from harness.core.errors import ResultsError
 from harness.tables.collect import records_of
 from harness.data.splits import HeldOut, identity_folds, make_split
 from harness.evaluation import statistics
-from harness.engine.evaluate import Exclusion, retrieval_metrics
+from harness.evaluation.retrieval import Exclusion, retrieval_metrics
 
 
 def frame(identities: int, images: int) -> pd.DataFrame:

@@ -30,6 +30,7 @@ COMMANDS = {
     "compare": ("tables", "compare_cmd", "Paired comparison FIRST - SECOND: each a result file, a folder of one..."),
     "calibrate": ("tables", "calibrate_cmd",
                   "A/A test of the intervals on RESULTS_DIR's records: every experiment with..."),
+    "report": ("tables", "report_cmd", "Write a static HTML site of the results (opens from disk, loads nothing from..."),
     "tune": ("tables", "tune_cmd", "Choose the small setting's training settings and featurizer on an inner..."),
 }
 

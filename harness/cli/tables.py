@@ -1,4 +1,5 @@
-"""`harness ablate` (sweep a declared table) and `harness leaderboard` (render leaderboard.md)."""
+"""`harness ablate` (sweep a declared table), `harness leaderboard` (render leaderboard.md) and
+`harness report` (the HTML site)."""
 from __future__ import annotations
 
 import sys
@@ -15,6 +16,7 @@ from ..engine.run import execute
 from ..tables import calibration
 from ..tables import leaderboard as lb
 from ..tables import channel_choice, tuning
+from ..tables import report as html_report
 from ..engine.preflight import download_line, memory_line
 from ..tables.ablate import LAUNCHERS, SweepEvents, executor, plan, run_one, sweep_local
 from ..tables.cells import Retarget, command_line
@@ -207,6 +209,25 @@ def runs_cmd(method, dataset, protocol, backbone, where, metric, results_dir):
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+@click.command("report")
+@results_dir_option
+@data_root_option
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=Path("report"), show_default=True,
+              help="the folder to write (index.html, runs/, thumbs/); never commit it: thumbnails are your data")
+@click.option("--run", "runs", multiple=True, help="a gallery page for this run (record file name without .json; "
+              "repeatable) [default: every run with a per-query log, up to --max-runs]")
+@click.option("--max-runs", type=click.IntRange(0), default=20, show_default=True)
+@click.option("--queries", type=click.IntRange(1), default=60, show_default=True, help="queries shown per run")
+@user_errors
+def report_cmd(results_dir, data_root, output, runs, max_runs, queries):
+    """Write a static HTML site of the results (opens from disk, loads nothing from the internet):
+    the answers and their forest plot, every table, the calibration, and per run its queries' best
+    matches with thumbnails read from --data-root."""
+    index = html_report.write_report(html_report.ReportSettings(Path(results_dir), output, data_root, tuple(runs),
+                                                                max_runs, queries))
+    click.echo(f"wrote {index} (open it in a browser)")
 
 
 @click.command("compare")

@@ -11,11 +11,25 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 from ..core.errors import ResultsError
-from ..core.io import visible_json, write_json_atomic
+from ..core.io import replace_atomic, visible_json, write_json_atomic
 from ..core.paths import REPO_ROOT
 
-SCHEMA_VERSION = 3  # 2: per-query outcomes ("queries"), folds, config origins; 3: best match per query, open set, exclude
+# 2: per-query outcomes ("queries"), folds, config origins; 3: best match per query, open set, exclude;
+# 4: per-query top-k matches in a side file the record names ("query_log")
+SCHEMA_VERSION = 4
+# The per-query log: beside each record, `<name>.topk.npz` (numpy's compressed npz, no pickles):
+#   query_image_id (n,)      the record's queries, in the order of its "queries" lists
+#   match (n, k) int16/32    index into gallery_image_id / gallery_identity, -1: no item (small gallery)
+#   score (n, k) float16     cosine similarity, best first (float16: 3 significant digits, half the bytes)
+#   gallery_image_id, gallery_identity (m,)  only the gallery images some query's top k holds
+#   decision, decided_new (n,)  open protocol only: the identity answered ("" when "new")
+# Committed with the records: the trained model is not kept, so a lost log costs a whole rerun.
+# Budget: QUERY_LOG_BUDGET_BYTES for all logs under results/ (tests/test_query_log.py checks it).
+QUERY_LOG_SUFFIX = ".topk.npz"
+QUERY_LOG_BUDGET_BYTES = 50 * 2**20
 REQUIRED_KEYS = (
     "schema", "name", "config", "seed", "protocol", "split", "keypoints", "metrics", "history",
     "wall_time_s", "device", "versions", "git", "created",
@@ -168,4 +182,53 @@ def load_records(results_dir: Path) -> list[tuple[str, dict]]:
             out.append((path.name, read_result(path)))
         except ResultsError:
             continue
+    return out
+
+
+def query_log_path(record_path: Path) -> Path:
+    """Where the per-query log of the record at ``record_path`` lives: beside it."""
+    record_path = Path(record_path)
+    return record_path.with_name(record_path.stem + QUERY_LOG_SUFFIX)
+
+
+def write_query_log(path: Path, top: dict, query_ids, image_ids: np.ndarray, identities: np.ndarray) -> dict:
+    """Write a per-query log (``top``: "rows" (n, k) dataset rows or -1, "score", optionally
+    "decision" per query with None for "new"; ``image_ids`` / ``identities``: per dataset row) and
+    return what the record says about it."""
+    rows = np.asarray(top["rows"])
+    used = np.unique(rows[rows >= 0])
+    kind = np.int16 if len(used) < 2**15 else np.int32
+    arrays = {"query_image_id": np.asarray(query_ids, dtype=str),
+              "match": np.where(rows >= 0, np.searchsorted(used, rows), -1).astype(kind),
+              "score": np.asarray(top["score"], dtype=np.float32).astype(np.float16),
+              "gallery_image_id": np.asarray(image_ids)[used].astype(str),
+              "gallery_identity": np.asarray(identities)[used].astype(str)}
+    if "decision" in top:
+        arrays["decided_new"] = np.array([d is None for d in top["decision"]], dtype=bool)
+        arrays["decision"] = np.array(["" if d is None else str(d) for d in top["decision"]], dtype=str)
+    replace_atomic(path, lambda tmp: np.savez_compressed(tmp, **arrays))
+    return {"file": Path(path).name, "k": int(rows.shape[1]), "bytes": Path(path).stat().st_size,
+            "format": "numpy npz; see harness/engine/records.py (QUERY_LOG_SUFFIX)"}
+
+
+def read_query_log(record_path: Path, record: dict) -> dict | None:
+    """A record's per-query log as arrays: "image_id" and "identity" (n, k) of each query's best
+    matches ("" past the gallery's end), "score" (n, k) (NaN there), "query_image_id", and
+    "decision" (open protocol; None = "new"). None when the record names none or it is missing."""
+    about = record.get("query_log")
+    path = Path(record_path).with_name(about["file"]) if about else None
+    if path is None or not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as raw:
+            data = {name: raw[name] for name in raw.files}
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"cannot read the per-query log {path}: {exc}") from exc
+    match = data["match"].astype(np.int64)  # -1 picks the "" appended to each table
+    out = {"query_image_id": data["query_image_id"],
+           "image_id": np.append(data["gallery_image_id"], "")[match],
+           "identity": np.append(data["gallery_identity"], "")[match],
+           "score": np.where(match < 0, np.nan, data["score"].astype(np.float64))}
+    if "decision" in data:
+        out["decision"] = [None if new else d for d, new in zip(data["decision"].tolist(), data["decided_new"].tolist())]
     return out

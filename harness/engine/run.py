@@ -36,10 +36,10 @@ from ..model.losses import build_losses
 from ..model.token_cache import TokenStore, fill
 from ..model.tokens import flip_permutation
 from . import records
+from ..evaluation.scoring import (Scored, gallery_rules, needed_rows, reliance_metrics, removed_points, same_day_matters,
+                                  score, shuffle_point_sets, table_lookup)
 from .export import Keep, save_embeddings, save_weights
 from .preflight import preflight_problems
-from .scoring import (Scored, gallery_rules, needed_rows, reliance_metrics, removed_points, same_day_matters, score,
-                      shuffle_point_sets, table_lookup)
 from .checkpoint import Checkpoint
 from .settings import TrainSettings
 from .train import Normalizer, Runtime, TrainData, embed, train
@@ -473,6 +473,13 @@ def _shared_with(path: Path) -> str | None:
         return None
 
 
+def write_query_log(prepared: Prepared, inputs: Inputs, scored: Scored, record_path: Path) -> dict:
+    """The record's per-query log (each query's top-k matches), written beside it before it."""
+    image_ids = prepared.data.df["image_id"].astype(str).to_numpy()
+    return records.write_query_log(records.query_log_path(record_path), scored.top, image_ids[inputs.test_rows],
+                                   image_ids, inputs.identities)
+
+
 def score_and_write(prepared: Prepared, model: Model, inputs: Inputs, trained: Outcome, prov: Provenance,
                     results_dir: Path, force: bool) -> tuple[dict, Path]:
     """Score the trained model and write the run's record; on a dataset with capture days also its
@@ -500,6 +507,7 @@ def score_and_write(prepared: Prepared, model: Model, inputs: Inputs, trained: O
         outcome = replace(trained, scored=scored, reliance=about, wall_time=time.perf_counter() - trained.wall_time)
         origins = {**prov.origins, "exclude": f"the training of {records.result_name(cfg)}"} if twin else prov.origins
         record = build_record(run, model, inputs, outcome, replace(prov, origins=origins))
+        record["query_log"] = write_query_log(prepared, inputs, scored, path)
         if not twin:
             own = (record, records.write_record(path, record, overwrite=force))
             continue

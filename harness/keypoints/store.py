@@ -18,7 +18,7 @@ from ..core.paths import cache_dir
 from ..data.dataset import ReidData, image_sizes, row_of_image
 from .sets import KeypointSet, Reference, check_inside
 
-# A keypoint set file is JSON (README, "Keypoint set files"):
+# A keypoint set file is JSON (docs/keypoint-pipeline.md, "Keypoint set files"):
 #   {"format": "harness-keypoints", "version": 1, "name": ..., "dataset": ..., "dataset_fingerprint": ...,
 #    "categories": [...], "flip_pairs": [[a, b], ...], "provenance": {...},
 #    "points": {"<image_id>": {"<category>": [x, y] | null, ...}, ...}, "score": {...} | null,

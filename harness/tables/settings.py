@@ -38,7 +38,7 @@ NOT_OFFLINE_GPT4 = "needs the OpenAI API (GPT-4 picks the keypoints); no offline
 # and their validation numbers (lr 1e-3 won: mean validation top-1 of ViT and CKPE 85.4 against
 # 74.5-83.3 for the others). Keypoints: the expert reference propagated with SIFT; on validation
 # CKPE scored alike with SIFT and spin points (85.2 / 85.3), so the featurizer was chosen by where
-# the points land (README, "Real answers on a laptop").
+# the points land (docs/small-setting.md).
 SMALL_CHOICE = {
     "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.05, "warmup_epochs": 1.0, "lr_min": 0.0, "epochs": 15,
     "batch_size": 64, "arcface_scale": 16.0, "arcface_margin": 0.2, "augment": "none", "hflip": 0.0,
@@ -127,7 +127,7 @@ def small_unrun(cfg: RunConfig) -> str:
     """The small sweep's CPU budget on 2 cores takes the default size's cells (and the cheap frozen
     baseline) first; the pretrained trunk's and the other ViT sizes are beyond it."""
     if cfg.backbone in SMALL_RUN_FIRST:
-        return ("the default size, which the small sweep runs first, but not reached by it yet (README's "
+        return ("the default size, which the small sweep runs first, but not reached by it yet (docs/small-setting.md's "
                 "budget says what was cut to fit and the command that runs it)")
     if cfg.backbone == SMALL_HYBRID:
         return "beyond this machine's CPU budget for the positive control: a hybrid run costs about 3 micro runs"

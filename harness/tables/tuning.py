@@ -6,7 +6,7 @@ candidate runs with the plain ViT and with CKPE, so the choice favours neither; 
 mean of their validation top-1. Candidates are the overrides below on top of the small setting;
 the featurizer step scores the offline featurizers' keypoints by CKPE's validation top-1 with the
 chosen training settings (when that does not separate them, where the points land decides; the
-README says which). `harness tune` runs what is missing and prints the table the choice in
+docs/small-setting.md says which). `harness tune` runs what is missing and prints the table the choice in
 ``declarations.SMALL_CHOICE`` / ``SMALL_KEYPOINTS`` was read from; the records stay in
 ``results/small-validation/``.
 

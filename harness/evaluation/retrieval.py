@@ -32,7 +32,11 @@ Besides the metrics, every query's outcome is returned (``per_query``: the rank 
 correct match and its average precision, None for unanswerable queries; the best-scoring gallery
 item's similarity and position), so intervals, paired tests and open-set answers can be computed
 later without the embeddings; ``outcomes`` holds the same unrounded, as arrays, for the metrics
-registry. ``chance_top1``: the expected top-1 of a random ranking on this test set (mean over
+registry. With ``top`` = k > 0, also each query's k best-scoring gallery items after exclusion
+(``top``: positions in the gallery, -1 where fewer than k remain, and their similarities), for
+the per-query logs; ``torch.topk`` over the similarity block the metrics already hold, so its
+order among exactly tied scores is torch's, not the pessimistic one of ``first_rank``.
+``chance_top1``: the expected top-1 of a random ranking on this test set (mean over
 answerable queries of positives / that query's own gallery size).
 """
 from __future__ import annotations
@@ -111,6 +115,7 @@ class _Gallery:
     start: torch.Tensor
     count: torch.Tensor
     keys: torch.Tensor | None = None
+    top: int = 0  # best-scoring items kept per query (0: none)
 
 
 @dataclass
@@ -124,6 +129,8 @@ class _Chunk:
     best_score: torch.Tensor  # -inf: nothing left in the gallery
     best_index: torch.Tensor
     gallery_size: torch.Tensor  # the query's own gallery: all items minus the excluded ones
+    top_score: torch.Tensor  # (c, k): the k best scores after exclusion, -inf past the gallery's end
+    top_index: torch.Tensor  # (c, k)
 
 
 def _positives(labels: torch.Tensor, keys: torch.Tensor | None, gallery: _Gallery, sim: torch.Tensor):
@@ -151,11 +158,13 @@ def _rank_chunk(queries: torch.Tensor, labels: torch.Tensor, keys: torch.Tensor 
     sim[:, gallery.size :] = float("-inf")
     pos_idx, valid, excluded = _positives(labels, keys, gallery, sim)
     best_score, best_index = sim.max(1)  # after exclusion: the best item the query may match
+    top_score, top_index = sim.topk(min(gallery.top, gallery.size), dim=1)
     positives = valid.sum(1)
     ok = positives > 0
     empty = torch.zeros(c, dtype=torch.int64)
     if not bool(ok.any()):
-        return _Chunk(empty, empty.double(), empty.bool(), positives, best_score, best_index, gallery.size - excluded)
+        return _Chunk(empty, empty.double(), empty.bool(), positives, best_score, best_index, gallery.size - excluded,
+                      top_score, top_index)
     slot = torch.arange(pos_idx.shape[1])[None, :]
     # unanswerable rows stay in the block with only +inf thresholds: nothing counts for them
     pos_sorted, _ = torch.where(valid, sim.gather(1, pos_idx), float("inf")).sort(dim=1)
@@ -171,16 +180,16 @@ def _rank_chunk(queries: torch.Tensor, labels: torch.Tensor, keys: torch.Tensor 
     sim[rows[:, None].expand_as(valid)[valid], pos_idx[valid]] = float("-inf")
     tie = torch.eq(sim, pos_sorted.gather(1, top), out=mask_buf[:c]).any(1)
     return _Chunk(torch.where(ok, best + 1, 0), torch.where(ok, contrib.sum(1) / positives.clamp(min=1), 0.0),
-                  ok & tie, positives, best_score, best_index, gallery.size - excluded)
+                  ok & tie, positives, best_score, best_index, gallery.size - excluded, top_score, top_index)
 
 
 def _prepare_gallery(gallery_unit: torch.Tensor, gallery_ids: torch.Tensor, n_labels: int,
-                     keys: torch.Tensor | None) -> _Gallery:
+                     keys: torch.Tensor | None, top: int) -> _Gallery:
     count = torch.bincount(gallery_ids, minlength=n_labels)
     columns = torch.zeros(gallery_unit.shape[1], -(-gallery_unit.shape[0] // 8) * 8)
     columns[:, : gallery_unit.shape[0]] = gallery_unit.T
     return _Gallery(columns, gallery_unit.shape[0], torch.argsort(gallery_ids, stable=True), count.cumsum(0) - count,
-                    count, keys)
+                    count, keys, top)
 
 
 @dataclass(frozen=True)
@@ -216,10 +225,12 @@ def retrieval_metrics(
     chunk: int | None = None,
     ks: tuple[int, ...] = (1, 5),
     budget: int = DEFAULT_BUDGET,
+    top: int = 0,
 ) -> dict:
     """top-k for ``ks``, mAP, counts and per-query outcomes of cosine retrieval of ``query``
     against ``gallery``, without the items ``exclude`` removes; ``chunk`` queries at a time
-    (None: as many as ``budget`` similarity entries hold). See the module docstring."""
+    (None: as many as ``budget`` similarity entries hold); with ``top`` > 0 each query's ``top``
+    best gallery items too. See the module docstring."""
     if query.shape[0] == 0 or gallery.shape[0] == 0:
         raise ValueError("retrieval metrics need at least one query and one gallery image")
     query_unit = F.normalize(query.float(), dim=1)
@@ -227,7 +238,7 @@ def retrieval_metrics(
     _, inverse = torch.unique(torch.cat([query_labels.long(), gallery_labels.long()]), return_inverse=True)
     query_ids, gallery_ids = inverse[: len(query_unit)], inverse[len(query_unit) :]
     q_keys, g_keys = exclude.keys(len(query_unit), len(gallery_unit))
-    prepared = _prepare_gallery(gallery_unit, gallery_ids, int(inverse.max()) + 1, g_keys)
+    prepared = _prepare_gallery(gallery_unit, gallery_ids, int(inverse.max()) + 1, g_keys, top)
     chunk = min(chunk or max(1, budget // max(1, gallery_unit.shape[0])), query_unit.shape[0])
     sim_buf = torch.empty(chunk, prepared.columns.shape[1])  # reused by every chunk
     mask_buf = torch.empty(chunk, prepared.columns.shape[1], dtype=torch.bool)
@@ -235,7 +246,22 @@ def retrieval_metrics(
                          None if q_keys is None else q_keys[b : b + chunk], prepared, sim_buf, mask_buf)
              for b in range(0, query_unit.shape[0], chunk)]
     res = _Chunk(*(torch.cat([getattr(p, f) for p in parts]) for f in _Chunk.__dataclass_fields__))
-    return _summary(res, ks)
+    out = _summary(res, ks)
+    if top:
+        out["top"] = _top(res.top_score, res.top_index, top)
+    return out
+
+
+def _top(score: torch.Tensor, index: torch.Tensor, k: int) -> dict:
+    """(n, k) gallery positions (-1: no item, the gallery smaller than k or excluded) and float32
+    similarities (NaN there)."""
+    n = score.shape[0]
+    out_index = torch.full((n, k), -1, dtype=torch.int64)
+    out_score = torch.full((n, k), float("nan"))
+    kept = torch.isfinite(score)
+    out_index[:, : score.shape[1]] = torch.where(kept, index, -1)
+    out_score[:, : score.shape[1]] = torch.where(kept, score, float("nan"))
+    return {"index": out_index.numpy(), "score": out_score.numpy()}
 
 
 def _summary(res: _Chunk, ks: tuple[int, ...]) -> dict:
