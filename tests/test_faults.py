@@ -22,13 +22,13 @@ def harness_cmd(*args):
 # kill lands mid-training every time, however fast the run (a warm cache once let it finish first)
 KILLED_AFTER_EPOCH_2 = """
 import os, runpy, signal, sys
-from harness.engine import train
-saved = train.Checkpoint.on_epoch_end
+from harness.engine import checkpoint
+saved = checkpoint.Checkpoint.on_epoch_end
 def on_epoch_end(self, state):
     saved(self, state)
     if state.epoch >= 2 and self.path.exists():
         os.kill(os.getpid(), signal.SIGKILL)
-train.Checkpoint.on_epoch_end = on_epoch_end
+checkpoint.Checkpoint.on_epoch_end = on_epoch_end
 sys.argv = ["harness", *sys.argv[1:]]
 runpy.run_module("harness", run_name="__main__")
 """
@@ -115,6 +115,7 @@ def test_corrupt_image_in_a_dataset_fails_or_is_skipped_and_recorded(cli, tiny_a
 def test_leaderboard_while_runs_finish_never_sees_or_writes_a_partial_file(cli, tmp_path, tiny_args):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     results, out = tmp_path / "results", tmp_path / "board" / "leaderboard.md"
+    out.parent.mkdir()  # --output's folder must exist (a missing one is refused)
     procs = [subprocess.Popen(harness_cmd("run", "--method", m, *tiny_args, "--results-dir", results),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for m in ("vit", "kpe")]

@@ -159,14 +159,16 @@ def test_forest_svg_places_points_on_a_shared_scale():
     assert all(label.strip() for label in labels)  # no empty tick
 
 
-def test_plain_verdicts_say_who_is_ahead_or_what_was_ruled_out():
+def test_plain_verdicts_say_who_is_ahead_or_what_the_interval_excludes():
     table = get_table("1")
     small = next(s for s in lb.SETTINGS if s.name == "small")
-    quiet = statistics.Paired(difference=-0.2, ci=(-0.9, 0.4), mde=0.9)
-    ahead = statistics.Paired(difference=2.1, ci=(1.0, 3.2), mde=1.0, adjusted=True)
-    assert "no difference detected (-0.2 top-1 points, 95% CI -0.9 to +0.4); a true difference of 0.9 points" in \
-        lb.plain_verdict(lb.Answer(table, small, "x|y", "z|y", quiet))
+    quiet = statistics.Paired(difference=-0.2, ci=(-0.9, 0.4))
+    ahead = statistics.Paired(difference=2.1, ci=(1.0, 3.2), adjusted=True)
+    assert ("no significant difference (-0.2 top-1 points, 95% CI -0.9 to +0.4): effects below -0.9 or above +0.4 "
+            "are excluded") in lb.plain_verdict(lb.Answer(table, small, "x|y", "z|y", quiet))
     assert "the first is ahead by 2.1 top-1 points" in lb.plain_verdict(lb.Answer(table, small, "x|y", "z|y", ahead))
+    pointed = lb.Answer(table, small, "x|y", "z|y", quiet, pointer="the same cells as Table 1's a - b (small): answered there")
+    assert lb.plain_verdict(pointed).endswith(": the same cells as Table 1's a - b (small): answered there.")
 
 
 def test_the_report_command(cli, site, tmp_path):

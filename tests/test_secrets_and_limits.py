@@ -95,7 +95,7 @@ def _folder(root: Path, counts: dict):
 def test_single_image_identities_are_counted_not_scored(cli, tmp_path):
     counts = {f"id{i}": 4 for i in range(8)} | {f"solo{i}": 1 for i in range(12)}
     _folder(tmp_path / "imgs", counts)
-    res = cli("run", "--method", "vit", "--dataset", f"folder:{tmp_path / 'imgs'}", "--backbone", "nano",
+    res = cli("run", "--method", "vit", "--dataset", f"folder:{tmp_path / 'imgs'}", "--allow-small-test", "--backbone", "nano",
               "--image-size", "32", "--epochs", "1", "--batch-size", "4", "--quiet", "--results-dir", tmp_path / "r")
     assert res.exit_code == 0, res.output
     rec = json.loads(next((tmp_path / "r").glob("*.json")).read_text())

@@ -146,7 +146,7 @@ def test_runs_and_seeds_share_one_trunk_forward_per_image(cli, tmp_path, monkeyp
     def run(seed: int, *extra) -> dict:
         res = cli("run", "--method", "ckpe", "--dataset", "synthetic", "--backbone", "mobilenetv2-dsr-hybrid",
                   "--weights", tmp_path / "tv.pt", "--image-size", "32", "--epochs", "1", "--batch-size", "8",
-                  "--seed", seed, "--results-dir", out, *extra, *TINY_DATA)
+                  "--seed", seed, "--results-dir", out, "--allow-small-test", *extra, *TINY_DATA)
         assert res.exit_code == 0, res.output
         return next(json.loads(p.read_text()) for p in out.glob("*.json") if json.loads(p.read_text())["seed"] == seed)
 

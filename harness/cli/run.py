@@ -85,9 +85,10 @@ HELP_SECTIONS = {
     "Training": ("seed", "epochs", "batch_size", "accumulate", "optimizer", "lr", "lr_min", "momentum",
                  "weight_decay", "warmup_epochs", "ce_weight", "arcface_margin", "arcface_scale", "losses", "hflip",
                  "augment", "randaugment_ops", "randaugment_magnitude"),
-    "Keypoints": ("keypoints", "num_keypoints"),
+    "Keypoints": ("keypoints", "num_keypoints", "kpe_init", "kpe_lr_scale"),
     "Evaluation": ("protocol", "split_seed", "folds", "fold", "validate", "exclude", "allow_small_test"),
-    "Runtime": ("device", "compile", "results_dir", "force", "dry_run", "gpu_memory", "quiet"),
+    "Runtime": ("device", "compile", "results_dir", "force", "dry_run", "gpu_memory", "quiet", "config_file",
+                "save_weights", "save_embeddings"),
 }
 
 
