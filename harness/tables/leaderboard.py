@@ -207,6 +207,12 @@ def answers(results: list[TableResult]) -> list[Answer]:
     return out
 
 
+def drawn_answers(results: list[TableResult]) -> list[Answer]:
+    """The answers a forest plot draws: each distinct comparison once (a pointer to an earlier
+    table's identical cells is said in words, not drawn twice), with an interval."""
+    return [a for a in answers(results) if a.pointer is None and a.pair.ci is not None]
+
+
 def plain_verdict(answer: Answer) -> str:
     """An answer as a sentence a reader needs no statistics for: which side is ahead by how much,
     or, for no significant difference, the effects its interval excludes."""
@@ -541,7 +547,7 @@ def plot_answers(results: list[TableResult], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    found = [a for a in answers(results) if a.pair.ci is not None]
+    found = drawn_answers(results)
     if not found:
         return None
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(found) + 1.4), dpi=100)
@@ -608,7 +614,7 @@ def check(results_dir: Path, output: Path) -> str | None:
     if new is not None and new != readme.read_text():
         return f"{readme}'s generated answers are stale; run `harness leaderboard`"
     pngs = [output.parent / f"leaderboard-table{_tid(r.table)}.png" for r in results if r.table.plot]
-    pngs += [output.parent / "leaderboard-answers.png"] if any(a.pair.ci for a in answers(results)) else []
+    pngs += [output.parent / "leaderboard-answers.png"] if drawn_answers(results) else []
     for png in pngs:
         if not png.is_file():
             return f"{png} is missing; run `harness leaderboard`"

@@ -152,9 +152,10 @@ def answers_html(results: list[TableResult]) -> str:
     items = "".join(f"<li>{esc(lb.plain_verdict(a))}</li>" for a in found) or "<li>No comparison has results yet.</li>"
     limits = "".join(f"<li>{esc(line)}</li>" for line in lb.setting_limits(results))
     plot = ""
-    if found:
+    drawn = lb.drawn_answers(results)
+    if drawn:
         rows = forest_rows([(f"Table {a.table.id} ({a.setting.name}): {a.side(a.a)} vs {a.side(a.b)}", a.pair)
-                            for a in found])
+                            for a in drawn])
         plot = forest_svg(rows, "points of each table's metric")
     return (f'<h2 id="answers">Answers</h2><ul class="answers">{items}</ul>{plot}'
             f'<p class="note">A filled dot: significant at 95%. The settings, and what their numbers can say:</p>'
