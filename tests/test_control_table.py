@@ -39,7 +39,11 @@ def test_the_control_runs_the_synthetic_card_as_it_is_under_both_recipes_and_lay
 
 def test_channel_trials_differ_only_in_the_channel_and_the_choice_waits_for_every_candidate():
     trials = channel_trials()
-    assert len(trials) == 4 * (1 + len(CHANNEL_CANDIDATES))
+    assert len(trials) == 5 * (1 + len(CHANNEL_CANDIDATES))  # 2 layouts x 2 recipes, and MacaqueFaces
+    real = [t.config() for t in trials if t.group == "macaquefaces, adamw"]
+    assert [c.method for c in real] == ["vit"] + ["ckpe"] * len(CHANNEL_CANDIDATES)
+    assert all(c.validate and c.fold == 0 and c.dataset == "macaquefaces" and c.optimizer == "adamw" for c in real)
+    assert {c.keypoints for c in real[1:]} == {"expert@sift"}  # Table 1's small CKPE cell: propagated points
     same_place = [t.config() for t in trials if t.layout == "scrambled" and t.recipe == "sgd" and t.method == "ckpe"]
     assert {(c.kpe_init, c.kpe_lr_scale) for c in same_place} == set(CHANNEL_CANDIDATES)
     assert len({c.experiment_hash() for c in same_place}) == len(CHANNEL_CANDIDATES)
@@ -50,12 +54,15 @@ def test_channel_trials_differ_only_in_the_channel_and_the_choice_waits_for_ever
         return 10.0 + 5 * CHANNEL_CANDIDATES.index(t.channel) + (40 if t.recipe == "sgd" and t.channel == ("zero", 30.0) else 0)
 
     scores = [(t, {"top1": top1(t)}) for t in trials]
-    assert best_channel(scores) == {"adamw": ("token", 30.0), "sgd": ("zero", 30.0)}
-    assert best_channel([(t, None) for t in trials]) == {"adamw": None, "sgd": None}
+    assert best_channel(scores) == {"synthetic, adamw": ("token", 30.0), "synthetic, sgd": ("zero", 30.0),
+                                    "macaquefaces, adamw": ("token", 30.0)}
+    no_real = [(t, s if t.layout != "macaquefaces" else None) for t, s in scores]
+    assert best_channel(no_real)["macaquefaces, adamw"] is None and best_channel(no_real)["synthetic, adamw"]
+    assert set(best_channel([(t, None) for t in trials]).values()) == {None}
     flat = [(t, {"top1": 10.0 if t.channel is None or t.recipe == "sgd" else 30.0}) for t in trials]
     verdict = best_channel(flat)
-    assert verdict["adamw"] == ("zero", 1.0)  # ties: the earlier candidate
-    assert verdict["sgd"].startswith("uninformative: no candidate beats the plain ViT by 10 points")
+    assert verdict["synthetic, adamw"] == ("zero", 1.0)  # ties: the earlier candidate
+    assert verdict["synthetic, sgd"].startswith("uninformative: no candidate beats the plain ViT by 10 points")
 
 
 def test_records_made_before_the_channel_options_are_the_zero_channel_settings_cells():
@@ -71,3 +78,22 @@ def test_records_made_before_the_channel_options_are_the_zero_channel_settings_c
     assert not any("kpe_init" not in rec["config"] for rec in result.cell("small", "ours (CKPE)|MacaqueFaces").recs)
     vit_old = result.cell("small-zero-channel", "ViT, no keypoints|MacaqueFaces").recs
     assert vit_old and vit_old == result.cell("small", "ViT, no keypoints|MacaqueFaces").recs  # no channel: one cell
+
+
+def test_tune_channel_reads_the_committed_choice_and_names_the_real_trials_it_cannot_run(cli, tmp_path):
+    """Every synthetic trial has a committed record, so nothing trains; without MacaqueFaces under the
+    data root its six trials are named as not run and its group stays incomplete."""
+    import shutil
+    from pathlib import Path
+
+    committed = Path(__file__).parents[1] / "results" / "channel-selection"
+    folder = tmp_path / "results" / "channel-selection"
+    shutil.copytree(committed, folder)
+    result = cli("tune", "--channel", "--results-dir", tmp_path / "results", "--data-root", tmp_path / "no-data")
+    assert result.exit_code == 0, result.output
+    not_run = [line for line in result.output.splitlines() if line.startswith("not run: macaquefaces, adamw")]
+    assert len(not_run) == 1 + len(CHANNEL_CANDIDATES) and "MacaqueFaces" in not_run[0]
+    assert "best for synthetic, adamw: --kpe-init token --kpe-lr-scale 30" in result.output
+    assert "best for synthetic, sgd: uninformative" in result.output
+    assert "best for macaquefaces, adamw: (incomplete)" in result.output
+    assert sorted(p.name for p in folder.glob("*.json")) == sorted(p.name for p in committed.glob("*.json"))

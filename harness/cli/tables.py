@@ -10,6 +10,7 @@ import click
 from ..core.errors import RegistryError
 from ..core.progress import progress_bar
 from ..evaluation import metrics, statistics
+from ..data.loaders import data_problem, get_card
 from ..engine.records import check_writable, load_records
 from ..tables.runs import parse_filters, records_for, run_groups
 from ..engine.run import execute
@@ -323,16 +324,20 @@ def tune_channel(folder: Path, data_root) -> None:
     """`harness tune --channel`: the missing channel candidates, then the table and the choice."""
     check_writable(folder)
     todo = [t for t, value in channel_choice.channel_scores(folder) if value is None]
+    absent = {t: data_problem(get_card(t.config().dataset), data_root) for t in todo}
+    for trial in [t for t in todo if absent[t]]:
+        click.echo(f"not run: {trial.layout}, {trial.recipe}, {trial.label}: {absent[trial]}", err=True)
+    todo = [t for t in todo if not absent[t]]
     for trial in progress_bar(todo, desc="tuning: keypoint channel", unit="run", file=sys.stderr):
         execute(trial.config(), folder, data_root=data_root, progress=False)
     scores = channel_choice.channel_scores(folder)
-    click.echo("validation top-1 (%), fold 0's inner split of the control's data; CKPE's last-epoch kpe_share and "
-               "top-1 with its keypoints removed in brackets")
+    click.echo("validation top-1 (%), fold 0's inner split (the control's data; MacaqueFaces, Table 1's small cells); "
+               "CKPE's last-epoch kpe_share and top-1 with its keypoints removed in brackets")
     for trial, value in scores:
         shown = "-" if value is None else f"{value['top1']:.1f}"
         if value and value["kpe_share"] is not None:
             shown += f" [share {value['kpe_share']:.3f}, removed {value['top1_removed']:.1f}]"
         click.echo(f"  {trial.layout}, {trial.recipe}, {trial.label}: {shown}")
-    for recipe, best in channel_choice.best_channel(scores).items():
+    for group, best in channel_choice.best_channel(scores).items():
         shown = best if isinstance(best, str) else f"--kpe-init {best[0]} --kpe-lr-scale {best[1]:g}" if best else None
-        click.echo(f"best for {recipe}: {shown or '(incomplete)'}")
+        click.echo(f"best for {group}: {shown or '(incomplete)'}")

@@ -8,14 +8,17 @@ candidate trains CKPE on the inner training part of fold 0's training identities
 known-answer control's data and is scored on the held-out fifth (``validate=True``): in both
 layouts (the standard synthetic faces, and ``scramble``, where the keypoints are necessary) and
 under both recipes (the synthetic card's AdamW and the paper's SGD, the real cells' optimizer). The
-plain ViT runs beside them as the floor. A candidate's score per optimizer is its mean validation
-top-1 over the two layouts; a recipe under which no candidate beats the plain ViT by ``INFORMATIVE``
-points cannot rank them (a recipe that does not train the model, e.g. SGD at lr 1e-3 on a random-init
-ViT) and chooses nothing. `harness tune --channel` runs what is missing and prints the table.
+same is asked of real animals: Table 1's small CKPE cell on MacaqueFaces (SIFT-propagated expert
+points, the small card's AdamW), on fold 0's inner validation identities, where the data is there.
+The plain ViT runs beside each group as its floor. A candidate's score per group (data x recipe) is
+its mean validation top-1 over the group's layouts; a group in which no candidate beats the plain
+ViT by ``INFORMATIVE`` points cannot rank them (a recipe that does not train the model, e.g. SGD at
+lr 1e-3 on a random-init ViT) and chooses nothing. `harness tune --channel` runs what is missing
+and prints the table.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import RunConfig
@@ -23,7 +26,8 @@ from ..data.loaders import get_card
 from ..engine.records import read_result, result_path
 from ..engine.run import resolve_run
 from ..method import METHODS
-from .declarations import NECESSARY, PAPER_SGD
+from .cells import cells, resolve_cell
+from .declarations import NECESSARY, PAPER_SGD, get_table
 
 # (init, lr scale): today's zero start; timm's position-embedding start; the tokens' own scale; and a
 # faster-learning zero or token start (30x: where the probe's micro ViT learned the keypoint in 120 steps)
@@ -31,6 +35,10 @@ CHANNEL_CANDIDATES: tuple[tuple[str, float], ...] = (
     ("zero", 1.0), ("normal", 1.0), ("token", 1.0), ("zero", 30.0), ("token", 30.0))
 LAYOUTS = {"standard": {}, "scrambled": NECESSARY}
 RECIPES = {"adamw": {}, "sgd": PAPER_SGD}
+# real animals: the small setting's Table 1 cells on MacaqueFaces (their card's AdamW recipe only:
+# the paper's SGD does not train a random-init micro ViT, as the synthetic SGD group shows)
+REAL_LAYOUT, REAL_TABLE, REAL_SETTING = "macaquefaces", "1", "small"
+REAL_ROWS = {"vit": "ViT, no keypoints", "ckpe": "ours (CKPE)"}
 CHANNEL_FOLDER = "channel-selection"
 INFORMATIVE = 10.0  # top-1 points over the plain ViT (mean over layouts) before a recipe ranks candidates
 
@@ -46,7 +54,14 @@ class ChannelTrial:
     def label(self) -> str:
         return "ViT, no keypoints" if self.channel is None else f"{self.channel[0]} x{self.channel[1]:g}"
 
+    @property
+    def group(self) -> str:
+        """The evidence group it is ranked in: its data and recipe."""
+        return f"{'macaquefaces' if self.layout == REAL_LAYOUT else 'synthetic'}, {self.recipe}"
+
     def config(self) -> RunConfig:
+        if self.layout == REAL_LAYOUT:
+            return self._real_config()
         given = {"dataset": "synthetic", "folds": 5, "fold": 0, "validate": True, "seed": 0, "method": self.method,
                  **LAYOUTS[self.layout], **RECIPES[self.recipe]}
         if self.channel is not None:
@@ -54,12 +69,25 @@ class ChannelTrial:
         given["dataset_options"] = {str(k): str(v) for k, v in (given.get("dataset_options") or {}).items()}
         return resolve_run(get_card("synthetic"), METHODS.create(self.method), cell=given).config
 
+    def _real_config(self) -> RunConfig:
+        cell = next(c for c in cells(get_table(REAL_TABLE), REAL_SETTING)
+                    if c.row == REAL_ROWS[self.method] and c.overrides.get("dataset") == REAL_LAYOUT)
+        given = {**cell.overrides, "validate": True}
+        if self.channel is not None:
+            given.update(kpe_init=self.channel[0], kpe_lr_scale=self.channel[1])
+        return resolve_cell(replace(cell, overrides=given), seed=0, fold=0)
+
+
+def _group_trials(layout: str, recipe: str) -> list[ChannelTrial]:
+    return [ChannelTrial("vit", layout, recipe, None),
+            *(ChannelTrial("ckpe", layout, recipe, c) for c in CHANNEL_CANDIDATES)]
+
 
 def channel_trials() -> list[ChannelTrial]:
-    """Per layout and recipe: the plain ViT, then CKPE under every candidate."""
-    return [trial for layout in LAYOUTS for recipe in RECIPES for trial in (
-        ChannelTrial("vit", layout, recipe, None),
-        *(ChannelTrial("ckpe", layout, recipe, c) for c in CHANNEL_CANDIDATES))]
+    """Per layout and recipe: the plain ViT, then CKPE under every candidate; the synthetic layouts
+    first, then MacaqueFaces."""
+    synthetic = [t for layout in LAYOUTS for recipe in RECIPES for t in _group_trials(layout, recipe)]
+    return synthetic + _group_trials(REAL_LAYOUT, "adamw")
 
 
 def channel_scores(folder: Path) -> list[tuple[ChannelTrial, dict | None]]:
@@ -77,25 +105,26 @@ def channel_scores(folder: Path) -> list[tuple[ChannelTrial, dict | None]]:
     return out
 
 
-def _mean(scores: list[tuple[ChannelTrial, dict | None]], recipe: str, channel) -> float | None:
-    values = [s["top1"] if s else None for t, s in scores if t.recipe == recipe and t.channel == channel]
+def _mean(scores: list[tuple[ChannelTrial, dict | None]], group: str, channel) -> float | None:
+    values = [s["top1"] if s else None for t, s in scores if t.group == group and t.channel == channel]
     return None if None in values or not values else sum(values) / len(values)
 
 
 def best_channel(scores: list[tuple[ChannelTrial, dict | None]]) -> dict[str, tuple[str, float] | str | None]:
-    """Per recipe: the candidate with the highest mean CKPE validation top-1 over the layouts (ties:
-    the earlier candidate); None while a trial of that recipe has no record; a sentence instead when
-    no candidate beats the plain ViT by ``INFORMATIVE`` points (the recipe cannot rank them)."""
+    """Per evidence group (data, recipe), in the order of ``scores``: the candidate with the highest
+    mean CKPE validation top-1 over the group's layouts (ties: the earlier candidate); None while a
+    trial of that group has no record; a sentence instead when no candidate beats the plain ViT by
+    ``INFORMATIVE`` points (the group cannot rank them)."""
     chosen: dict[str, tuple[str, float] | str | None] = {}
-    for recipe in RECIPES:
-        means = {c: _mean(scores, recipe, c) for c in CHANNEL_CANDIDATES}
-        floor = _mean(scores, recipe, None)
+    for group in dict.fromkeys(t.group for t, _ in scores):
+        means = {c: _mean(scores, group, c) for c in CHANNEL_CANDIDATES}
+        floor = _mean(scores, group, None)
         if floor is None or None in means.values():
-            chosen[recipe] = None
+            chosen[group] = None
             continue
         best = max(CHANNEL_CANDIDATES, key=lambda c: means[c])
         gain = means[best] - floor
-        chosen[recipe] = best if gain >= INFORMATIVE else (
+        chosen[group] = best if gain >= INFORMATIVE else (
             f"uninformative: no candidate beats the plain ViT by {INFORMATIVE:g} points (best {best[0]} "
             f"x{best[1]:g}, {gain:+.1f})")
     return chosen
