@@ -4,7 +4,8 @@ choice), under the card's AdamW and the paper's SGD, in the standard and the scr
 channel's choice (`harness tune --channel`) trains on the same data's validation identities."""
 from harness.tables.cells import cells, resolve_cell
 from harness.tables.channel_choice import CHANNEL_CANDIDATES, best_channel, channel_trials
-from harness.tables.declarations import CONTROL_TINY, get_table
+from harness.tables.declarations import get_table
+from harness.tables.declared.control import CONTROL_TINY
 
 TABLE = get_table("control")
 

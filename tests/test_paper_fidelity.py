@@ -189,7 +189,7 @@ def test_bad_devices_and_a_cache_that_is_a_file_are_one_line_errors(cli, tmp_pat
 
 
 def test_table_notes_surface_the_papers_own_conflicts():
-    notes = {t.id: t.note for t in tables.TABLES}
+    notes = {t.id: t.note for t in tables.declared_tables()}
     assert "98.5" in notes["6-7"] and "97.3" in notes["6-7"] and "conflicts" in notes["6-7"]
     assert "92.5" in notes["4"] and "does not fit" in notes["4"]
     assert "huge" in notes["1"] and "same experiment" not in " ".join(notes.values())

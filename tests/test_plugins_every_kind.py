@@ -1,4 +1,4 @@
-"""A plugin of every kind (method, keypoint source, reference source, featurizer, loader, metric),
+"""A plugin of every kind (method, keypoint source, reference source, featurizer, loader, metric, table),
 each a file in a temporary folder on HARNESS_PLUGIN_PATH, with no edit to the package; tiny runs
 through `harness run` reach every one of them."""
 import json
@@ -13,8 +13,9 @@ from harness.keypoints.featurizers import FEATURIZERS
 from harness.keypoints.references import REFERENCE_SOURCES
 from harness.keypoints.sources import KEYPOINT_SOURCES
 from harness.method import METHODS
+from harness.tables.declarations import TABLES
 
-REGISTRIES = (METHODS, KEYPOINT_SOURCES, REFERENCE_SOURCES, FEATURIZERS, LOADERS, metrics.METRICS)
+REGISTRIES = (METHODS, KEYPOINT_SOURCES, REFERENCE_SOURCES, FEATURIZERS, LOADERS, metrics.METRICS, TABLES)
 
 PLUGINS = {
     "every_method.py": '''
@@ -108,6 +109,16 @@ PLUGINS = {
             rank = q["first_rank"]
             return np.where(np.isnan(rank), np.nan, (rank == 1).astype(float))
     ''',
+    "every_table.py": '''
+        from harness.tables.cells import Axis, Table
+        from harness.tables.declarations import declare
+
+        declare(Table(id="every", title="The plugin method against the plain ViT (a test's plugin)",
+                      rows=(Axis("plugin", {"method": "every-kpe"}), Axis("plain", {"method": "vit"})),
+                      cols=(Axis("toy", {"dataset": "every-toy"}),), paper=((None,), (None,)),
+                      base={"folds": 2}, translated=False, comparisons=(("plugin|toy", "plain|toy"),), order=15,
+                      aliases=("e",)))
+    ''',
 }
 
 
@@ -198,3 +209,23 @@ def test_an_installed_package_adds_a_featurizer_through_its_entry_point_group(tm
         assert feat.config() == {"featurizer": "every-feat", "size": 16, "cell": 4}
     finally:
         sys.modules.pop("every_feat_pkg", None)
+
+
+def test_a_plugin_table_is_declared_in_its_place_and_sweeps(plugin_folder, cli):
+    """The table file registers itself: `harness ablate` knows it by id and alias, plans its cells with
+    the plugin method and loader, and it stands where its order puts it."""
+    from harness.tables.declarations import table_ids
+
+    assert table_ids()[:3] == ["1", "every", "2"]  # order 15: between Tables 1 and 2
+    res = cli("ablate", "e", "--small", "--seeds", "1", "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert "4 run(s) planned (small)" in res.output  # 2 rows x 2 folds x 1 seed
+    assert "harness run --method every-kpe --dataset every-toy" in res.output
+    twice = cli("ablate", "every", "--small", "--seeds", "1", "--row", "plain", "--dry-run")
+    assert "2 run(s) planned (small)" in twice.output
+    from harness.core.errors import RegistryError
+    from harness.tables.cells import Axis, Table
+    from harness.tables.declarations import declare
+
+    with pytest.raises(RegistryError, match="duplicate table name '2': already registered by"):
+        declare(Table(id="2", title="again", rows=(Axis("r"),), cols=(Axis("c"),), paper=((None,),)))

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..engine.records import load_records
 from ..evaluation import statistics
 from .collect import TableResult, collect_all, distinct_grids, experiments, index_records
-from .declarations import TABLES, get_table
+from .declarations import declared_tables, get_table
 from .settings import SETTINGS
 
 SEED_OPTIONS = (2, 3, 4, 5, 6)  # seed counts the power argument projects
@@ -61,7 +61,7 @@ def reports(records: list[tuple[str, dict]], metric: str = "top1") -> list[Repor
 
 
 def table_results(records: list[tuple[str, dict]]) -> list[TableResult]:
-    return collect_all(TABLES, index_records(records))
+    return collect_all(declared_tables(), index_records(records))
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def power_lines(results: list[TableResult]) -> list[str]:
 def dry_run_lines(table: str, setting: str, results_dir: Path, seeds: int, target: float) -> list[str]:
     """For `harness ablate --dry-run`: the design MDE of the planned seeds per table, and the seeds
     a ``target`` MDE needs, from the setting's records in ``results_dir``."""
-    wanted = {t.id for t in TABLES} if table == "all" else {get_table(table).id}
+    wanted = {t.id for t in declared_tables()} if table == "all" else {get_table(table).id}
     found = [d for d in designs(table_results(load_records(Path(results_dir))), setting) if d.table in wanted]
     if not found:
         return [f"design MDE ({setting}): no records of a trained comparison of this table yet to estimate the "

@@ -51,6 +51,8 @@ class Table:
     # a table on the built-in synthetic data needs no stand-in; a string in settings_base is then
     # the reason none of its cells runs in that setting
     translated: bool = True
+    order: int = 1000  # where it stands among the tables (leaderboard, report, `ablate all`); built-ins 10-120
+    aliases: tuple[str, ...] = ()  # other names `harness ablate` accepts, e.g. "6" and "7" for "6-7"
 
     def __post_init__(self):
         if len(self.paper) != len(self.rows) or any(len(line) != len(self.cols) for line in self.paper):

@@ -27,7 +27,8 @@ from ..engine.records import read_result, result_path
 from ..engine.run import resolve_run
 from ..method import METHODS
 from .cells import cells, resolve_cell
-from .declarations import NECESSARY, PAPER_SGD, get_table
+from .declarations import get_table
+from .declared.control import NECESSARY, PAPER_SGD
 
 # (init, lr scale): today's zero start; timm's position-embedding start; the tokens' own scale; and a
 # faster-learning zero or token start (30x: where the probe's micro ViT learned the keypoint in 120 steps)
@@ -128,3 +129,19 @@ def best_channel(scores: list[tuple[ChannelTrial, dict | None]]) -> dict[str, tu
             f"uninformative: no candidate beats the plain ViT by {INFORMATIVE:g} points (best {best[0]} "
             f"x{best[1]:g}, {gain:+.1f})")
     return chosen
+
+
+def channel_lines(folder: Path) -> list[str]:
+    """The validation table and each group's choice, as `harness tune --channel` prints it."""
+    scores = channel_scores(folder)
+    lines = ["validation top-1 (%), fold 0's inner split (the control's data; MacaqueFaces, Table 1's small cells); "
+             "CKPE's last-epoch kpe_share and top-1 with its keypoints removed in brackets"]
+    for trial, value in scores:
+        shown = "-" if value is None else f"{value['top1']:.1f}"
+        if value and value["kpe_share"] is not None:
+            shown += f" [share {value['kpe_share']:.3f}, removed {value['top1_removed']:.1f}]"
+        lines.append(f"  {trial.layout}, {trial.recipe}, {trial.label}: {shown}")
+    for group, best in best_channel(scores).items():
+        shown = best if isinstance(best, str) else f"--kpe-init {best[0]} --kpe-lr-scale {best[1]:g}" if best else None
+        lines.append(f"best for {group}: {shown or '(incomplete)'}")
+    return lines

@@ -32,7 +32,7 @@ from ..evaluation import metrics, statistics
 from . import leaderboard as lb
 from .collect import TableResult, collect_all, index_records, paired_comparisons
 from .cells import cells
-from .declarations import TABLES
+from .declarations import declared_tables
 from .settings import SETTINGS
 
 SHOWN_MATCHES = 5  # of the log's top-k, per query on a gallery page
@@ -391,7 +391,7 @@ def chosen_runs(records: list[tuple[str, dict]], settings: ReportSettings) -> li
 def write_report(settings: ReportSettings) -> Path:
     """Render the site into ``settings.output``; returns its index.html."""
     records = load_records(Path(settings.results_dir))
-    results = collect_all(TABLES, index_records(records))
+    results = collect_all(declared_tables(), index_records(records))
     runs = chosen_runs(records, settings)
     cache: dict = {}
     links = []
