@@ -25,7 +25,7 @@ COMMANDS = {
     "ablate": ("tables", "ablate_cmd",
                "Run the cells of TABLE (1, 2, 3, 4, 5, 6-7, cross-day, open-set, pose, noise,..."),
     "leaderboard": ("tables", "leaderboard_cmd",
-                    "Regenerate leaderboard.md (and its plots) from the run records in --results-dir."),
+                    "Regenerate leaderboard.md, its plots and the pages' generated blocks from..."),
     "runs": ("tables", "runs_cmd", "The experiments in --results-dir, oldest first: id, method, dataset,..."),
     "compare": ("tables", "compare_cmd", "Paired comparison FIRST - SECOND: each a result file, a folder of one..."),
     "calibrate": ("tables", "calibrate_cmd",

@@ -16,7 +16,7 @@ from ..tables.runs import parse_filters, records_for, run_groups
 from ..engine.run import execute
 from ..tables import calibration
 from ..tables import leaderboard as lb
-from ..tables import channel_choice, tuning
+from ..tables import channel_choice, doc_blocks, tuning
 from ..tables import report as html_report
 from ..engine.preflight import download_line, memory_line
 from ..tables.ablate import LAUNCHERS, SweepEvents, executor, plan, run_one, sweep_local
@@ -171,14 +171,20 @@ def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, target_mde, settin
 @click.option("--check", is_flag=True, help="write nothing; exit 1 when the file is stale (for CI)")
 @user_errors
 def leaderboard_cmd(results_dir, output, check):
-    """Regenerate leaderboard.md (and its plots) from the run records in --results-dir."""
+    """Regenerate leaderboard.md, its plots and the pages' generated blocks from --results-dir.
+
+    The pages are README.md and docs/*.md beside --output (harness/tables/doc_blocks.py)."""
+    root = Path(output).parent
     if check:
-        why = lb.check(results_dir, output)
+        why, results = lb.check(results_dir, output)
+        why = why or doc_blocks.stale_page(root, doc_blocks.Sources(results_dir, results))
         if why:
             raise HarnessCLIError(why)
-        click.echo(f"{output} is up to date")
+        click.echo(f"{output} and the pages' generated blocks are up to date")
         return
-    for path in lb.write(results_dir, output):
+    written, results = lb.write(results_dir, output)
+    written += doc_blocks.write_pages(root, doc_blocks.Sources(results_dir, results))
+    for path in written:
         click.echo(f"wrote {path}")
 
 
@@ -307,17 +313,8 @@ def tune_cmd(results_dir, data_root, channel):
                 if value is None and t.label.startswith("keypoints ") == (phase == "keypoints")]
         for trial in progress_bar(todo, desc=f"tuning: {phase}", unit="run", file=sys.stderr):
             execute(trial.config(), folder, data_root=data_root, progress=False)
-    chosen, table = tuning.best_training(folder)
-    click.echo("validation top-1 (%), fold 0's inner split; candidate: " + " | ".join(tuning.TUNING_METHODS) + " | mean")
-    for label, row in table:
-        values = [row.get(m) for m in tuning.TUNING_METHODS]
-        shown = " | ".join("-" if v is None else f"{v:.1f}" for v in values)
-        mean = "-" if None in values else f"{sum(values) / len(values):.1f}"
-        click.echo(f"  {label}: {shown} | {mean}")
-    click.echo(f"chosen training settings: {tuning.describe(chosen) if chosen else '(incomplete)'}")
-    for trial, value in tuning.scores(folder, chosen or None):
-        if trial.label.startswith("keypoints "):
-            click.echo(f"  {trial.label} (ckpe): {'-' if value is None else f'{value:.1f}'}")
+    for line in tuning.tuning_lines(folder):
+        click.echo(line)
 
 
 def tune_channel(folder: Path, data_root) -> None:
@@ -330,14 +327,5 @@ def tune_channel(folder: Path, data_root) -> None:
     todo = [t for t in todo if not absent[t]]
     for trial in progress_bar(todo, desc="tuning: keypoint channel", unit="run", file=sys.stderr):
         execute(trial.config(), folder, data_root=data_root, progress=False)
-    scores = channel_choice.channel_scores(folder)
-    click.echo("validation top-1 (%), fold 0's inner split (the control's data; MacaqueFaces, Table 1's small cells); "
-               "CKPE's last-epoch kpe_share and top-1 with its keypoints removed in brackets")
-    for trial, value in scores:
-        shown = "-" if value is None else f"{value['top1']:.1f}"
-        if value and value["kpe_share"] is not None:
-            shown += f" [share {value['kpe_share']:.3f}, removed {value['top1_removed']:.1f}]"
-        click.echo(f"  {trial.layout}, {trial.recipe}, {trial.label}: {shown}")
-    for group, best in channel_choice.best_channel(scores).items():
-        shown = best if isinstance(best, str) else f"--kpe-init {best[0]} --kpe-lr-scale {best[1]:g}" if best else None
-        click.echo(f"best for {group}: {shown or '(incomplete)'}")
+    for line in channel_choice.channel_lines(folder):
+        click.echo(line)

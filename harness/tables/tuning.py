@@ -12,6 +12,10 @@ docs/small-setting.md says which). `harness tune` runs what is missing and print
 
 Fold 0's validation identities are test identities of other folds: the choice is made once, for
 every method alike, before any test fold is looked at, but it is not a nested cross-validation.
+
+The choice was made before the keypoint channel became an option, so its CKPE trials are pinned to
+the channel every run then had (``ZERO_CHANNEL``): the table shows the evidence the choice rests on,
+and `harness tune` does not quietly re-run it under another channel.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from ..data.loaders import get_card
 from ..engine.records import read_result, result_path
 from ..engine.run import resolve_run
 from ..method import METHODS
-from .settings import SMALL_COMMON
+from .settings import SMALL_COMMON, ZERO_CHANNEL
 
 TUNING_METHODS = ("vit", "ckpe")
 # training settings: a first guess, then one axis at a time around it (lr, epochs, ArcFace scale and
@@ -51,6 +55,8 @@ class Trial:
         card = get_card("macaquefaces")
         given = {**SMALL_COMMON, "keypoints": TUNING_KEYPOINTS, **self.overrides, "method": self.method,
                  "fold": 0, "validate": True, "seed": 0}
+        if METHODS.create(self.method).encoding != "none":  # a keypoint method: the channel it was tuned with
+            given.update(ZERO_CHANNEL)
         return resolve_run(card, METHODS.create(self.method), cell=given).config
 
 
@@ -92,3 +98,19 @@ def best_training(results_dir: Path) -> tuple[dict, list[tuple[str, dict]]]:
         return {}, table
     best = max(complete, key=lambda item: sum(item[1][m] for m in TUNING_METHODS))
     return best[1]["overrides"], table
+
+
+def tuning_lines(folder: Path) -> list[str]:
+    """The validation table of the small setting's training candidates and featurizers, and the
+    choice, as `harness tune` prints it."""
+    chosen, table = best_training(folder)
+    lines = ["validation top-1 (%), fold 0's inner split; candidate: " + " | ".join(TUNING_METHODS) + " | mean"]
+    for label, row in table:
+        values = [row.get(m) for m in TUNING_METHODS]
+        shown = " | ".join("-" if v is None else f"{v:.1f}" for v in values)
+        mean = "-" if None in values else f"{sum(values) / len(values):.1f}"
+        lines.append(f"  {label}: {shown} | {mean}")
+    lines.append(f"chosen training settings: {describe(chosen) if chosen else '(incomplete)'}")
+    lines += [f"  {trial.label} (ckpe): {'-' if value is None else f'{value:.1f}'}"
+              for trial, value in scores(folder, chosen or None) if trial.label.startswith("keypoints ")]
+    return lines
