@@ -84,3 +84,26 @@ def test_embeddings_that_cannot_be_written_are_refused_before_anything_runs(cli,
     res = cli("evaluate", *DATA, "--results-dir", tmp_path / "r", "--save-embeddings", blocker / "emb")
     assert res.exit_code != 0 and f"--save-embeddings: cannot write into {blocker}" in res.output
     assert not (tmp_path / "r").exists() or not list((tmp_path / "r").glob("*.json"))
+
+
+def test_a_kept_ckpe_network_scores_the_same_with_its_keypoint_embedding(cli, tmp_path):
+    """CKPE's kept file holds the keypoint embedding beside the backbone: evaluated again it gives the
+    training run's numbers; a run with another number of keypoints is refused in one line."""
+    from safetensors.torch import load_file
+
+    kps = ["--keypoints", "ground-truth"]
+    res = cli("run", "--method", "ckpe", *DATA, *kps, "--epochs", "2", "--batch-size", "16",
+              "--results-dir", tmp_path / "trained", "--save-weights")
+    assert res.exit_code == 0, res.output
+    record = only_record(tmp_path / "trained")
+    kept = load_file(record["saved"]["weights"])
+    assert kept["encoding.weight"].abs().sum() > 0 and any(k.startswith("backbone.blocks.") for k in kept)
+    again = cli("evaluate", "--method", "ckpe", *DATA, *kps, "--weights", record["saved"]["weights"],
+                "--results-dir", tmp_path / "again")
+    assert again.exit_code == 0, again.output
+    scored = only_record(tmp_path / "again")
+    assert scored["metrics"]["top1"] == pytest.approx(record["metrics"]["top1"])
+    assert scored["metrics"]["mAP"] == pytest.approx(record["metrics"]["mAP"])
+    fewer = cli("evaluate", "--method", "ckpe", *DATA, *kps, "--num-keypoints", "1", "--weights",
+                record["saved"]["weights"], "--results-dir", tmp_path / "fewer")
+    assert fewer.exit_code != 0 and "its keypoint embedding is (" in fewer.output and "Traceback" not in fewer.output

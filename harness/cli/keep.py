@@ -26,8 +26,8 @@ def keep_options(fn):
                            "identity, split) and PATH.csv (pandas: the same rows, `row` indexes the vectors); "
                            "several runs: PATH-<run name>.npz each")(fn)
     return click.option("--save-weights", is_flag=True,
-                        help="keep the trained backbone's weights: <results dir>/weights/<run name>.safetensors "
-                             "(evaluate them again: harness evaluate --weights FILE)")(fn)
+                        help="keep the trained network's weights (backbone and KPE/CKPE keypoint embedding): <results "
+                             "dir>/weights/<run name>.safetensors (evaluate them again: harness evaluate --weights FILE)")(fn)
 
 
 def kept_files(result: Path, weights: bool, embeddings: Path | None, several: bool) -> Keep | None:

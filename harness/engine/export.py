@@ -5,7 +5,9 @@ Embeddings are a NumPy ``.npz`` (``embeddings`` (N, D) float32 and, row by row, 
 ``identity``, ``split``; strings as fixed-width unicode, so ``np.load`` needs no pickle) and a
 ``.csv`` beside it with the same rows and columns but the vectors (``row`` indexes
 ``embeddings``): numpy reads the one, ``pandas.read_csv`` the other, with no extra package
-(parquet would need pyarrow). Weights are safetensors (no pickle, read by ``--weights``).
+(parquet would need pyarrow). Weights are safetensors (no pickle, read by ``--weights``): the whole
+trained network, the backbone's tensors under ``backbone.`` and a KPE/CKPE keypoint embedding under
+``encoding.``, so evaluating them again scores the same model, keypoint channel included.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ class Keep:
     """Files a run writes besides its record (None: not asked)."""
 
     embeddings: Path | None = None  # .npz (its .csv beside it)
-    weights: Path | None = None  # .safetensors of the trained backbone
+    weights: Path | None = None  # .safetensors of the trained network (backbone and keypoint embedding)
 
 
 def embeddings_paths(path: Path) -> tuple[Path, Path]:
@@ -50,9 +52,9 @@ def save_embeddings(path: Path, vectors: torch.Tensor, table: pd.DataFrame) -> P
     return npz
 
 
-def save_weights(path: Path, backbone: torch.nn.Module) -> Path:
-    """The backbone's weights as safetensors (tensors made contiguous and unshared, as the format needs)."""
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
+def save_weights(path: Path, network: torch.nn.Module) -> Path:
+    """The network's weights as safetensors (tensors made contiguous and unshared, as the format needs)."""
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in network.state_dict().items()}
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,8 +30,9 @@ from ..data.splits import HeldOut, QuerySide, Split, make_split, query_side, sma
 from ..keypoints.sets import KeypointSet, Target
 from ..keypoints.sources import keypoints_problem, resolve_keypoints, source_problem
 from ..method import METHODS, Method
-from ..model.backbones import create_backbone
+from ..model.backbones import create_backbone, read_state_dict
 from ..model.hybrid import frozen_trunk
+from ..model.keypoint_vit import KeypointViT
 from ..model.losses import build_losses
 from ..model.token_cache import TokenStore, fill
 from ..model.tokens import flip_permutation
@@ -275,6 +276,8 @@ def build_model(prepared: Prepared, backbone) -> Model:
     categories = len(prepared.keypoints.categories) if prepared.keypoints is not None else 0
     normalize = Normalizer(*prepared.method.normalization(backbone))
     network = prepared.method.build_model(backbone, categories, init=prepared.cfg.kpe_init or "zero")
+    if prepared.cfg.weights and isinstance(network, KeypointViT):  # a kept network: its keypoint embedding too
+        network.restore_channel(read_state_dict(prepared.cfg.weights), prepared.cfg.weights)
     return Model(network, backbone, normalize)
 
 
@@ -562,7 +565,7 @@ def execute(cfg: RunConfig, results_dir: Path, *, data_root: Path | None = None,
         if not dist.is_main:  # rank 0 alone evaluates and writes
             distributed.barrier(dist)
             return None, out_path
-        saved = {"weights": str(save_weights(keep.weights, model.backbone))} if keep and keep.weights else None
+        saved = {"weights": str(save_weights(keep.weights, model.network))} if keep and keep.weights else None
         trained = Outcome(None, history, timing, t0, keep=keep, saved=saved)
         record, path = score_and_write(prepared, model, inputs, trained,
                                        Provenance(device, dist, started_from, origins or {}), results_dir, force)

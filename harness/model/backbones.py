@@ -57,6 +57,7 @@ PAPER_SIZES = {"base": "ViT-B/16, 86M parameters", "large": "ViT-L/16, 304M para
 
 # alias -> the hub checkpoint that `pretrained=True` loads instead of timm's default tag
 HUB_WEIGHTS: dict[str, str] = {"megadescriptor": "hf-hub:BVRA/MegaDescriptor-L-384"}
+NETWORK_BACKBONE = "backbone."  # the backbone's keys in a network kept by `harness run --save-weights`
 
 # hub checkpoints whose architecture is known without asking the hub (so --weights works offline)
 @dataclass(frozen=True)
@@ -360,11 +361,19 @@ def read_state_dict(path: str | Path) -> dict:
     return state
 
 
+def backbone_part(state: dict) -> dict:
+    """The backbone's tensors of a network kept by --save-weights (keys ``backbone.*``; the keypoint
+    embedding, ``encoding.*``, is the wrapper's); any other checkpoint as it is."""
+    if not any(key.startswith(NETWORK_BACKBONE) for key in state):
+        return state
+    return {key[len(NETWORK_BACKBONE):]: value for key, value in state.items() if key.startswith(NETWORK_BACKBONE)}
+
+
 def load_weights(model: nn.Module, path: str | Path, name: str = "") -> None:
     """Load a local checkpoint into ``model``: the model family's timm checkpoint filter adapts it
     (positional-embedding resampling to the model's image size, patch-embedding layout), the
     classifier head is dropped, and everything else must match exactly."""
-    state = read_state_dict(path)
+    state = backbone_part(read_state_dict(path))
     family = sys.modules.get(type(model).__module__)
     filter_fn = getattr(family, "checkpoint_filter_fn", None)
     if filter_fn is not None:

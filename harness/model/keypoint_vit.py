@@ -21,6 +21,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..core.errors import BackboneError
+
 ENCODINGS = ("none", "binary", "categorical")
 # zero: the model starts as the plain ViT; normal: std 0.02 as timm initialises position embeddings;
 # token: random directions scaled to the mean patch-token norm of a sample batch (``match_token_scale``)
@@ -116,6 +118,20 @@ class KeypointViT(nn.Module):
         norm = float(self.encoding.weight.detach().float().norm(dim=1).mean())
         return {"kpe_norm": round(norm, 6), "token_norm": round(tokens, 6),
                 "kpe_share": round(norm / tokens, 6) if tokens > 0 else None}
+
+    @torch.no_grad()
+    def restore_channel(self, state: dict, source) -> None:
+        """Take the keypoint embedding of a kept network (``encoding.weight`` of a state dict written
+        by --save-weights); it is then not rescaled at the start of training. A file without one
+        (a backbone checkpoint) leaves the embedding at its init; a model without one ignores it."""
+        weight = state.get("encoding.weight")
+        if self.encoding is None or weight is None:
+            return
+        if tuple(weight.shape) != tuple(self.encoding.weight.shape):
+            raise BackboneError(f"--weights {source}: its keypoint embedding is {tuple(weight.shape)}, this run's "
+                                f"{tuple(self.encoding.weight.shape)} (another method or number of keypoints)")
+        self.encoding.weight.copy_(weight)
+        self.encoding.init = "restored"  # match_token_scale leaves it as kept
 
     @torch.no_grad()
     def match_token_scale(self, images: torch.Tensor) -> None:
