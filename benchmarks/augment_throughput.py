@@ -34,7 +34,7 @@ def main() -> None:
     import torch
     from _common import record, run_harness
 
-    from harness.engine.augment import default_workers, image_seed
+    from harness.engine.workers import default_workers, image_seed
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=256)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.engine.augment import WORKERS_ENV, RandAugment, default_workers, image_seed
+from harness.engine.augment import RandAugment
+from harness.engine.workers import WORKERS_ENV, default_workers, image_seed
 
 
 def test_threads_augment_exactly_as_one_thread():

@@ -11,7 +11,8 @@ import sys
 import torch
 
 from harness.core.distributed import DistInfo
-from harness.engine.augment import RandAugment, image_seed
+from harness.engine.augment import RandAugment
+from harness.engine.workers import image_seed
 from harness.engine.settings import TrainSettings
 from harness.engine.train import Normalizer, TrainData, batch_maker
 

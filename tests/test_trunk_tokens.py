@@ -9,7 +9,7 @@ import torch
 
 from harness.core.errors import DataError
 from harness.model import token_cache
-from harness.model.hybrid import FrozenTrunk
+from harness.model.frozen_trunk import FrozenTrunk
 from harness.model.token_cache import TokenStore, fill, set_key
 
 ABOUT = {"dataset": "synthetic", "dataset_options": {"identities": "6"}, "fingerprint": "abc", "image_size": 32,

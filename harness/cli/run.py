@@ -15,7 +15,7 @@ from ..core.errors import DataError
 from ..data.cards import DATASETS
 from ..engine.records import check_writable, load_records, read_result, result_path, summary_table
 from ..engine.preflight import download_line, memory_line, preflight_problems
-from ..engine.run import SMALL_TEST, dry_check, execute, plan_and_check, plan_runs
+from ..engine.run import SMALL_TEST, data_check, execute, model_check, plan_and_check, plan_runs
 from ..evaluation.metrics import METRICS, applicable
 from ..keypoints.featurizers import FEATURIZERS
 from ..keypoints.references import REFERENCE_SOURCES
@@ -153,20 +153,32 @@ def _number(value) -> str:
 
 
 def dry_run_plans(given: dict, data_root, results_dir, gpu_memory: float | None, file=None) -> None:
-    """Every planned run's configuration, result file and estimates (memory, downloads), then the
-    data problems, if any, as the one-line error: a dry run shows the cost even with no data.
-    ``file``: a configuration file's layer (origin, values)."""
+    """Every planned run's configuration and result file, then what the run would check before it
+    trains, the first problem as the one-line error. The data checks (split, batch size, keypoints)
+    come first and build no model, so a run that would stop is told so in seconds; the estimates
+    (memory, downloads) follow for runs whose data passes, and also where the data is missing (a dry
+    run shows the cost with no data); weights and disk last. ``file``: a configuration file's layer."""
     plans, problems = plan_and_check(given, data_root, file)
+    stopped = None
+    if not problems:
+        try:
+            for resolved in plans:
+                data_check(resolved.config, data_root)
+        except DataError as exc:
+            stopped = exc
     for resolved in plans:
         existing = result_path(results_dir, resolved.config)
         click.echo("\n".join(describe_config(resolved)))
         click.echo(f"result: {existing}{' (already done)' if existing.exists() else ''}")
-        click.echo(f"  {memory_line(resolved.config, gpu_memory)}")
-        click.echo(f"  {download_line(resolved.config)}")
+        if stopped is None:
+            click.echo(f"  {memory_line(resolved.config, gpu_memory)}")
+            click.echo(f"  {download_line(resolved.config)}")
     if problems:
         raise DataError(problems)
-    for resolved in plans:  # what the run would check before training: the first problem ends the dry run
-        dry_check(resolved.config, data_root, results_dir)
+    if stopped is not None:
+        raise stopped
+    for resolved in plans:
+        model_check(resolved.config, results_dir)
     click.echo(f"dry run: {len(plans)} run(s) would start training; nothing found that would stop them")
 
 

@@ -31,7 +31,7 @@ from ..keypoints.sets import KeypointSet, Target
 from ..keypoints.sources import keypoints_problem, resolve_keypoints, source_problem
 from ..method import METHODS, Method
 from ..model.backbones import create_backbone, read_state_dict
-from ..model.hybrid import frozen_trunk
+from ..model.frozen_trunk import frozen_trunk
 from ..model.keypoint_vit import KeypointViT
 from ..model.losses import build_losses
 from ..model.token_cache import TokenStore, fill
@@ -203,19 +203,24 @@ def prepare_split(cfg: RunConfig, data_root: Path | None = None) -> Prepared:
     return prepared
 
 
-def dry_check(cfg: RunConfig, data_root: Path | None, results_dir: Path) -> None:
-    """Everything a run checks before it trains, in seconds, raising the first problem: weights and
-    disk (``preflight_problems``), the data, the split's test side and the batch size against the
-    training set (``prepare_split``), and whether the keypoints can be had for this data."""
-    first = next(iter(preflight_problems(cfg, results_dir)), None)
-    if first:
-        raise DataError(first)
+def data_check(cfg: RunConfig, data_root: Path | None) -> None:
+    """What a run checks of its data before it trains, raising the first problem: the data, the
+    split's test side and the batch size against the training set (``prepare_split``), and whether
+    the keypoints can be had for this data. Builds no model: seconds, even for a large dataset."""
     prepared = prepare_split(cfg, data_root)
     source = prepared.method.keypoint_source(cfg.keypoints)
     if source is not None:
         problem = keypoints_problem(source, Target(prepared.data, get_card(cfg.dataset), cfg, progress=False))
         if problem:  # most name the dataset already; those that do not get it in front
             raise DataError(problem if cfg.dataset in problem else f"dataset {cfg.dataset}: {problem}")
+
+
+def model_check(cfg: RunConfig, results_dir: Path) -> None:
+    """The first of the problems that would stop a run after it started that are not its data's:
+    weights that cannot load, too little disk (``preflight_problems``)."""
+    first = next(iter(preflight_problems(cfg, results_dir)), None)
+    if first:
+        raise DataError(first)
 
 
 @dataclass

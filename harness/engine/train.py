@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 import torch.distributed as torch_dist
-from torch import _dynamo, nn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from ..core.progress import progress_bar
 
@@ -26,7 +26,7 @@ from ..config import RunConfig
 from ..core.distributed import DistInfo
 from ..model.losses import build_losses
 from ..model.tokens import hflip, token_mask
-from .augment import default_workers, image_seed
+from .workers import default_workers, image_seed
 from .checkpoint import TrainState
 from .memory import OutOfMemory, auto_accumulate, oom_message
 from .settings import TrainSettings
@@ -154,7 +154,7 @@ def compiled(objective: nn.Module, backend: str) -> nn.Module:
     """``objective`` itself (backend none) or torch.compile'd with a known backend."""
     if backend == "none":
         return objective
-    known = _dynamo.list_backends(exclude_tags=())
+    known = torch.compiler.list_backends(exclude_tags=())
     if backend not in known:
         raise ValueError(f"unknown --compile backend {backend!r}; valid: none, {', '.join(known)}")
     return torch.compile(objective, backend=backend)

@@ -14,8 +14,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pytorch_metric_learning import distances, miners, reducers
-from pytorch_metric_learning.losses import ArcFaceLoss, TripletMarginLoss
 from torch import nn
 
 from ..core.registry import Registry, plugin_loader
@@ -65,6 +63,10 @@ class BatchHardTriplet(nn.Module):
 
     def __init__(self, margin: float = 0.3):
         super().__init__()
+        # pytorch-metric-learning imports scipy.stats (about a second): where a loss is built, not at start-up
+        from pytorch_metric_learning import distances, miners, reducers
+        from pytorch_metric_learning.losses import TripletMarginLoss
+
         cosine = distances.CosineSimilarity()
         self.miner = miners.BatchHardMiner(distance=cosine)
         self.loss = TripletMarginLoss(margin=margin, distance=cosine, reducer=reducers.MeanReducer())
@@ -75,6 +77,8 @@ class BatchHardTriplet(nn.Module):
 
 @register_loss("arcface", "ArcFace (additive angular margin; --arcface-margin, --arcface-scale)", weight=1.0)
 def arcface(dim: int, num_classes: int, cfg) -> nn.Module:
+    from pytorch_metric_learning.losses import ArcFaceLoss  # scipy.stats: imported where it is built
+
     # pytorch-metric-learning takes the margin in degrees; the config holds radians
     return ArcFaceLoss(num_classes, dim, margin=math.degrees(cfg.arcface_margin), scale=cfg.arcface_scale)
 

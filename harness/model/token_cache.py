@@ -182,7 +182,7 @@ def _refused(store: TokenStore, set_bytes: int) -> None:
 
 
 def fill(frozen, images: torch.Tensor, normalize: Callable, store: TokenStore, progress: bool = True) -> Filled:
-    """Every image's tokens into ``frozen.shared`` (a ``hybrid.FrozenTrunk``): finished shards read
+    """Every image's tokens into ``frozen.shared`` (a ``frozen_trunk.FrozenTrunk``): finished shards read
     from disk, the others computed from ``normalize(images[rows])`` (exactly what training and
     evaluation feed the model, so their content keys match) and written. With the budget off
     (0) nothing happens; when the set does not fit the budget, filling stops at the first shard
