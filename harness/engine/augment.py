@@ -19,15 +19,24 @@ stays NaN.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass
 
 import torch
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as TF
 
 from .workers import pool
 
 AUGMENTATIONS = ("none", "randaugment")
+@lru_cache(maxsize=1)
+def _torchvision():
+    """(tv_tensors, transforms.v2.functional), imported with the first augmented image: torchvision
+    takes about a second to import, which every command that never augments would pay."""
+    from torchvision import tv_tensors
+    from torchvision.transforms.v2 import functional
+
+    return tv_tensors, functional
+
+
 BINS = 31  # torchvision's num_magnitude_bins
 
 
@@ -56,6 +65,7 @@ NAMES = tuple(OPERATIONS)
 
 
 def _geometric(name: str, magnitude: float, inpt):
+    TF = _torchvision()[1]  # noqa: N806 - torchvision's usual name for its functional module
     if name == "Rotate":
         return TF.rotate(inpt, magnitude)
     shear = math.degrees(math.atan(magnitude))
@@ -67,6 +77,7 @@ def _geometric(name: str, magnitude: float, inpt):
 
 
 def _photometric(name: str, magnitude: float, image):
+    TF = _torchvision()[1]  # noqa: N806 - torchvision's usual name for its functional module
     if name == "Brightness":
         return TF.adjust_brightness(image, 1.0 + magnitude)
     if name == "Color":
@@ -112,6 +123,7 @@ class RandAugment:
     def apply(self, image: torch.Tensor, points: torch.Tensor | None, ops: list[tuple[str, float]]):
         """One uint8 image (3, S, S) and its (K, 2) continuous keypoints through ``ops``."""
         size = image.shape[-1]
+        tv_tensors = _torchvision()[0]
         image = tv_tensors.Image(image)
         keypoints = None if points is None else tv_tensors.KeyPoints(points, canvas_size=tuple(image.shape[-2:]))
         for name, sign in ops:

@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..config import SETTING_FIELDS
-
-if TYPE_CHECKING:  # built only for --augment randaugment (torchvision's import costs every other run start-up time)
-    from .augment import RandAugment
+from .augment import RandAugment
 
 
 @dataclass(frozen=True)
@@ -35,9 +32,5 @@ class TrainSettings:
         is None (not applied, e.g. momentum without SGD) keeps this class's default. RandAugment is
         built from its three fields."""
         copied = {name: getattr(cfg, field) for field, name in SETTING_FIELDS.items() if getattr(cfg, field) is not None}
-        augment = None
-        if cfg.augment == "randaugment":
-            from .augment import RandAugment  # torchvision: imported by the runs that augment (start-up time)
-
-            augment = RandAugment(cfg.randaugment_ops, cfg.randaugment_magnitude)
+        augment = RandAugment(cfg.randaugment_ops, cfg.randaugment_magnitude) if cfg.augment == "randaugment" else None
         return cls(**copied, augment=augment)
