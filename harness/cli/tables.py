@@ -16,7 +16,7 @@ from ..tables.runs import parse_filters, records_for, run_groups
 from ..engine.run import execute
 from ..tables import calibration
 from ..tables import leaderboard as lb
-from ..tables import channel_choice, doc_blocks, tuning
+from ..tables import channel_choice, doc_blocks, trunk_choice, tuning
 from ..tables import report as html_report
 from ..engine.preflight import download_line, memory_line
 from ..tables.ablate import LAUNCHERS, SweepEvents, executor, plan, run_one, sweep_local
@@ -297,14 +297,20 @@ def calibrate_cmd(metric, results_dir):
 @results_dir_option
 @data_root_option
 @click.option("--channel", is_flag=True, help="choose the keypoint channel's init and learning-rate scale instead, "
-              "on the known-answer control's data (RESULTS_DIR/channel-selection)")
+              "on the known-answer control's data and MacaqueFaces (RESULTS_DIR/channel-selection)")
+@click.option("--trunk", is_flag=True, help="choose the pretrained table's ImageNet trunk instead, by its frozen "
+              "features on MacaqueFaces (RESULTS_DIR/trunk-selection)")
 @user_errors
-def tune_cmd(results_dir, data_root, channel):
+def tune_cmd(results_dir, data_root, channel, trunk):
     """Choose the small setting's training settings and featurizer on an inner validation split of
     fold 0's training identities (never a test fold): runs the missing candidates into
     RESULTS_DIR/small-validation and prints each one's validation top-1 (plain ViT, CKPE)."""
+    if channel and trunk:
+        raise HarnessCLIError("--channel and --trunk are two choices: run them one at a time")
     if channel:
         return tune_channel(Path(results_dir) / channel_choice.CHANNEL_FOLDER, data_root)
+    if trunk:
+        return tune_trunk(Path(results_dir) / trunk_choice.TRUNK_FOLDER, data_root)
     folder = Path(results_dir) / tuning.VALIDATION_FOLDER
     check_writable(folder)
     for phase in ("training", "keypoints"):  # the featurizers run with the chosen training settings
@@ -317,15 +323,27 @@ def tune_cmd(results_dir, data_root, channel):
         click.echo(line)
 
 
-def tune_channel(folder: Path, data_root) -> None:
-    """`harness tune --channel`: the missing channel candidates, then the table and the choice."""
+def run_trials(todo: list, folder: Path, data_root, what: str, label) -> None:
+    """Run the trials whose data is present (each names the others, ``label(trial)``, as not run)."""
     check_writable(folder)
-    todo = [t for t, value in channel_choice.channel_scores(folder) if value is None]
     absent = {t: data_problem(get_card(t.config().dataset), data_root) for t in todo}
     for trial in [t for t in todo if absent[t]]:
-        click.echo(f"not run: {trial.layout}, {trial.recipe}, {trial.label}: {absent[trial]}", err=True)
-    todo = [t for t in todo if not absent[t]]
-    for trial in progress_bar(todo, desc="tuning: keypoint channel", unit="run", file=sys.stderr):
+        click.echo(f"not run: {label(trial)}: {absent[trial]}", err=True)
+    for trial in progress_bar([t for t in todo if not absent[t]], desc=f"tuning: {what}", unit="run", file=sys.stderr):
         execute(trial.config(), folder, data_root=data_root, progress=False)
+
+
+def tune_channel(folder: Path, data_root) -> None:
+    """`harness tune --channel`: the missing channel candidates, then the table and the choice."""
+    todo = [t for t, value in channel_choice.channel_scores(folder) if value is None]
+    run_trials(todo, folder, data_root, "keypoint channel", lambda t: f"{t.layout}, {t.recipe}, {t.label}")
     for line in channel_choice.channel_lines(folder):
+        click.echo(line)
+
+
+def tune_trunk(folder: Path, data_root) -> None:
+    """`harness tune --trunk`: the missing trunk candidates, then the table and the choice."""
+    todo = [t for t, value in trunk_choice.trunk_scores(folder) if value is None]
+    run_trials(todo, folder, data_root, "pretrained trunk", lambda t: f"{t.trunk}, {t.column}")
+    for line in trunk_choice.trunk_lines(folder):
         click.echo(line)

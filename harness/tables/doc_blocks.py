@@ -13,7 +13,9 @@ and NAME says what `harness leaderboard` writes there from the records:
 - ``channel-choice``: the validation evidence of the keypoint channel's default
   (`harness tune --channel`, results/channel-selection/);
 - ``small-choice``: the validation evidence of the small setting's training settings and
-  featurizer (`harness tune`, results/small-validation/).
+  featurizer (`harness tune`, results/small-validation/);
+- ``trunk-choice``: the validation evidence of the pretrained table's trunk (`harness tune --trunk`,
+  results/trunk-selection/).
 
 `harness leaderboard` rewrites every block of README.md and docs/*.md beside its output;
 `--check` fails on a stale block; a block whose NAME means nothing is an error naming its page.
@@ -30,6 +32,7 @@ from .collect import TableResult, first_declared
 from .declarations import get_table
 from .leaderboard import TABLE_HEAD, answers_block, table_details, table_rows
 from .settings import SETTINGS, get_setting
+from .trunk_choice import TRUNK_FOLDER, trunk_lines
 from .tuning import VALIDATION_FOLDER, tuning_lines
 
 BLOCK = re.compile(r"<!-- generated: (?P<name>[^>]+?) -->\n(?P<body>.*?)<!-- end generated: (?P=name) -->", re.S)
@@ -66,10 +69,12 @@ def block_lines(name: str, sources: Sources) -> list[str]:
         return ["```", *channel_lines(Path(sources.results_dir) / CHANNEL_FOLDER), "```"]
     if words == ["small-choice"]:
         return ["```", *tuning_lines(Path(sources.results_dir) / VALIDATION_FOLDER), "```"]
+    if words == ["trunk-choice"]:
+        return ["```", *trunk_lines(Path(sources.results_dir) / TRUNK_FOLDER), "```"]
     if len(words) == 3 and words[0] == "table":
         return _table_block(words[1], words[2], sources)
     raise ValueError(f"no generated block {name!r}: blocks are 'answers', 'channel-choice', "
-                     "'small-choice' and 'table ID SETTING'")
+                     "'small-choice', 'trunk-choice' and 'table ID SETTING'")
 
 
 def filled(text: str, sources: Sources, page: Path) -> str:
