@@ -61,8 +61,10 @@ def test_ablate_dry_run_prints_resolved_configs_and_runs_nothing(cli, tmp_path):
     assert "81 run(s) planned (real)" in real.output  # 3 seeds each; the frozen baseline rows 1
     bad = cli("ablate", "12", "--dry-run")
     assert bad.exit_code != 0 and "unknown table '12'" in bad.output
-    helped = " ".join(cli("ablate", "--help").output.split())  # the help lists every declared table
-    assert f"TABLE ({', '.join(tables.table_ids())} or all)" in helped
+    helped = " ".join(cli("ablate", "--help").output.split())  # the help names where the tables are listed
+    assert "TABLE (an id or alias `harness list` shows, or all)" in helped
+    listed = cli("list").output
+    assert all(f"\n  {tid:<22} {tables.get_table(tid).title}" in listed for tid in tables.table_ids())
 
 
 def test_ablate_tiny_sweeps_folds_and_seeds_resumes_and_renders_intervals(cli, tmp_path, monkeypatch):

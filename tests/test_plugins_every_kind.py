@@ -155,7 +155,7 @@ TINY = ["--backbone", "nano", "--image-size", "32", "--epochs", "1", "--batch-si
 
 def test_every_kind_is_listed_from_the_folder(plugin_folder, cli):
     out = cli("list").output
-    for name in ("every-kpe", "every-centre", "every-ref", "every-feat", "every_top1"):
+    for name in ("every-kpe", "every-centre", "every-ref", "every-feat", "every_top1", "every "):
         assert name in out, name
     assert "a test's plugin" in out
     assert "every-toy" in LOADERS.names()  # `harness list` shows datasets, not their loaders

@@ -23,7 +23,7 @@ COMMANDS = {
     "keypoints": ("keypoints", "keypoints_group",
                   "Reference keypoints on one image -> every image (diffusion/DINOv2/SIFT..."),
     "ablate": ("tables", "ablate_cmd",
-               "Run the cells of TABLE (1, 2, 3, 4, 5, 6-7, cross-day, open-set, pose, noise,..."),
+               "Run the cells of TABLE (an id or alias `harness list` shows, or all) that..."),
     "leaderboard": ("tables", "leaderboard_cmd",
                     "Regenerate leaderboard.md, its plots and the pages' generated blocks from..."),
     "runs": ("tables", "runs_cmd", "The experiments in --results-dir, oldest first: id, method, dataset,..."),

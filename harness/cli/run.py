@@ -24,6 +24,7 @@ from ..keypoints.template import TEMPLATE
 from ..method import METHODS
 from ..model.backbones import ALIASES, describe
 from ..model.losses import LOSS_TERMS
+from ..tables.declarations import TABLES
 from .common import data_root_option, dataset_options_option, parse_kv, quiet_option, results_dir_option, user_errors
 from .config_file import config_option, read_config_file
 from .keep import EVALUATE_FIELDS, keep_options, kept_files, saved_lines
@@ -288,8 +289,8 @@ def all_methods_records(results_dir: Path, plans: list, records: list[dict]) -> 
 @click.command("list")
 @user_errors
 def list_cmd():
-    """Methods, keypoint sources, reference sources, featurizers, datasets, metrics, loss terms and backbones,
-    one line each."""
+    """Methods, keypoint sources, reference sources, featurizers, datasets, metrics, loss terms, tables and
+    backbones, one line each."""
     for title, reg in (("methods", METHODS),
                        ("keypoint sources (--keypoints NAME; also a stored set, or a recipe SOURCE@FEATURIZER)",
                         KEYPOINT_SOURCES),
@@ -299,7 +300,8 @@ def list_cmd():
                         FEATURIZERS),
                        ("datasets", DATASETS),
                        ("metrics (a record holds every one whose per-query fields it has)", METRICS),
-                       ("loss terms (--losses NAME[=WEIGHT],...; a method may declare its own)", LOSS_TERMS)):
+                       ("loss terms (--losses NAME[=WEIGHT],...; a method may declare its own)", LOSS_TERMS),
+                       ("tables (harness ablate TABLE --small; also all)", TABLES)):
         click.echo(f"{title}:")
         for e in reg:
             click.echo(f"  {e.name:<22} {e.description}")

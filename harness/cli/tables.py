@@ -21,7 +21,6 @@ from ..tables import report as html_report
 from ..engine.preflight import download_line, memory_line
 from ..tables.ablate import LAUNCHERS, SweepEvents, executor, plan, run_one, sweep_local
 from ..tables.cells import Retarget, command_line
-from ..tables.declarations import table_ids
 from ..tables.settings import SETTINGS
 from .common import HarnessCLIError, data_root_option, new_file, parse_kv, results_dir_option, user_errors
 
@@ -56,10 +55,9 @@ def setting_flags(command):
     return command
 
 
-# the help lists the declared tables, so a new table shows up in it without an edit here
-ABLATE_HELP = f"""Run the cells of TABLE ({', '.join(table_ids())} or all) that have no result yet, every fold
-    and seed of each (the paper's setting by default; a setting's flag, e.g. --small or --tiny, for the
-    others).
+ABLATE_HELP = """Run the cells of TABLE (an id or alias `harness list` shows, or all) that have no result yet,
+    every fold and seed of each (the paper's setting by default; a setting's flag, e.g. --small or
+    --tiny, for the others).
 
     A finished run is never recomputed, so an interrupted sweep resumes. Runs go in declaration
     order, one progress bar over them; results land in --results-dir exactly as `harness run`
