@@ -23,6 +23,7 @@ from pathlib import Path
 from torch import nn
 
 from ..core.errors import BackboneError
+from .hybrid import HybridShape, build_hybrid
 
 # alias -> (timm architecture[.pretrained tag], architecture overrides)
 ALIASES: dict[str, tuple[str, dict]] = {
@@ -317,8 +318,6 @@ def create_backbone(name: str, image_size: int, pretrained: bool = False, weight
 def _create_hybrid(name: str, image_size: int, pretrained: bool, weights: str | None) -> nn.Module:
     """The hybrid: its trunk alias built and loaded like any backbone (hub-free: package file,
     --weights, or random init), cut at its stride-16 stage, under a random-init small ViT."""
-
-    from .hybrid import HybridShape, build_hybrid  # imports timm's ViT modules: when a hybrid is built, as timm is
 
     spec = HYBRIDS[name]
     if size_problem(name, image_size, spec.stride):  # the token grid must tile the image exactly
