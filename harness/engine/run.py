@@ -30,7 +30,7 @@ from ..data.splits import HeldOut, QuerySide, Split, make_split, query_side, sma
 from ..keypoints.sets import KeypointSet, Target
 from ..keypoints.sources import keypoints_problem, resolve_keypoints, source_problem
 from ..method import METHODS, Method
-from ..model.backbones import create_backbone, read_state_dict
+from ..model.backbones import create_backbone, kept_channel
 from ..model.frozen_trunk import frozen_trunk
 from ..model.keypoint_vit import KeypointViT
 from ..model.losses import build_losses
@@ -282,7 +282,7 @@ def build_model(prepared: Prepared, backbone) -> Model:
     normalize = Normalizer(*prepared.method.normalization(backbone))
     network = prepared.method.build_model(backbone, categories, init=prepared.cfg.kpe_init or "zero")
     if prepared.cfg.weights and isinstance(network, KeypointViT):  # a kept network: its keypoint embedding too
-        network.restore_channel(read_state_dict(prepared.cfg.weights), prepared.cfg.weights)
+        network.restore_channel(kept_channel(prepared.cfg.weights), prepared.cfg.weights)
     return Model(network, backbone, normalize)
 
 

@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from safetensors import safe_open
 from torch import nn
 
 from ..core.errors import BackboneError
@@ -359,6 +360,16 @@ def read_state_dict(path: str | Path) -> dict:
     if not isinstance(state, dict) or not state:
         raise BackboneError(f"--weights {path}: holds no state dict")
     return state
+
+
+def kept_channel(path: str | Path):
+    """The keypoint embedding (``encoding.weight``) of a network kept by --save-weights, read alone
+    from its safetensors file (not the whole checkpoint again); None for any other file."""
+    path = Path(path).expanduser()
+    if path.suffix != ".safetensors":
+        return None
+    with safe_open(str(path), framework="pt") as kept:
+        return kept.get_tensor("encoding.weight") if "encoding.weight" in kept.keys() else None
 
 
 def backbone_part(state: dict) -> dict:

@@ -120,11 +120,10 @@ class KeypointViT(nn.Module):
                 "kpe_share": round(norm / tokens, 6) if tokens > 0 else None}
 
     @torch.no_grad()
-    def restore_channel(self, state: dict, source) -> None:
-        """Take the keypoint embedding of a kept network (``encoding.weight`` of a state dict written
-        by --save-weights); it is then not rescaled at the start of training. A file without one
-        (a backbone checkpoint) leaves the embedding at its init; a model without one ignores it."""
-        weight = state.get("encoding.weight")
+    def restore_channel(self, weight: torch.Tensor | None, source) -> None:
+        """Take the keypoint embedding of a kept network (``kept_channel``: ``encoding.weight`` of a
+        file written by --save-weights); it is then not rescaled at the start of training. None (a
+        backbone checkpoint) leaves the embedding at its init; a model without one ignores it."""
         if self.encoding is None or weight is None:
             return
         if tuple(weight.shape) != tuple(self.encoding.weight.shape):
