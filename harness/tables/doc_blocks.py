@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..core.io import replace_atomic
@@ -49,15 +50,19 @@ class Sources:
     results_dir: Path
     results: list[TableResult]
 
+    @cached_property
+    def firsts(self) -> dict[str, dict]:
+        """Per setting, where each distinct comparison is first answered (for every table block)."""
+        return {s.name: first_declared(self.results, s.name) for s in SETTINGS}
+
 
 def _table_block(table_id: str, setting_name: str, sources: Sources) -> list[str]:
     table, setting = get_table(table_id), get_setting(setting_name)
     result = next(r for r in sources.results if r.table.id == table.id)
-    firsts = {s.name: first_declared(sources.results, s.name) for s in SETTINGS}
     rows = table_rows(result, [setting])
     if not rows:
         return [f"Table {table.id} has no records in the {setting.name} setting yet."]
-    return [*TABLE_HEAD, *rows, *table_details(result, [setting], firsts)]
+    return [*TABLE_HEAD, *rows, *table_details(result, [setting], sources.firsts)]
 
 
 def block_lines(name: str, sources: Sources) -> list[str]:
