@@ -38,7 +38,7 @@ LAYOUTS = {"standard": {}, "scrambled": NECESSARY}
 RECIPES = {"adamw": {}, "sgd": PAPER_SGD}
 # real animals: the small setting's Table 1 cells on MacaqueFaces (their card's AdamW recipe only:
 # the paper's SGD does not train a random-init micro ViT, as the synthetic SGD group shows)
-REAL_LAYOUT, REAL_TABLE, REAL_SETTING = "macaquefaces", "1", "small"
+REAL_LAYOUT, REAL_TABLE, REAL_SETTING, REAL_COLUMN = "macaquefaces", "1", "small", "MacaqueFaces"
 REAL_ROWS = {"vit": "ViT, no keypoints", "ckpe": "ours (CKPE)"}
 CHANNEL_FOLDER = "channel-selection"
 INFORMATIVE = 10.0  # top-1 points over the plain ViT (mean over layouts) before a recipe ranks candidates
@@ -72,7 +72,7 @@ class ChannelTrial:
 
     def _real_config(self) -> RunConfig:
         cell = next(c for c in cells(get_table(REAL_TABLE), REAL_SETTING)
-                    if c.row == REAL_ROWS[self.method] and c.overrides.get("dataset") == REAL_LAYOUT)
+                    if c.row == REAL_ROWS[self.method] and c.col == REAL_COLUMN)
         given = {**cell.overrides, "validate": True}
         if self.channel is not None:
             given.update(kpe_init=self.channel[0], kpe_lr_scale=self.channel[1])
