@@ -220,3 +220,43 @@ def test_the_power_line_gives_the_design_mde_and_the_seeds_a_target_needs(tmp_pa
         calibration.Design("open-set", "small", None, None, 5, 4))
     assert calibration.dry_run_lines("1", "small", tmp_path, 4, 1.0) == [
         "design MDE (small): no records of a trained comparison of this table yet to estimate the variance from"]
+
+
+def _pool_test_result(table_id: str, data: str, grids: dict, setting: str):
+    """A TableResult whose comparisons ("a<k>|x" - "b<k>|x") hold records with the given
+    difference grids (side b all 80, side a 80 + grid), run on data set ``data``."""
+    from harness.config import RunConfig
+    from harness.tables.cells import Table
+    from harness.tables.collect import CellResult, TableResult
+
+    keys = sorted(grids)
+    table = Table(table_id, table_id, (), (), (), comparisons=tuple((f"a{k}|x", f"b{k}|x") for k in keys))
+    result = TableResult(table)
+    for k in keys:
+        for side, shift in (("a", grids[k]), ("b", np.zeros_like(grids[k]))):
+            recs = [(f"{table_id}-{side}{k}-{f}-{s}.json",
+                     {"split": {"fingerprint": f"fold{f}", "test_identities": 12}, "seed": s, "history": [{}],
+                      "metrics": {"top1": 80.0 + float(shift[f, s])}, "config": {}})
+                    for f in range(shift.shape[0]) for s in range(shift.shape[1])]
+            result.cells[(setting, f"{side}{k}", "x")] = CellResult(None, RunConfig(method="vit", dataset=data), recs)
+    return result
+
+
+def test_pools_are_per_data_set_and_shared_by_settings_that_run_the_same_cells():
+    """The small-zero-channel setting's comparisons lend their variance ratios to the small
+    setting's (same data, models, folds and seeds), once each; the synthetic control's comparisons
+    pool only among themselves, never with MacaqueFaces."""
+    from harness.tables.collect import setting_pools
+
+    rng = np.random.default_rng(11)
+    zero = _pool_test_result("z", "macaquefaces", {k: rng.normal(0, 1, (5, 4)) for k in range(20)}, "small-zero-channel")
+    new = _pool_test_result("n", "macaquefaces", {k: rng.normal(0, 2, (5, 4)) for k in range(3)}, "small")
+    control = _pool_test_result("c", "synthetic", {k: rng.normal(0, 9, (5, 4)) for k in range(3)}, "small")
+    pools = setting_pools([zero, new, control], "small", "top1")
+    assert set(pools) == {("small", "top1", "macaquefaces"), ("small", "top1", "synthetic")}
+    assert pools[("small", "top1", "macaquefaces")].comparisons == 23  # 20 borrowed + its own 3
+    assert pools[("small", "top1", "synthetic")] is None  # 3 comparisons: too few to pool
+    alone = setting_pools([new, control], "small", "top1")
+    assert alone[("small", "top1", "macaquefaces")] is None
+    tiny = setting_pools([zero, new], "tiny", "top1")
+    assert tiny == {}  # the tiny setting takes no other setting's comparisons

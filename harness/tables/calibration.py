@@ -75,6 +75,7 @@ class Design:
     residual: float | None
     folds: int
     comparisons: int
+    dataset: str = ""  # named in the line where a table spans several data sets
 
     def mde(self, seeds: int) -> float:
         return statistics.design_mde(self.pool, self.residual, self.folds, seeds)
@@ -84,22 +85,24 @@ class Design:
 
 
 def designs(results: list[TableResult], setting: str) -> list[Design]:
-    """Per table with distinct trained comparisons in the setting: its design (pool None where the
-    setting has too few comparisons in the table's metric to pool)."""
+    """Per table and data set with distinct trained comparisons in the setting: its design (pool None
+    where there are too few comparisons on that data set in the table's metric to pool)."""
     out = []
     for result in results:
         metric = result.table.metric
-        grids = [g for g in distinct_grids(results, setting, metric).get(result.table.id, []) if min(g.shape) >= 2]
-        if not grids:
-            continue
-        pool = result.pools.get((setting, metric))
-        residual = pool.residual_of(grids) if pool else None
-        out.append(Design(result.table.id, setting, pool, residual, max(g.shape[0] for g in grids), len(grids)))
+        for (table_id, data), found in distinct_grids(results, setting, metric).items():
+            grids = [g for g in found if min(g.shape) >= 2]
+            if table_id != result.table.id or not grids:
+                continue
+            pool = result.pools.get((setting, metric, data))
+            residual = pool.residual_of(grids) if pool else None
+            out.append(Design(table_id, setting, pool, residual, max(g.shape[0] for g in grids), len(grids), data))
     return out
 
 
 def design_line(design: Design, seeds: tuple[int, ...] = SEED_OPTIONS, target: float = TARGET_MDE) -> str:
-    head = f"Table {design.table} ({design.setting}; {design.comparisons} distinct trained comparison(s))"
+    where = f"{design.setting}, {design.dataset}" if design.dataset else design.setting
+    head = f"Table {design.table} ({where}; {design.comparisons} distinct trained comparison(s))"
     if design.pool is None or design.residual is None:
         return (f"{head}: no design MDE (fewer than {statistics.MIN_POOL} trained comparisons in its metric to pool "
                 "the variance ratios over)")

@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..config import RunConfig
 from ..core.errors import ResultsError
 from ..evaluation import statistics
@@ -20,7 +22,7 @@ from ..engine.records import load_records, read_result
 from ..method import METHODS
 from .cells import Cell, Table, cells, resolve_cell
 from .declarations import get_table
-from .settings import SETTINGS
+from .settings import SETTINGS, get_setting
 
 SPLIT_FIELDS = ("protocol", "split_seed", "folds")  # a mismatch here is refused, with a reason
 
@@ -61,7 +63,7 @@ class TableResult:
     cells: dict = field(default_factory=dict)  # (setting, row, col) -> CellResult
     refused: list = field(default_factory=list)  # (setting, file, reason)
     other_split: list = field(default_factory=list)  # the refusals for protocol, split seed or folds alone
-    pools: dict = field(default_factory=dict)  # (setting, metric) -> statistics.Pool | None, set by collect_all
+    pools: dict = field(default_factory=dict)  # (setting, metric, data set) -> statistics.Pool | None, by collect_all
 
     def cell(self, setting: str, key: str) -> CellResult | None:
         row, _, col = key.partition("|")
@@ -116,8 +118,8 @@ def collect_all(tables: list[Table], by_key: dict[str, list]) -> list[TableResul
     for result in results:
         elsewhere = {item for item in result.other_split if item[:2] in used}
         result.refused = [item for item in result.refused if item not in elsewhere]
-    pools = {(setting.name, metric): setting_pool(results, setting.name, metric)
-             for setting in SETTINGS for metric in {result.table.metric for result in results}}
+    pools = {key: pool for setting in SETTINGS for metric in {result.table.metric for result in results}
+             for key, pool in setting_pools(results, setting.name, metric).items()}
     for result in results:
         result.pools = pools
     return results
@@ -173,32 +175,57 @@ def first_declared(results: list[TableResult], setting: str) -> dict[tuple, tupl
     return first
 
 
-def distinct_grids(results: list[TableResult], setting: str, metric: str) -> dict[str, list]:
-    """table id -> the difference grids of its comparisons in ``metric`` that a pool may hold: both
-    sides trained, each distinct comparison once (under the first table that declares it)."""
+def data_of(cell: CellResult) -> str:
+    """The data set a cell's records ran on: a pool's ratios describe one data set's design."""
+    return cell.cfg.dataset if cell.cfg is not None else ""
+
+
+def distinct_comparisons(results: list[TableResult], setting: str, metric: str) -> list[tuple[str, tuple, str, np.ndarray]]:
+    """(table id, comparison_id, data set, difference grid) of the setting's comparisons in
+    ``metric`` that a pool may hold: both sides trained, each distinct comparison once (under the
+    first table that declares it)."""
     first = first_declared(results, setting)
-    out: dict[str, list] = {}
+    out = []
     for result in results:
         if result.table.metric != metric:
             continue
         for a_key, b_key, a, b in with_records(result, setting):
-            if first[comparison_id(a, b)] == (result.table.id, a_key, b_key) and statistics.pooled_with(a.recs, b.recs):
-                out.setdefault(result.table.id, []).append(statistics.difference_grid(a.recs, b.recs, metric).values)
+            key = comparison_id(a, b)
+            if first[key] == (result.table.id, a_key, b_key) and statistics.pooled_with(a.recs, b.recs):
+                out.append((result.table.id, key, data_of(a), statistics.difference_grid(a.recs, b.recs, metric).values))
     return out
 
 
-def setting_pool(results: list[TableResult], setting: str, metric: str) -> statistics.Pool | None:
-    """The variance ratios pooled over a setting's distinct trained comparisons in ``metric``."""
-    return statistics.fit_pool([g for grids in distinct_grids(results, setting, metric).values() for g in grids])
+def distinct_grids(results: list[TableResult], setting: str, metric: str) -> dict[tuple[str, str], list]:
+    """(table id, data set) -> the difference grids of its distinct trained comparisons in ``metric``."""
+    out: dict[tuple[str, str], list] = {}
+    for table_id, _, data, grid in distinct_comparisons(results, setting, metric):
+        out.setdefault((table_id, data), []).append(grid)
+    return out
+
+
+def setting_pools(results: list[TableResult], setting: str, metric: str) -> dict[tuple, statistics.Pool | None]:
+    """(setting, metric, data set) -> the variance ratios pooled over the distinct trained comparisons
+    on that data set in ``metric``, of the setting AND of every setting that takes the same cells
+    (``Setting.like``: small and small-zero-channel run the same data, models, folds and seeds; only
+    the keypoint channel differs). The ratios (fold and seed variance to the residual) describe a data
+    set's design, so the synthetic control does not pool with MacaqueFaces; each comparison keeps its
+    own residual and its own guard, and one shared by two such settings counts once."""
+    family = sorted(s.name for s in SETTINGS if s.cells_of == get_setting(setting).cells_of)
+    grids: dict[str, dict] = {}
+    for name in family:
+        for _, key, data, grid in distinct_comparisons(results, name, metric):
+            grids.setdefault(data, {})[key] = grid
+    return {(setting, metric, data): statistics.fit_pool(list(found.values())) for data, found in grids.items()}
 
 
 def paired_comparisons(result: TableResult, setting: str, metric: str = "top1") -> list[tuple[str, str, statistics.Paired]]:
     """The table's declared comparisons that have records on both sides, A - B each under the
     setting's pool (``collect_all`` fits it), with Holm's correction over the decided ones of this
     table and setting (one family)."""
-    pool = result.pools.get((setting, metric))
     found = with_records(result, setting)
-    pairs = [statistics.paired(a.recs, b.recs, metric, pool=pool) for _, _, a, b in found]
+    pairs = [statistics.paired(a.recs, b.recs, metric, pool=result.pools.get((setting, metric, data_of(a))))
+             for _, _, a, b in found]
     return [(a_key, b_key, pair) for (a_key, b_key, _, _), pair in zip(found, statistics.holm(pairs))]
 
 
