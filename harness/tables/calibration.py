@@ -88,9 +88,10 @@ def designs(results: list[TableResult], setting: str) -> list[Design]:
     """Per table and data set with distinct trained comparisons in the setting: its design (pool None
     where there are too few comparisons on that data set in the table's metric to pool)."""
     out = []
+    by_metric = {metric: distinct_grids(results, setting, metric) for metric in {r.table.metric for r in results}}
     for result in results:
         metric = result.table.metric
-        for (table_id, data), found in distinct_grids(results, setting, metric).items():
+        for (table_id, data), found in by_metric[metric].items():
             grids = [g for g in found if min(g.shape) >= 2]
             if table_id != result.table.id or not grids:
                 continue
