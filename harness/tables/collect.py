@@ -22,7 +22,7 @@ from ..engine.records import load_records, read_result
 from ..method import METHODS
 from .cells import Cell, Table, cells, resolve_cell
 from .declarations import get_table
-from .settings import SETTINGS, get_setting
+from .settings import SETTINGS
 
 SPLIT_FIELDS = ("protocol", "split_seed", "folds")  # a mismatch here is refused, with a reason
 
@@ -118,8 +118,10 @@ def collect_all(tables: list[Table], by_key: dict[str, list]) -> list[TableResul
     for result in results:
         elsewhere = {item for item in result.other_split if item[:2] in used}
         result.refused = [item for item in result.refused if item not in elsewhere]
-    pools = {key: pool for setting in SETTINGS for metric in {result.table.metric for result in results}
-             for key, pool in setting_pools(results, setting.name, metric).items()}
+    # fitted once per family of settings that share cells, then filed under each member's name
+    pools = {(name, metric, data): pool for metric in {result.table.metric for result in results}
+             for family in setting_families()
+             for data, pool in family_pools(results, family, metric).items() for name in family}
     for result in results:
         result.pools = pools
     return results
@@ -204,19 +206,32 @@ def distinct_grids(results: list[TableResult], setting: str, metric: str) -> dic
     return out
 
 
-def setting_pools(results: list[TableResult], setting: str, metric: str) -> dict[tuple, statistics.Pool | None]:
-    """(setting, metric, data set) -> the variance ratios pooled over the distinct trained comparisons
-    on that data set in ``metric``, of the setting AND of every setting that takes the same cells
-    (``Setting.like``: small and small-zero-channel run the same data, models, folds and seeds; only
-    the keypoint channel differs). The ratios (fold and seed variance to the residual) describe a data
-    set's design, so the synthetic control does not pool with MacaqueFaces; each comparison keeps its
-    own residual and its own guard, and one shared by two such settings counts once."""
-    family = sorted(s.name for s in SETTINGS if s.cells_of == get_setting(setting).cells_of)
+def setting_families() -> list[list[str]]:
+    """The settings grouped by the cells they run (``Setting.like``): one variance pool per group."""
+    groups: dict[str, list[str]] = {}
+    for s in SETTINGS:
+        groups.setdefault(s.cells_of, []).append(s.name)
+    return [sorted(names) for names in groups.values()]
+
+
+def family_pools(results: list[TableResult], family: list[str], metric: str) -> dict[str, statistics.Pool | None]:
+    """data set -> the variance ratios pooled over the distinct trained comparisons on that data set
+    in ``metric`` of every setting in ``family`` (settings that take the same cells: small and
+    small-zero-channel run the same data, models, folds and seeds; only the keypoint channel
+    differs). The ratios (fold and seed variance to the residual) describe a data set's design, so
+    the synthetic control does not pool with MacaqueFaces; each comparison keeps its own residual
+    and its own guard, and one shared by two settings of the family counts once."""
     grids: dict[str, dict] = {}
     for name in family:
         for _, key, data, grid in distinct_comparisons(results, name, metric):
             grids.setdefault(data, {})[key] = grid
-    return {(setting, metric, data): statistics.fit_pool(list(found.values())) for data, found in grids.items()}
+    return {data: statistics.fit_pool(list(found.values())) for data, found in grids.items()}
+
+
+def setting_pools(results: list[TableResult], setting: str, metric: str) -> dict[tuple, statistics.Pool | None]:
+    """(setting, metric, data set) -> the pool of the setting's family (``family_pools``)."""
+    family = next(names for names in setting_families() if setting in names)
+    return {(setting, metric, data): pool for data, pool in family_pools(results, family, metric).items()}
 
 
 def paired_comparisons(result: TableResult, setting: str, metric: str = "top1") -> list[tuple[str, str, statistics.Paired]]:
