@@ -260,3 +260,25 @@ def test_pools_are_per_data_set_and_shared_by_settings_that_run_the_same_cells()
     assert alone[("small", "top1", "macaquefaces")] is None
     tiny = setting_pools([zero, new], "tiny", "top1")
     assert tiny == {}  # the tiny setting takes no other setting's comparisons
+
+
+def test_a_comparison_with_the_same_records_in_two_settings_of_a_family_is_answered_once():
+    """A keypoint-free comparison holds the same records in small and small-zero-channel: small
+    answers it and small-zero-channel points there; a comparison whose records differ between the
+    two settings (a keypoint model's, channel changed) is answered in each; tiny is no family member."""
+    from harness.tables.collect import first_answered
+
+    rng = np.random.default_rng(3)
+    result = _pool_test_result("t", "macaquefaces", {k: rng.normal(0, 1, (5, 4)) for k in range(2)}, "small")
+    result.cells[("small-zero-channel", "a0", "x")] = result.cells[("small", "a0", "x")]
+    result.cells[("small-zero-channel", "b0", "x")] = result.cells[("small", "b0", "x")]
+    other = _pool_test_result("u", "macaquefaces", {1: rng.normal(0, 1, (5, 4))}, "small-zero-channel")  # other files
+    for key in (("small-zero-channel", "a1", "x"), ("small-zero-channel", "b1", "x")):
+        result.cells[key] = other.cells[key]
+    result.cells[("tiny", "a0", "x")] = result.cells[("small", "a0", "x")]
+    result.cells[("tiny", "b0", "x")] = result.cells[("small", "b0", "x")]
+    firsts = first_answered([result])
+    zero = sorted(firsts["small-zero-channel"].values())
+    assert zero == [("t", "a0|x", "b0|x", "small"), ("t", "a1|x", "b1|x", "small-zero-channel")]
+    assert sorted(firsts["small"].values()) == [("t", "a0|x", "b0|x", "small"), ("t", "a1|x", "b1|x", "small")]
+    assert list(firsts["tiny"].values()) == [("t", "a0|x", "b0|x", "tiny")]

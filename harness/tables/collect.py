@@ -177,6 +177,22 @@ def first_declared(results: list[TableResult], setting: str) -> dict[tuple, tupl
     return first
 
 
+def first_answered(results: list[TableResult]) -> dict[str, dict[tuple, tuple[str, str, str, str]]]:
+    """setting name -> comparison_id -> (table id, A key, B key, setting) where that comparison is
+    answered: the first table that declares it, in the first setting (declaration order) of its
+    family (``setting_families``) that has it. A comparison without keypoints on either side holds
+    the same records in small and small-zero-channel, so it is answered once, under small."""
+    out: dict[str, dict] = {}
+    for family in setting_families():
+        seen: dict = {}
+        for name in [s.name for s in SETTINGS if s.name in family]:
+            mine = {key: (*origin, name) for key, origin in first_declared(results, name).items()}
+            out[name] = {key: seen.get(key, origin) for key, origin in mine.items()}
+            for key, origin in mine.items():
+                seen.setdefault(key, origin)
+    return out
+
+
 def data_of(cell: CellResult) -> str:
     """The data set a cell's records ran on: a pool's ratios describe one data set's design."""
     return cell.cfg.dataset if cell.cfg is not None else ""

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..core.io import replace_atomic
 from .channel_choice import CHANNEL_FOLDER, channel_lines
-from .collect import TableResult, first_declared
+from .collect import TableResult, first_answered
 from .declarations import get_table
 from .leaderboard import TABLE_HEAD, answers_block, table_details, table_rows
 from .settings import SETTINGS, get_setting
@@ -53,7 +53,7 @@ class Sources:
     @cached_property
     def firsts(self) -> dict[str, dict]:
         """Per setting, where each distinct comparison is first answered (for every table block)."""
-        return {s.name: first_declared(self.results, s.name) for s in SETTINGS}
+        return first_answered(self.results)
 
 
 def _table_block(table_id: str, setting_name: str, sources: Sources) -> list[str]:

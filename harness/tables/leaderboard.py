@@ -17,7 +17,7 @@ from ..evaluation import metrics, statistics
 from ..engine.records import load_records
 from ..evaluation.scoring import RELIANCE_VARIANTS
 from . import calibration
-from .collect import (CellResult, TableResult, collect_all, comparison_id, first_declared, index_records,
+from .collect import (CellResult, TableResult, collect_all, comparison_id, first_answered, index_records,
                       paired_comparisons, with_records)
 from .cells import Table, cells
 from .declarations import declared_tables
@@ -153,8 +153,8 @@ def wrap(line: str, width: int = WIDTH) -> list[str]:
     return textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False, break_long_words=False) or [""]
 
 
-def _pointer(first: tuple[str, str, str], setting: str) -> str:
-    table, a_key, b_key = first
+def _pointer(first: tuple[str, str, str, str]) -> str:
+    table, a_key, b_key, setting = first
     return (f"the same cells as Table {table}'s {a_key.replace('|', ' / ')} - {b_key.replace('|', ' / ')} "
             f"({setting}): answered there")
 
@@ -167,7 +167,7 @@ def _comparison_lines(result: TableResult, settings: list[Setting], firsts: dict
         found = {(a_key, b_key): comparison_id(a, b) for a_key, b_key, a, b in with_records(result, setting.name)}
         for a, b, pair in paired_comparisons(result, setting.name, result.table.metric):
             origin = first[found[(a, b)]]
-            said = verdict(pair) if origin == (result.table.id, a, b) else _pointer(origin, setting.name)
+            said = verdict(pair) if origin == (result.table.id, a, b, setting.name) else _pointer(origin)
             lines += wrap(f"- {setting.name}: {a.replace('|', ' / ')} vs {b.replace('|', ' / ')}: {said}")
     return lines
 
@@ -191,7 +191,7 @@ def answers(results: list[TableResult]) -> list[Answer]:
     its declared comparisons that has records on both sides: the table's question, answered (or,
     where an earlier table declared the same cells, a pointer there)."""
     out = []
-    firsts = {setting.name: first_declared(results, setting.name) for setting in SETTINGS if setting.plotted}
+    firsts = first_answered(results)
     for result in results:
         for setting in SETTINGS:
             if not setting.plotted:  # the settings whose numbers speak about the method
@@ -201,7 +201,7 @@ def answers(results: list[TableResult]) -> list[Answer]:
                 continue
             a, b, pair = paired_comparisons(result, setting.name, result.table.metric)[0]
             origin = firsts[setting.name][comparison_id(found[0][2], found[0][3])]
-            pointer = None if origin == (result.table.id, a, b) else _pointer(origin, setting.name)
+            pointer = None if origin == (result.table.id, a, b, setting.name) else _pointer(origin)
             out.append(Answer(result.table, setting, a, b, pair, pointer))
     return out
 
@@ -429,7 +429,7 @@ def render(results_dir: Path) -> tuple[str, list[TableResult]]:
     lines += ["## Calibration", "", "`harness calibrate`, A/A on these records, and each table's design (the "
               "minimum detectable effect per table and setting):", ""]
     lines += [x for line in calibration_lines(records, results) for x in wrap(f"- {line}")] + [""]
-    firsts = {setting.name: first_declared(results, setting.name) for setting in SETTINGS}
+    firsts = first_answered(results)
     for result in results:
         lines += _render_table(result, firsts)
     lines += _render_smoke(results, firsts)
