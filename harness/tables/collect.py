@@ -185,7 +185,7 @@ def first_answered(results: list[TableResult]) -> dict[str, dict[tuple, tuple[st
     out: dict[str, dict] = {}
     for family in setting_families():
         seen: dict = {}
-        for name in [s.name for s in SETTINGS if s.name in family]:
+        for name in family:
             mine = {key: (*origin, name) for key, origin in first_declared(results, name).items()}
             out[name] = {key: seen.get(key, origin) for key, origin in mine.items()}
             for key, origin in mine.items():
@@ -227,7 +227,7 @@ def setting_families() -> list[list[str]]:
     groups: dict[str, list[str]] = {}
     for s in SETTINGS:
         groups.setdefault(s.cells_of, []).append(s.name)
-    return [sorted(names) for names in groups.values()]
+    return list(groups.values())  # each in declaration order: its first member answers shared comparisons
 
 
 def family_pools(results: list[TableResult], family: list[str], metric: str) -> dict[str, statistics.Pool | None]:
