@@ -222,9 +222,9 @@ def test_the_power_line_gives_the_design_mde_and_the_seeds_a_target_needs(tmp_pa
         "design MDE (small): no records of a trained comparison of this table yet to estimate the variance from"]
 
 
-def _pool_test_result(table_id: str, data: str, grids: dict, setting: str):
+def _pool_test_result(table_id: str, data: str, grids: dict, setting: str, optimizer: str = "adamw"):
     """A TableResult whose comparisons ("a<k>|x" - "b<k>|x") hold records with the given
-    difference grids (side b all 80, side a 80 + grid), run on data set ``data``."""
+    difference grids (side b all 80, side a 80 + grid), run on data set ``data`` under ``optimizer``."""
     from harness.config import RunConfig
     from harness.tables.cells import Table
     from harness.tables.collect import CellResult, TableResult
@@ -238,14 +238,15 @@ def _pool_test_result(table_id: str, data: str, grids: dict, setting: str):
                      {"split": {"fingerprint": f"fold{f}", "test_identities": 12}, "seed": s, "history": [{}],
                       "metrics": {"top1": 80.0 + float(shift[f, s])}, "config": {}})
                     for f in range(shift.shape[0]) for s in range(shift.shape[1])]
-            result.cells[(setting, f"{side}{k}", "x")] = CellResult(None, RunConfig(method="vit", dataset=data), recs)
+            result.cells[(setting, f"{side}{k}", "x")] = CellResult(None, RunConfig(method="vit", dataset=data, optimizer=optimizer), recs)
     return result
 
 
-def test_pools_are_per_data_set_and_shared_by_settings_that_run_the_same_cells():
+def test_pools_are_per_data_set_and_optimizer_and_shared_by_settings_that_run_the_same_cells():
     """The small-zero-channel setting's comparisons lend their variance ratios to the small
     setting's (same data, models, folds and seeds), once each; the synthetic control's comparisons
-    pool only among themselves, never with MacaqueFaces."""
+    pool only among themselves, never with MacaqueFaces, and its SGD runs (which stay at chance)
+    never with its AdamW runs, however many of each there are."""
     from harness.tables.collect import setting_pools
 
     rng = np.random.default_rng(11)
@@ -253,13 +254,20 @@ def test_pools_are_per_data_set_and_shared_by_settings_that_run_the_same_cells()
     new = _pool_test_result("n", "macaquefaces", {k: rng.normal(0, 2, (5, 4)) for k in range(3)}, "small")
     control = _pool_test_result("c", "synthetic", {k: rng.normal(0, 9, (5, 4)) for k in range(3)}, "small")
     pools = setting_pools([zero, new, control], "small", "top1")
-    assert set(pools) == {("small", "top1", "macaquefaces"), ("small", "top1", "synthetic")}
-    assert pools[("small", "top1", "macaquefaces")].comparisons == 23  # 20 borrowed + its own 3
-    assert pools[("small", "top1", "synthetic")] is None  # 3 comparisons: too few to pool
+    assert set(pools) == {("small", "top1", "macaquefaces, adamw"), ("small", "top1", "synthetic, adamw")}
+    assert pools[("small", "top1", "macaquefaces, adamw")].comparisons == 23  # 20 borrowed + its own 3
+    assert pools[("small", "top1", "synthetic, adamw")] is None  # 3 comparisons: too few to pool
     alone = setting_pools([new, control], "small", "top1")
-    assert alone[("small", "top1", "macaquefaces")] is None
+    assert alone[("small", "top1", "macaquefaces, adamw")] is None
     tiny = setting_pools([zero, new], "tiny", "top1")
     assert tiny == {}  # the tiny setting takes no other setting's comparisons
+    # 10 + 10 synthetic comparisons: 20 together would pool, but each optimizer has only 10
+    adamw = _pool_test_result("w", "synthetic", {k: rng.normal(0, 9, (5, 4)) for k in range(10)}, "small")
+    sgd = _pool_test_result("s", "synthetic", {k: rng.normal(0, 0.5, (5, 4)) for k in range(10)}, "small", "sgd")
+    split = setting_pools([adamw, sgd], "small", "top1")
+    assert split == {("small", "top1", "synthetic, adamw"): None, ("small", "top1", "synthetic, sgd"): None}
+    more = _pool_test_result("m", "synthetic", {k: rng.normal(0, 0.5, (5, 4)) for k in range(6)}, "small", "sgd")
+    assert setting_pools([adamw, sgd, more], "small", "top1")[("small", "top1", "synthetic, sgd")].comparisons == 16
 
 
 def test_a_comparison_with_the_same_records_in_two_settings_of_a_family_is_answered_once():

@@ -75,7 +75,7 @@ class Design:
     residual: float | None
     folds: int
     comparisons: int
-    dataset: str = ""  # named in the line where a table spans several data sets
+    data_and_optimizer: str = ""  # the pool's design (``collect.design_of``), named in the line
 
     def mde(self, seeds: int) -> float:
         return statistics.design_mde(self.pool, self.residual, self.folds, seeds)
@@ -85,24 +85,24 @@ class Design:
 
 
 def designs(results: list[TableResult], setting: str) -> list[Design]:
-    """Per table and data set with distinct trained comparisons in the setting: its design (pool None
-    where there are too few comparisons on that data set in the table's metric to pool)."""
+    """Per table and design (data set, optimizer) with distinct trained comparisons in the setting:
+    its design (pool None where that design has too few comparisons in the table's metric to pool)."""
     out = []
     by_metric = {metric: distinct_grids(results, setting, metric) for metric in {r.table.metric for r in results}}
     for result in results:
         metric = result.table.metric
-        for (table_id, data), found in by_metric[metric].items():
+        for (table_id, design), found in by_metric[metric].items():
             grids = [g for g in found if min(g.shape) >= 2]
             if table_id != result.table.id or not grids:
                 continue
-            pool = result.pools.get((setting, metric, data))
+            pool = result.pools.get((setting, metric, design))
             residual = pool.residual_of(grids) if pool else None
-            out.append(Design(table_id, setting, pool, residual, max(g.shape[0] for g in grids), len(grids), data))
+            out.append(Design(table_id, setting, pool, residual, max(g.shape[0] for g in grids), len(grids), design))
     return out
 
 
 def design_line(design: Design, seeds: tuple[int, ...] = SEED_OPTIONS, target: float = TARGET_MDE) -> str:
-    where = f"{design.setting}, {design.dataset}" if design.dataset else design.setting
+    where = f"{design.setting}, {design.data_and_optimizer}" if design.data_and_optimizer else design.setting
     head = f"Table {design.table} ({where}; {design.comparisons} distinct trained comparison(s))"
     if design.pool is None or design.residual is None:
         return (f"{head}: no design MDE (fewer than {statistics.MIN_POOL} trained comparisons in its metric to pool "

@@ -63,7 +63,7 @@ class TableResult:
     cells: dict = field(default_factory=dict)  # (setting, row, col) -> CellResult
     refused: list = field(default_factory=list)  # (setting, file, reason)
     other_split: list = field(default_factory=list)  # the refusals for protocol, split seed or folds alone
-    pools: dict = field(default_factory=dict)  # (setting, metric, data set) -> statistics.Pool | None, by collect_all
+    pools: dict = field(default_factory=dict)  # (setting, metric, design_of) -> statistics.Pool | None, by collect_all
 
     def cell(self, setting: str, key: str) -> CellResult | None:
         row, _, col = key.partition("|")
@@ -193,13 +193,15 @@ def first_answered(results: list[TableResult]) -> dict[str, dict[tuple, tuple[st
     return out
 
 
-def data_of(cell: CellResult) -> str:
-    """The data set a cell's records ran on: a pool's ratios describe one data set's design."""
-    return cell.cfg.dataset if cell.cfg is not None else ""
+def design_of(cell: CellResult) -> str:
+    """The data set a cell's records ran on and the optimizer that trained them: a pool's ratios
+    describe one design, and runs that train (AdamW on the control) and runs that stay at chance
+    (the paper's SGD on a random-init micro ViT) do not share how fold and seed move a result."""
+    return f"{cell.cfg.dataset}, {cell.cfg.optimizer}" if cell.cfg is not None else ""
 
 
 def distinct_comparisons(results: list[TableResult], setting: str, metric: str) -> list[tuple[str, tuple, str, np.ndarray]]:
-    """(table id, comparison_id, data set, difference grid) of the setting's comparisons in
+    """(table id, comparison_id, design (``design_of``), difference grid) of the setting's comparisons in
     ``metric`` that a pool may hold: both sides trained, each distinct comparison once (under the
     first table that declares it)."""
     first = first_declared(results, setting)
@@ -210,12 +212,12 @@ def distinct_comparisons(results: list[TableResult], setting: str, metric: str) 
         for a_key, b_key, a, b in with_records(result, setting):
             key = comparison_id(a, b)
             if first[key] == (result.table.id, a_key, b_key) and statistics.pooled_with(a.recs, b.recs):
-                out.append((result.table.id, key, data_of(a), statistics.difference_grid(a.recs, b.recs, metric).values))
+                out.append((result.table.id, key, design_of(a), statistics.difference_grid(a.recs, b.recs, metric).values))
     return out
 
 
 def distinct_grids(results: list[TableResult], setting: str, metric: str) -> dict[tuple[str, str], list]:
-    """(table id, data set) -> the difference grids of its distinct trained comparisons in ``metric``."""
+    """(table id, design) -> the difference grids of its distinct trained comparisons in ``metric``."""
     out: dict[tuple[str, str], list] = {}
     for table_id, _, data, grid in distinct_comparisons(results, setting, metric):
         out.setdefault((table_id, data), []).append(grid)
@@ -231,12 +233,13 @@ def setting_families() -> list[list[str]]:
 
 
 def family_pools(results: list[TableResult], family: list[str], metric: str) -> dict[str, statistics.Pool | None]:
-    """data set -> the variance ratios pooled over the distinct trained comparisons on that data set
-    in ``metric`` of every setting in ``family`` (settings that take the same cells: small and
-    small-zero-channel run the same data, models, folds and seeds; only the keypoint channel
-    differs). The ratios (fold and seed variance to the residual) describe a data set's design, so
-    the synthetic control does not pool with MacaqueFaces; each comparison keeps its own residual
-    and its own guard, and one shared by two settings of the family counts once."""
+    """design (data set, optimizer: ``design_of``) -> the variance ratios pooled over the distinct
+    trained comparisons of that design in ``metric`` of every setting in ``family`` (settings that
+    take the same cells: small and small-zero-channel run the same data, models, folds and seeds;
+    only the keypoint channel differs). The ratios (fold and seed variance to the residual) describe
+    one design, so the synthetic control does not pool with MacaqueFaces, nor its SGD runs with its
+    AdamW ones; each comparison keeps its own residual and its own guard, and one shared by two
+    settings of the family counts once."""
     grids: dict[str, dict] = {}
     for name in family:
         for _, key, data, grid in distinct_comparisons(results, name, metric):
@@ -245,7 +248,7 @@ def family_pools(results: list[TableResult], family: list[str], metric: str) -> 
 
 
 def setting_pools(results: list[TableResult], setting: str, metric: str) -> dict[tuple, statistics.Pool | None]:
-    """(setting, metric, data set) -> the pool of the setting's family (``family_pools``)."""
+    """(setting, metric, design) -> the pool of the setting's family (``family_pools``)."""
     family = next(names for names in setting_families() if setting in names)
     return {(setting, metric, data): pool for data, pool in family_pools(results, family, metric).items()}
 
@@ -255,7 +258,7 @@ def paired_comparisons(result: TableResult, setting: str, metric: str = "top1") 
     setting's pool (``collect_all`` fits it), with Holm's correction over the decided ones of this
     table and setting (one family)."""
     found = with_records(result, setting)
-    pairs = [statistics.paired(a.recs, b.recs, metric, pool=result.pools.get((setting, metric, data_of(a))))
+    pairs = [statistics.paired(a.recs, b.recs, metric, pool=result.pools.get((setting, metric, design_of(a))))
              for _, _, a, b in found]
     return [(a_key, b_key, pair) for (a_key, b_key, _, _), pair in zip(found, statistics.holm(pairs))]
 
