@@ -260,11 +260,29 @@ def test_slurm_launcher_without_slurm_is_a_one_line_error(cli, tmp_path):
 def test_column_filter_keeps_a_cell_shared_with_an_earlier_table(tmp_path):
     """Table 6-7's `keypoint (1)` cells are Table 5's K = 1 cells; asking for that column by its
     6-7 label must plan them (filtering after deduplication dropped them)."""
-    from harness.tables.ablate import plan
+    from harness.tables.ablate import Selection, plan
 
-    jobs, _ = plan("all", tmp_path, setting="tiny", columns=("keypoint (1)",))
+    jobs, _ = plan("all", tmp_path, setting="tiny", select=Selection(columns=("keypoint (1)",)))
     assert jobs and {j.cell.col for j in jobs} == {"keypoint (1)"}
     assert {j.cell.table for j in jobs} == {"6-7"}
+
+
+def test_fold_selection_plans_only_those_folds_and_refuses_one_the_cells_lack(cli, tmp_path):
+    """`ablate --fold 0 --fold 2` plans each cell's folds 0 and 2 under every seed, nothing else;
+    a fold beyond the cells' count stops with one line, before anything runs."""
+    from harness.tables.ablate import Selection, plan
+
+    every, _ = plan("1", tmp_path, setting="tiny", seeds=2)
+    some, _ = plan("1", tmp_path, setting="tiny", seeds=2, select=Selection(folds=(0, 2)))
+    folded = [j for j in every if j.cfg.fold is not None]
+    assert folded and {j.cfg.fold for j in folded} == set(range(folded[0].cfg.folds))
+    assert [(j.path, j.cfg.fold, j.cfg.seed) for j in some] == [
+        (j.path, j.cfg.fold, j.cfg.seed) for j in every if j.cfg.fold in (None, 0, 2)]
+    assert {j.cfg.seed for j in some if j.cfg.fold == 2} == {0, 1}
+    out = cli("ablate", "1", "--tiny", "--fold", "9", "--dry-run", "--results-dir", str(tmp_path / "r"))
+    assert out.exit_code != 0
+    assert out.output.strip().splitlines()[-1] == (
+        f"Error: --fold 9: these cells have {folded[0].cfg.folds} identity folds, 0 to {folded[0].cfg.folds - 1}")
 
 
 def test_a_record_another_table_averages_in_is_no_refusal_but_one_no_table_takes_is(cli, tmp_path):

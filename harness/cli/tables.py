@@ -19,7 +19,7 @@ from ..tables import leaderboard as lb
 from ..tables import channel_choice, doc_blocks, trunk_choice, tuning
 from ..tables import report as html_report
 from ..engine.preflight import download_line, memory_line
-from ..tables.ablate import LAUNCHERS, SweepEvents, executor, plan, run_one, sweep_local
+from ..tables.ablate import LAUNCHERS, Selection, SweepEvents, executor, plan, run_one, sweep_local
 from ..tables.cells import Retarget, command_line
 from ..tables.settings import SETTINGS
 from .common import HarnessCLIError, data_root_option, new_file, parse_kv, results_dir_option, user_errors
@@ -85,6 +85,9 @@ METRIC = _Metric()
 @click.option("--dataset", default=None, help="run only the cells on this dataset (e.g. Table 1's giraffes column)")
 @click.option("--column", "columns", multiple=True, help="run only the cells of this column label (repeatable), e.g. 100")
 @click.option("--row", "rows", multiple=True, help="run only the cells of this row label (repeatable), e.g. large")
+@click.option("--fold", "folds", type=click.IntRange(0), multiple=True,
+              help="run only this identity fold of each cell (repeatable), e.g. --fold 0 --fold 1 --fold 2: a "
+                   "first answer from a few folds, the rest later [default: every fold]")
 @click.option("--seeds", type=click.IntRange(1), default=None,
               help="training seeds 0..N-1 per cell and fold [default: "
                    + ", ".join(f"{s.name} {s.seeds}" for s in SETTINGS) + "]")
@@ -111,15 +114,15 @@ METRIC = _Metric()
 @results_dir_option
 @data_root_option
 @user_errors
-def ablate_cmd(table, dataset, columns, rows, seeds, dry_run, target_mde, setting, launcher, partition, gpus, cpus,
+def ablate_cmd(table, dataset, columns, rows, folds, seeds, dry_run, target_mde, setting, launcher, partition, gpus, cpus,
                time_min, retarget, retarget_options, retarget_keypoints, results_dir, data_root):
     setting = setting or next(x.name for x in SETTINGS if x.flag is None)
     if retarget is None and (retarget_options or retarget_keypoints):
         raise HarnessCLIError("--retarget-option and --retarget-keypoints need --retarget DATASET")
     target = Retarget(retarget, tuple(sorted(parse_kv(retarget_options, "--retarget-option").items())),
                       retarget_keypoints) if retarget else None
-    jobs, skipped = plan(table, results_dir, setting=setting, seeds=seeds, dataset=dataset, columns=tuple(columns),
-                         rows=tuple(rows), target=target)
+    jobs, skipped = plan(table, results_dir, setting=setting, seeds=seeds, target=target,
+                         select=Selection(dataset, tuple(columns), tuple(rows), tuple(sorted(set(folds)))))
     todo = [j for j in jobs if not j.done]
     for cell in skipped:
         click.echo(f"not run ({setting}): table {cell.table} [{cell.row} | {cell.col}]: {cell.reason}", err=True)

@@ -50,31 +50,53 @@ class Job:
         return self.path.exists()
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which of a table's runs a sweep takes: the cells on ``dataset``, with those ``columns`` /
+    ``rows`` labels, and only those identity ``folds`` (empty: all). Folds let a first answer come
+    from a few folds x seeds on a laptop and the rest follow later; the statistics pair the runs
+    both sides have, so a grid of 3 folds x 2 seeds already gives an interval."""
+
+    dataset: str | None = None
+    columns: tuple[str, ...] = ()
+    rows: tuple[str, ...] = ()
+    folds: tuple[int, ...] = ()
+
+    def keeps(self, cell: Cell) -> bool:
+        return (not self.columns or cell.col in self.columns) and (not self.rows or cell.row in self.rows)
+
+    def fold_ids(self, folds: int | None) -> list:
+        if not folds:
+            return [None]
+        beyond = [f for f in self.folds if f >= folds]
+        if beyond:
+            raise LauncherError(f"--fold {beyond[0]}: these cells have {folds} identity folds, 0 to {folds - 1}")
+        return [f for f in range(folds) if not self.folds or f in self.folds]
+
+
 def plan(table: str, results_dir: Path, *, setting: str = "real", seeds: int | None = None,
-         dataset: str | None = None, columns: tuple[str, ...] = (), rows: tuple[str, ...] = (),
-         target: Retarget | None = None):
+         select: Selection = Selection(), target: Retarget | None = None):
     """-> (jobs, skipped): jobs = (cell, fold, seed) runs in a stable order, deduplicated (cells
     shared by two tables run once); skipped = cells that cannot run in this setting, with their
-    reason. A cell with --folds K runs every fold; ``seeds`` defaults to the setting's.
-    ``dataset`` / ``columns`` / ``rows`` keep only the cells on that dataset / with those column or
-    row labels (before deduplication, so a shared cell is kept under the label asked for).
-    ``target``: every cell run on another dataset instead (cells that become the same run, once)."""
+    reason. A cell with --folds K runs every fold ``select`` keeps; ``seeds`` defaults to the
+    setting's. ``select`` filters before deduplication, so a shared cell is kept under the label
+    asked for. ``target``: every cell run on another dataset instead (cells that become the same
+    run, once)."""
     names = table_ids() if table == "all" else [get_table(table).id]
     seeds = get_setting(setting).seeds if seeds is None else seeds
     jobs, skipped, seen = [], [], set()
     for name in names:
         for cell in (retargeted(c, target) for c in cells(get_table(name), setting)):
-            if (columns and cell.col not in columns) or (rows and cell.row not in rows):
+            if not select.keeps(cell):
                 continue
             if cell.overrides is None:
                 skipped.append(cell)
                 continue
-            folds = cell.overrides.get("folds")
             trains = METHODS.create(resolve_cell(cell).method).trains
             for seed in range(seeds if trains else 1):  # a frozen model is the same under every seed
-                for fold in (range(folds) if folds else [None]):
+                for fold in select.fold_ids(cell.overrides.get("folds")):
                     cfg = resolve_cell(cell, seed, fold)
-                    if dataset and not get_setting(setting).on_dataset(cfg, dataset):
+                    if select.dataset and not get_setting(setting).on_dataset(cfg, select.dataset):
                         continue
                     path = result_path(results_dir, cfg)
                     if path in seen:
