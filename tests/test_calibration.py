@@ -270,6 +270,44 @@ def test_pools_are_per_data_set_and_optimizer_and_shared_by_settings_that_run_th
     assert setting_pools([adamw, sgd, more], "small", "top1")[("small", "top1", "synthetic, sgd")].comparisons == 16
 
 
+def test_comparisons_are_judged_under_the_pool_of_their_own_design_and_mixed_sides_pool_nowhere():
+    """paired_comparisons looks a pool up by the key setting_pools files it under: 16 SGD
+    comparisons are judged with their pooled ratios, AdamW ones on the same data beside them keep
+    their own components; a comparison whose sides ran under different optimizers joins no pool."""
+    from harness.config import RunConfig
+    from harness.tables.collect import paired_comparisons, setting_pools
+
+    rng = np.random.default_rng(5)
+    sgd = _pool_test_result("s", "synthetic", {k: rng.normal(0, 1, (5, 4)) for k in range(16)}, "small", "sgd")
+    adamw = _pool_test_result("w", "synthetic", {k: rng.normal(0, 1, (5, 4)) for k in range(3)}, "small")
+    pools = setting_pools([sgd, adamw], "small", "top1")
+    assert pools[("small", "top1", "synthetic, sgd")].comparisons == 16
+    for result in (sgd, adamw):
+        result.pools = pools
+    notes = {pair.note for _, _, pair in paired_comparisons(sgd, "small")}
+    assert notes == {"pooled ratios (16 comparisons)"}
+    assert all("its own components" in pair.note for _, _, pair in paired_comparisons(adamw, "small"))
+    a0 = sgd.cells[("small", "a0", "x")]
+    sgd.cells[("small", "a0", "x")] = type(a0)(None, RunConfig(method="vit", dataset="synthetic", optimizer="adamw"),
+                                              a0.records)
+    mixed = setting_pools([sgd], "small", "top1")
+    assert mixed[("small", "top1", "synthetic, sgd")] is None  # 15 left: too few
+    assert "its own components" in paired_comparisons(sgd, "small")[0][2].note
+
+
+def test_the_a_a_calibration_groups_experiments_by_design_as_the_comparisons_do():
+    """`harness calibrate` and the leaderboard's A/A lines pool per data set and optimizer: the
+    control's SGD experiments are tested apart from its AdamW ones."""
+    from harness.tables import calibration
+
+    records = [(f"{opt}-{f}-{s}.json", {"config": {"method": "vit", "dataset": "synthetic", "optimizer": opt,
+                                                   "folds": 3, "fold": f, "seed": s},
+                                        "seed": s, "split": {"fingerprint": f"fold{f}", "fold": f, "test_identities": 12},
+                                        "history": [{}], "metrics": {"top1": 50.0 + f + s % 3}})
+               for opt in ("adamw", "sgd") for f in range(3) for s in range(4)]
+    assert [r.design for r in calibration.reports(records)] == ["synthetic, adamw", "synthetic, sgd"]
+
+
 def test_a_comparison_with_the_same_records_in_two_settings_of_a_family_is_answered_once():
     """A keypoint-free comparison holds the same records in small and small-zero-channel: small
     answers it and small-zero-channel points there; a comparison whose records differ between the

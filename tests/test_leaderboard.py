@@ -279,6 +279,12 @@ def test_fold_selection_plans_only_those_folds_and_refuses_one_the_cells_lack(cl
     assert [(j.path, j.cfg.fold, j.cfg.seed) for j in some] == [
         (j.path, j.cfg.fold, j.cfg.seed) for j in every if j.cfg.fold in (None, 0, 2)]
     assert {j.cfg.seed for j in some if j.cfg.fold == 2} == {0, 1}
+    dry = cli("ablate", "1", "--tiny", "--seeds", "2", "--fold", "0", "--fold", "2", "--dry-run", "--row", "ours (CKPE)",
+              "--results-dir", str(tmp_path / "r"))
+    assert dry.exit_code == 0 and "0 of 4 runs done (2 fold(s) x 2 seed(s))" in dry.output
+    single = cli("ablate", "1", "--tiny", "--fold", "0", "--dry-run", "--row", "WildLife Dataset, closed protocol",
+                 "--results-dir", str(tmp_path / "r"))
+    assert single.exit_code != 0 and "none of the selected cells has identity folds" in single.output
     out = cli("ablate", "1", "--tiny", "--fold", "9", "--dry-run", "--results-dir", str(tmp_path / "r"))
     assert out.exit_code != 0
     assert out.output.strip().splitlines()[-1] == (

@@ -39,9 +39,9 @@ def dry_run_lines(jobs) -> list[str]:
     for runs in by_cell.values():
         first = runs[0]
         done = sum(j.done for j in runs)
-        folds = first.cfg.folds or 1
+        folds, seeds = len({j.cfg.fold for j in runs}), len({j.cfg.seed for j in runs})
         lines.append(f"{_label(first)}: {done} of {len(runs)} runs done ({folds} fold(s) x "
-                     f"{len(runs) // folds} seed(s)); first: {command_line(first.cfg)}")
+                     f"{seeds} seed(s)); first: {command_line(first.cfg)}")
         config = ", ".join(f"{k}={v}" for k, v in first.cfg.experiment().items())
         lines.append(f"    config: {config}")
         lines.append(f"    {memory_line(first.cfg)}; {download_line(first.cfg)}")
@@ -56,8 +56,8 @@ def setting_flags(command):
 
 
 ABLATE_HELP = """Run the cells of TABLE (an id or alias `harness list` shows, or all) that have no result yet,
-    every fold and seed of each (the paper's setting by default; a setting's flag, e.g. --small or
-    --tiny, for the others).
+    every fold (or those --fold names) and seed of each (the paper's setting by default; a setting's
+    flag, e.g. --small or --tiny, for the others).
 
     A finished run is never recomputed, so an interrupted sweep resumes. Runs go in declaration
     order, one progress bar over them; results land in --results-dir exactly as `harness run`
@@ -87,7 +87,8 @@ METRIC = _Metric()
 @click.option("--row", "rows", multiple=True, help="run only the cells of this row label (repeatable), e.g. large")
 @click.option("--fold", "folds", type=click.IntRange(0), multiple=True,
               help="run only this identity fold of each cell (repeatable), e.g. --fold 0 --fold 1 --fold 2: a "
-                   "first answer from a few folds, the rest later [default: every fold]")
+                   "first answer from a few folds, the rest later; a cell with one split (no folds) runs "
+                   "whole [default: every fold]")
 @click.option("--seeds", type=click.IntRange(1), default=None,
               help="training seeds 0..N-1 per cell and fold [default: "
                    + ", ".join(f"{s.name} {s.seeds}" for s in SETTINGS) + "]")
@@ -283,12 +284,12 @@ def calibrate_cmd(metric, results_dir):
     if not reports:
         raise HarnessCLIError(f"{results_dir} holds no records with identity folds; run `harness ablate TABLE`")
     for report in reports:
-        click.echo(f"{report.dataset}: {report.ours.line()}")
+        click.echo(f"{report.design}: {report.ours.line()}")
         if report.own is not None:
-            click.echo(f"{report.dataset}: the former interval, for contrast: {report.own.line()}")
+            click.echo(f"{report.design}: the former interval, for contrast: {report.own.line()}")
         significant, decided = report.identity_only
         if decided:
-            click.echo(f"{report.dataset}: identity-only bootstrap, one seed per side (for contrast): {significant} "
+            click.echo(f"{report.design}: identity-only bootstrap, one seed per side (for contrast): {significant} "
                        f"of {decided} significant")
     for line in calibration.power_lines(calibration.table_results(records)):
         click.echo(f"power: {line}")

@@ -55,7 +55,8 @@ class Selection:
     """Which of a table's runs a sweep takes: the cells on ``dataset``, with those ``columns`` /
     ``rows`` labels, and only those identity ``folds`` (empty: all). Folds let a first answer come
     from a few folds x seeds on a laptop and the rest follow later; the statistics pair the runs
-    both sides have, so a grid of 3 folds x 2 seeds already gives an interval."""
+    both sides have, so a grid of 3 folds x 2 seeds already gives an interval. A cell with one split
+    (no identity folds, e.g. the closed-protocol anchor) runs whole whatever ``folds`` says."""
 
     dataset: str | None = None
     columns: tuple[str, ...] = ()
@@ -103,6 +104,9 @@ def plan(table: str, results_dir: Path, *, setting: str = "real", seeds: int | N
                         continue
                     seen.add(path)
                     jobs.append(Job(cell, cfg, path))
+    if select.folds and jobs and all(j.cfg.fold is None for j in jobs):
+        raise LauncherError(f"--fold {select.folds[0]}: none of the selected cells has identity folds (each is one "
+                            "split); leave --fold out")
     return jobs, skipped
 
 

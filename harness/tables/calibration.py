@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..engine.records import load_records
 from ..evaluation import statistics
-from .collect import TableResult, collect_all, distinct_grids, experiments, index_records
+from .collect import TableResult, collect_all, distinct_grids, experiments, index_records, normalised
 from .declarations import declared_tables, get_table
 from .settings import SETTINGS
 
@@ -24,18 +24,22 @@ TARGET_MDE = 1.0  # points: the effect the small setting's seed count is chosen 
 
 @dataclass(frozen=True)
 class Report:
-    dataset: str
+    design: str  # "<data set>, <optimizer>"
     ours: statistics.Calibration
     identity_only: tuple[int, int]  # significant, decided (one seed per side)
     own: statistics.Calibration | None = None  # each pair's own components: the former interval
 
 
-def _by_dataset(records: list[tuple[str, dict]]) -> dict[str, list[list[dict]]]:
+def _by_design(records: list[tuple[str, dict]]) -> dict[str, list[list[dict]]]:
+    """"<data set>, <optimizer>" -> its experiments: A/A pairs pool their ratios per design, as the
+    comparisons do (``collect.design_of``), so the test judges the interval the tables use. A frozen
+    model has no optimizer and no seed to vary: it has no A/A pair and is left out."""
     out: dict[str, list[list[dict]]] = {}
     for members in experiments(records).values():
         recs = [rec for _, rec in members]
-        if recs[0]["config"].get("folds"):  # A/A pairs are paired on identity folds
-            out.setdefault(recs[0]["config"]["dataset"], []).append(recs)
+        config = normalised(recs[0]["config"])
+        if config.folds and config.optimizer:  # A/A pairs are paired on identity folds
+            out.setdefault(f"{config.dataset}, {config.optimizer}", []).append(recs)
     return out
 
 
@@ -54,10 +58,11 @@ def _identity_only(cells: list[list[dict]], metric: str) -> tuple[int, int]:
 
 
 def reports(records: list[tuple[str, dict]], metric: str = "top1") -> list[Report]:
-    """Per dataset of a folder's ``(file, record)`` list: the A/A calibration of its experiments."""
-    return [Report(dataset, statistics.calibrate(cells, metric), _identity_only(cells, metric),
+    """Per design (data set, optimizer) of a folder's ``(file, record)`` list: the A/A calibration of
+    its experiments."""
+    return [Report(design, statistics.calibrate(cells, metric), _identity_only(cells, metric),
                    statistics.calibrate(cells, metric, pooled=False))
-            for dataset, cells in sorted(_by_dataset(records).items())]
+            for design, cells in sorted(_by_design(records).items())]
 
 
 def table_results(records: list[tuple[str, dict]]) -> list[TableResult]:

@@ -193,11 +193,16 @@ def first_answered(results: list[TableResult]) -> dict[str, dict[tuple, tuple[st
     return out
 
 
-def design_of(cell: CellResult) -> str:
-    """The data set a cell's records ran on and the optimizer that trained them: a pool's ratios
-    describe one design, and runs that train (AdamW on the control) and runs that stay at chance
-    (the paper's SGD on a random-init micro ViT) do not share how fold and seed move a result."""
-    return f"{cell.cfg.dataset}, {cell.cfg.optimizer}" if cell.cfg is not None else ""
+def design_of(a: CellResult, b: CellResult) -> str | None:
+    """The data set a comparison's records ran on and the optimizer that trained them, or None when
+    its two sides differ in either: a pool's ratios describe one design, and runs that train (AdamW
+    on the control) and runs that stay at chance (the paper's SGD on a random-init micro ViT) do not
+    share how fold and seed move a result. Dataset options stay out of the key: MacaqueFaces' pool
+    spans aligned and perturbed faces, on both of which every model trains (docs/statistics.md)."""
+    if a.cfg is None or b.cfg is None:
+        return None
+    designs = {(cell.cfg.dataset, cell.cfg.optimizer) for cell in (a, b)}
+    return ", ".join(map(str, designs.pop())) if len(designs) == 1 else None
 
 
 def distinct_comparisons(results: list[TableResult], setting: str, metric: str) -> list[tuple[str, tuple, str, np.ndarray]]:
@@ -210,9 +215,9 @@ def distinct_comparisons(results: list[TableResult], setting: str, metric: str) 
         if result.table.metric != metric:
             continue
         for a_key, b_key, a, b in with_records(result, setting):
-            key = comparison_id(a, b)
-            if first[key] == (result.table.id, a_key, b_key) and statistics.pooled_with(a.recs, b.recs):
-                out.append((result.table.id, key, design_of(a), statistics.difference_grid(a.recs, b.recs, metric).values))
+            key, design = comparison_id(a, b), design_of(a, b)
+            if first[key] == (result.table.id, a_key, b_key) and design and statistics.pooled_with(a.recs, b.recs):
+                out.append((result.table.id, key, design, statistics.difference_grid(a.recs, b.recs, metric).values))
     return out
 
 
@@ -258,7 +263,7 @@ def paired_comparisons(result: TableResult, setting: str, metric: str = "top1") 
     setting's pool (``collect_all`` fits it), with Holm's correction over the decided ones of this
     table and setting (one family)."""
     found = with_records(result, setting)
-    pairs = [statistics.paired(a.recs, b.recs, metric, pool=result.pools.get((setting, metric, design_of(a))))
+    pairs = [statistics.paired(a.recs, b.recs, metric, pool=result.pools.get((setting, metric, design_of(a, b))))
              for _, _, a, b in found]
     return [(a_key, b_key, pair) for (a_key, b_key, _, _), pair in zip(found, statistics.holm(pairs))]
 

@@ -55,10 +55,11 @@ HEADER = """## How to read this
   the expected top-1 of a random ranking on the same test sets.
 - **Paired comparisons** under a table: A - B on identical folds and seeds, the interval of the
   mean per-run difference. The variance ratios (method x fold and method x seed variance, each to
-  the residual) are pooled over the setting's comparisons by REML, each comparison keeping its own
+  the residual) are pooled by REML over the comparisons of one design (a data set under one
+  optimizer) in the setting and the settings that run its cells, each comparison keeping its own
   residual variance, and the interval is a t on folds x seeds - 1 degrees of freedom ("pooled
   ratios"). A comparison whose own F tests show more fold or seed variance than its pool allows
-  (p < 0.01), one with a frozen side, or one in a setting with fewer than 16 comparisons gets the
+  (p < 0.01), one with a frozen side, or one whose design has fewer than 16 comparisons gets the
   interval from its own components instead, and says so. A difference whose interval covers 0 is
   "no significant difference": the effects it excludes are those outside its interval. Runs that
   all differ by the same amount give no claim (no variance to estimate). Within a table and
@@ -247,7 +248,7 @@ def setting_limits(results: list[TableResult]) -> list[str]:
 
 def calibration_lines(records: list[tuple[str, dict]], results: list[TableResult]) -> list[str]:
     """`harness calibrate`'s findings on these records, one line each."""
-    lines = [f"{report.dataset}: {report.ours.line()}; the identity-only bootstrap on one-seed sides: "
+    lines = [f"{report.design}: {report.ours.line()}; the identity-only bootstrap on one-seed sides: "
              f"{report.identity_only[0]} of {report.identity_only[1]} significant"
              for report in calibration.reports(records)]
     return lines + calibration.power_lines(results)
