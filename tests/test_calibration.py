@@ -222,6 +222,19 @@ def test_the_power_line_gives_the_design_mde_and_the_seeds_a_target_needs(tmp_pa
         "design MDE (small): no records of a trained comparison of this table yet to estimate the variance from"]
 
 
+def test_the_dry_run_mde_uses_the_folds_fold_selection_keeps(monkeypatch, tmp_path):
+    """`ablate --fold 0 --fold 1 --dry-run` states the power of 2 folds, not of the 5 the records have."""
+    from harness.tables import calibration
+
+    pool = statistics.Pool(fold=0.0, seed=0.0, comparisons=28, residual=3.0)
+    monkeypatch.setattr(calibration, "designs", lambda results, setting: [
+        calibration.Design("1", setting, pool, 1.93, 5, 4, "macaquefaces, adamw")])
+    every, two = (calibration.dry_run_lines("1", "small", tmp_path, 4, 1.0, folds)[0] for folds in (None, 2))
+    assert f"with 5 folds x 4 seeds {statistics.design_mde(pool, 1.93, 5, 4):.2f} points" in every
+    assert f"with 2 folds x 4 seeds {statistics.design_mde(pool, 1.93, 2, 4):.2f} points" in two
+    assert statistics.design_mde(pool, 1.93, 2, 4) > statistics.design_mde(pool, 1.93, 5, 4)
+
+
 def _pool_test_result(table_id: str, data: str, grids: dict, setting: str, optimizer: str = "adamw"):
     """A TableResult whose comparisons ("a<k>|x" - "b<k>|x") hold records with the given
     difference grids (side b all 80, side a 80 + grid), run on data set ``data`` under ``optimizer``."""

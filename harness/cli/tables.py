@@ -133,7 +133,8 @@ def ablate_cmd(table, dataset, columns, rows, folds, seeds, dry_run, target_mde,
         for line in dry_run_lines(jobs):
             click.echo(line)
         planned = seeds or next(x.seeds for x in SETTINGS if x.name == setting)
-        for line in calibration.dry_run_lines(table, setting, results_dir, planned, target_mde):
+        kept_folds = len(set(folds)) or None
+        for line in calibration.dry_run_lines(table, setting, results_dir, planned, target_mde, kept_folds):
             click.echo(line)
         return
     if not todo:

@@ -16,9 +16,9 @@ method x fold and method x seed interactions.
 
 Comparisons: variance ratios pooled over a setting, each comparison keeping its own residual.
 The ratios r_F = var(a)/var(e) and r_S = var(b)/var(e) are fitted by REML over all of a
-setting's distinct trained comparisons of one design (a data set under one optimizer) in one metric,
-with the settings that run the same cells (harness/tables/collect.py's ``setting_pools``; ``fit_pool``; in a balanced grid the three
-sums of squares are independent scaled chi-squares, so the REML likelihood is exact and each
+setting's distinct trained comparisons of one design (a data set under one optimizer) in one
+metric, with the settings that run the same cells (harness/tables/collect.py's ``setting_pools``;
+``fit_pool``; in a balanced grid the three sums of squares are independent scaled chi-squares, so the REML likelihood is exact and each
 comparison's residual profiles out in closed form). Given the ratios, a comparison's residual
 comes from all F S - 1 degrees of freedom, SS_F / (1 + S r_F) + SS_S / (1 + F r_S) + SS_E, and
 (mean - mu) / se is a t on F S - 1 df (exact when the ratios are known). Why, with the evidence

@@ -9,12 +9,12 @@ interval of the rate treats them as independent and is therefore optimistic abou
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..engine.records import load_records
 from ..evaluation import statistics
-from .collect import TableResult, collect_all, distinct_grids, experiments, index_records, normalised
+from .collect import TableResult, collect_all, design_key, distinct_grids, experiments, index_records, normalised
 from .declarations import declared_tables, get_table
 from .settings import SETTINGS
 
@@ -39,7 +39,7 @@ def _by_design(records: list[tuple[str, dict]]) -> dict[str, list[list[dict]]]:
         recs = [rec for _, rec in members]
         config = normalised(recs[0]["config"])
         if config.folds and config.optimizer:  # A/A pairs are paired on identity folds
-            out.setdefault(f"{config.dataset}, {config.optimizer}", []).append(recs)
+            out.setdefault(design_key(config), []).append(recs)
     return out
 
 
@@ -126,12 +126,14 @@ def power_lines(results: list[TableResult]) -> list[str]:
     return lines or ["no setting has a trained comparison with 2 or more folds and seeds yet"]
 
 
-def dry_run_lines(table: str, setting: str, results_dir: Path, seeds: int, target: float) -> list[str]:
-    """For `harness ablate --dry-run`: the design MDE of the planned seeds per table, and the seeds
-    a ``target`` MDE needs, from the setting's records in ``results_dir``."""
+def dry_run_lines(table: str, setting: str, results_dir: Path, seeds: int, target: float,
+                  folds: int | None = None) -> list[str]:
+    """For `harness ablate --dry-run`: the design MDE of the planned seeds (and ``folds``, where
+    --fold keeps fewer than the records have) per table, and the seeds a ``target`` MDE needs, from
+    the setting's records in ``results_dir``."""
     wanted = {t.id for t in declared_tables()} if table == "all" else {get_table(table).id}
     found = [d for d in designs(table_results(load_records(Path(results_dir))), setting) if d.table in wanted]
     if not found:
         return [f"design MDE ({setting}): no records of a trained comparison of this table yet to estimate the "
                 "variance from"]
-    return [design_line(d, (seeds,), target) for d in found]
+    return [design_line(replace(d, folds=folds) if folds else d, (seeds,), target) for d in found]

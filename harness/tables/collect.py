@@ -201,8 +201,13 @@ def design_of(a: CellResult, b: CellResult) -> str | None:
     spans aligned and perturbed faces, on both of which every model trains (docs/statistics.md)."""
     if a.cfg is None or b.cfg is None:
         return None
-    designs = {(cell.cfg.dataset, cell.cfg.optimizer) for cell in (a, b)}
-    return ", ".join(map(str, designs.pop())) if len(designs) == 1 else None
+    designs = {design_key(cell.cfg) for cell in (a, b)}
+    return designs.pop() if len(designs) == 1 else None
+
+
+def design_key(cfg: RunConfig) -> str:
+    """"<data set>, <optimizer>": the name a design's pool and its A/A lines go by."""
+    return f"{cfg.dataset}, {cfg.optimizer}"
 
 
 def distinct_comparisons(results: list[TableResult], setting: str, metric: str) -> list[tuple[str, tuple, str, np.ndarray]]:
