@@ -119,9 +119,9 @@ def collect_all(tables: list[Table], by_key: dict[str, list]) -> list[TableResul
         elsewhere = {item for item in result.other_split if item[:2] in used}
         result.refused = [item for item in result.refused if item not in elsewhere]
     # fitted once per family of settings that share cells, then filed under each member's name
-    pools = {(name, metric, data): pool for metric in {result.table.metric for result in results}
+    pools = {(name, metric, design): pool for metric in {result.table.metric for result in results}
              for family in setting_families()
-             for data, pool in family_pools(results, family, metric).items() for name in family}
+             for design, pool in family_pools(results, family, metric).items() for name in family}
     for result in results:
         result.pools = pools
     return results
@@ -229,8 +229,8 @@ def distinct_comparisons(results: list[TableResult], setting: str, metric: str) 
 def distinct_grids(results: list[TableResult], setting: str, metric: str) -> dict[tuple[str, str], list]:
     """(table id, design) -> the difference grids of its distinct trained comparisons in ``metric``."""
     out: dict[tuple[str, str], list] = {}
-    for table_id, _, data, grid in distinct_comparisons(results, setting, metric):
-        out.setdefault((table_id, data), []).append(grid)
+    for table_id, _, design, grid in distinct_comparisons(results, setting, metric):
+        out.setdefault((table_id, design), []).append(grid)
     return out
 
 
@@ -252,15 +252,15 @@ def family_pools(results: list[TableResult], family: list[str], metric: str) -> 
     settings of the family counts once."""
     grids: dict[str, dict] = {}
     for name in family:
-        for _, key, data, grid in distinct_comparisons(results, name, metric):
-            grids.setdefault(data, {})[key] = grid
-    return {data: statistics.fit_pool(list(found.values())) for data, found in grids.items()}
+        for _, key, design, grid in distinct_comparisons(results, name, metric):
+            grids.setdefault(design, {})[key] = grid
+    return {design: statistics.fit_pool(list(found.values())) for design, found in grids.items()}
 
 
 def setting_pools(results: list[TableResult], setting: str, metric: str) -> dict[tuple, statistics.Pool | None]:
     """(setting, metric, design) -> the pool of the setting's family (``family_pools``)."""
     family = next(names for names in setting_families() if setting in names)
-    return {(setting, metric, data): pool for data, pool in family_pools(results, family, metric).items()}
+    return {(setting, metric, design): pool for design, pool in family_pools(results, family, metric).items()}
 
 
 def paired_comparisons(result: TableResult, setting: str, metric: str = "top1") -> list[tuple[str, str, statistics.Paired]]:
