@@ -242,6 +242,31 @@ def test_a_seed_one_side_has_and_the_other_not_yet_is_left_out_and_counted():
     assert pair.difference == pytest.approx(statistics.paired(a[:2] + a[3:5] + a[6:8], b).difference)
 
 
+def test_the_grid_drops_a_fold_one_seed_lacks_rather_than_the_seeds_that_lack_it():
+    # seed 0 ran folds 0-2, seeds 1 and 2 folds 0-1: the 2 x 3 grid (6 runs, an interval) beats the
+    # 3 x 1 grid every fold would leave (3 runs, one seed, no interval)
+    runs = {(f, s): 70.0 + f + s for f in range(2) for s in range(3)} | {(2, 0): 75.0}
+    grid = statistics.grid_of(runs)
+    assert grid.folds == (0, 1) and grid.seeds == (0, 1, 2) and grid.left_out == 1
+    assert grid.values[1, 2] == 73.0
+    # 3 folds x 2 seeds beats 2 folds x 3 seeds (as many runs, more animals)
+    runs = {(f, s): 70.0 + f + s for f in range(3) for s in range(2)} | {(0, 2): 75.0, (1, 2): 76.0}
+    grid = statistics.grid_of(runs)
+    assert grid.folds == (0, 1, 2) and grid.seeds == (0, 1) and grid.left_out == 2
+    # an interval first: 2 x 2 (4 runs) beats 5 folds x 1 seed (5 runs)
+    runs = {(f, 0): 60.0 + f for f in range(5)} | {(0, 1): 61.0, (1, 1): 62.0}
+    grid = statistics.grid_of(runs)
+    assert (grid.folds, grid.seeds, grid.left_out) == ((0, 1), (0, 1), 3)
+    # without any 2 x 2, the most runs: a frozen model's 5 folds x 1 seed, and one fold's seeds
+    assert statistics.grid_of({(f, 0): 1.0 for f in range(5)}).values.shape == (5, 1)
+    assert statistics.grid_of({(0, s): 1.0 for s in range(4)}).values.shape == (1, 4)
+    assert statistics.grid_of({}).values.shape == (0, 0)
+    # a tie goes to the earliest folds: folds 0-1 x seeds 0 and 2 before folds 0 and 2 x seeds 1-2
+    runs = {(0, 0): 1.0, (1, 0): 2.0, (0, 1): 3.0, (2, 1): 4.0, (0, 2): 5.0, (1, 2): 6.0, (2, 2): 7.0}
+    grid = statistics.grid_of(runs)
+    assert grid.folds == (0, 1) and grid.seeds == (0, 2)
+
+
 def test_a_frozen_model_needs_no_seeds_and_pairs_with_every_seed():
     # a frozen baseline (no history: it did not train) gives one run per fold; its folds are the units
     frozen = [{**_run(v, f, 0), "history": []} for f, v in enumerate([70.0, 72.0, 75.0, 71.0, 74.0])]

@@ -72,6 +72,7 @@ significance claim, with the reason.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -95,8 +96,8 @@ BOOTSTRAP_SEED = 0  # measured: paired end points (small CKPE - ViT) moved by <=
 
 @dataclass(frozen=True)
 class Grid:
-    """Run values on a complete folds x seeds grid (``values[f, s]``); ``left_out`` counts runs of
-    seeds that lack some fold (a sweep that has not finished), left out of the grid."""
+    """Run values on a complete folds x seeds grid (``values[f, s]``); ``left_out`` counts the runs
+    outside it (a sweep that has not finished)."""
 
     folds: tuple
     seeds: tuple
@@ -104,10 +105,31 @@ class Grid:
     left_out: int = 0
 
 
+def _grid_rank(folds: tuple, seeds: tuple) -> tuple:
+    """How ``grid_of`` orders candidate grids: one that carries an interval (>= 2 folds and >= 2
+    seeds) first, then more runs, then more folds (new animals before new initialisations)."""
+    return len(folds) >= 2 and len(seeds) >= 2, len(folds) * len(seeds), len(folds)
+
+
 def grid_of(runs: dict) -> Grid:
-    """``{(fold, seed): value}`` -> the largest complete grid: every fold, the seeds that have them all."""
-    folds = tuple(sorted({f for f, _ in runs}, key=str))
-    seeds = tuple(s for s in sorted({s for _, s in runs}, key=str) if all((f, s) in runs for f in folds))
+    """``{(fold, seed): value}`` -> the best complete folds x seeds grid in it (``_grid_rank``), the
+    earliest folds and seeds on a tie. A fold one seed has and another lacks therefore costs the grid
+    that fold, not that seed, whenever dropping the fold keeps the larger or the only decided grid.
+    Exhaustive over the subsets of the shorter axis: the complete grid for a set of folds is those
+    folds with every seed that has them all (and the other way round), so nothing else can win."""
+    folds_all = tuple(sorted({f for f, _ in runs}, key=str))
+    seeds_all = tuple(sorted({s for _, s in runs}, key=str))
+    by_folds = len(folds_all) <= len(seeds_all)
+    axis, other = (folds_all, seeds_all) if by_folds else (seeds_all, folds_all)
+    has = (lambda a, o: (a, o) in runs) if by_folds else (lambda a, o: (o, a) in runs)
+    best, best_rank = ((), ()), None
+    for size in range(len(axis), 0, -1):
+        for chosen in itertools.combinations(axis, size):
+            complete = tuple(o for o in other if all(has(a, o) for a in chosen))
+            folds, seeds = (chosen, complete) if by_folds else (complete, chosen)
+            if complete and (best_rank is None or _grid_rank(folds, seeds) > best_rank):
+                best, best_rank = (folds, seeds), _grid_rank(folds, seeds)
+    folds, seeds = best
     values = np.array([[runs[(f, s)] for s in seeds] for f in folds], dtype=float).reshape(len(folds), len(seeds))
     return Grid(folds, seeds, values, len(runs) - values.size)
 
@@ -425,7 +447,7 @@ class Paired:
     refused: str | None = None
     why: str | None = None
     adjusted: bool | None = field(default=None)  # significant after Holm's correction (set per table)
-    left_out: int = 0  # runs not in the paired grid: of one side only, or of a seed missing a fold
+    left_out: int = 0  # runs not in the paired grid: of one side only, or outside its complete grid
     note: str | None = None
 
     @property

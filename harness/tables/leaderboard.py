@@ -51,7 +51,8 @@ HEADER = """## How to read this
   seed, one split or fewer than 10 test identities gets no interval and the reason instead: its
   training (or identity) variance is not estimated. **sd** is the sample standard deviation of the
   per-run top-1. **runs** counts the records over folds x seeds; "8 of 10 (5 x 2)" marks a cell
-  whose sweep has not finished (a seed that lacks a fold is left out of its interval). **chance** is
+  whose sweep has not finished: its interval uses the largest complete folds x seeds grid among its
+  runs, one with 2 folds and 2 seeds before any larger one without, and leaves the rest out. **chance** is
   the expected top-1 of a random ranking on the same test sets.
 - **Paired comparisons** under a table: A - B on identical folds and seeds, the interval of the
   mean per-run difference. The variance ratios (method x fold and method x seed variance, each to
@@ -136,7 +137,8 @@ def verdict(pair: statistics.Paired) -> str:
     null the effects its interval excludes."""
     if pair.refused:
         return f"not paired ({pair.refused})"
-    left = f"; {pair.left_out} run(s) of one side only or of an unfinished seed left out" if pair.left_out else ""
+    left = (f"; {pair.left_out} run(s) of one side only or outside the complete folds x seeds grid left out"
+            if pair.left_out else "")
     if not pair.decided:
         return f"{pair.difference:+.1f} points, no significance claim ({pair.why}{left})"
     low, high = pair.ci
