@@ -140,7 +140,7 @@ def test_leaderboard_refuses_unpairable_and_renders_old_records_without_interval
     text = md.read_text()
     assert "keypoint (1) vs small / random (1)" not in text
     # paired on the 4 folds both have; the run of one side only is left out and said
-    assert " ".join(text.split()).count("1 run(s) of one side only or of an unfinished seed left out") == 1
+    assert " ".join(text.split()).count("1 run(s) of one side only or outside the complete folds x seeds grid left out") == 1
     partial = next(x for x in text.splitlines() if x.startswith("| large | keypoint (1) |") and "tiny" in x)
     whole = next(x for x in text.splitlines() if x.startswith("| large | random (1) |") and "tiny" in x)
     assert partial.split("|")[7].strip() == "4 of 5 (5 x 1)" and whole.split("|")[7].strip() == "5 (5 x 1)"

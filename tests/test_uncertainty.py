@@ -265,6 +265,20 @@ def test_the_grid_drops_a_fold_one_seed_lacks_rather_than_the_seeds_that_lack_it
     runs = {(0, 0): 1.0, (1, 0): 2.0, (0, 1): 3.0, (2, 1): 4.0, (0, 2): 5.0, (1, 2): 6.0, (2, 2): 7.0}
     grid = statistics.grid_of(runs)
     assert grid.folds == (0, 1) and grid.seeds == (0, 2)
+    # the same when the search runs over seeds (more folds than seeds): folds 0-1, not folds 2-3
+    runs = {(f, s): 1.0 for f, s in [(0, 1), (0, 2), (1, 1), (1, 2), (2, 0), (2, 1), (3, 0), (3, 1)]}
+    assert statistics.grid_of(runs).folds == (0, 1)
+    # a frozen model needs no second seed: its 5 folds x 1 seed carry an interval, not 2 x 2
+    runs = {(f, 0): 60.0 + f for f in range(5)} | {(0, 1): 60.0, (1, 1): 61.0}
+    assert statistics.grid_of(runs, trained=False).values.shape == (5, 1)
+
+
+def test_a_cell_counts_the_animals_of_its_grid_only():
+    # seed 0 ran folds 0-2 (12 animals each), seed 1 folds 0-1: the 2 x 2 grid speaks for 24 animals
+    records = [r for r in _grid_records([[80, 82], [84, 86], [90, 91]]) if (r["split"]["fingerprint"], r["seed"]) != ("fold2", 1)]
+    summary = statistics.summarize(records)
+    assert summary.identities == 24 and summary.ci is not None
+    assert summary.mean == pytest.approx((80 + 82 + 84 + 86) / 4)
 
 
 def test_a_frozen_model_needs_no_seeds_and_pairs_with_every_seed():

@@ -105,31 +105,45 @@ class Grid:
     left_out: int = 0
 
 
-def _grid_rank(folds: tuple, seeds: tuple) -> tuple:
-    """How ``grid_of`` orders candidate grids: one that carries an interval (>= 2 folds and >= 2
-    seeds) first, then more runs, then more folds (new animals before new initialisations)."""
-    return len(folds) >= 2 and len(seeds) >= 2, len(folds) * len(seeds), len(folds)
+GRID_SEARCH_AXIS = 12  # subsets of the shorter axis grid_of tries: 2^12 take ~0.2 s; beyond, every fold
 
 
-def grid_of(runs: dict) -> Grid:
-    """``{(fold, seed): value}`` -> the best complete folds x seeds grid in it (``_grid_rank``), the
-    earliest folds and seeds on a tie. A fold one seed has and another lacks therefore costs the grid
-    that fold, not that seed, whenever dropping the fold keeps the larger or the only decided grid.
-    Exhaustive over the subsets of the shorter axis: the complete grid for a set of folds is those
-    folds with every seed that has them all (and the other way round), so nothing else can win."""
+def _grid_order(grid: tuple, folds_all: tuple, seeds_all: tuple, trained: bool) -> tuple:
+    """``grid_of``'s sort key for a candidate (folds, seeds), best first: one that carries an interval
+    (>= 2 folds, and >= 2 seeds where training varies) first, then more runs, then more folds (new
+    animals before new initialisations), then the earliest folds and seeds in sorted order."""
+    folds, seeds = grid
+    decided = len(folds) >= 2 and (len(seeds) >= 2 or not trained)
+    return (not decided, -len(folds) * len(seeds), -len(folds),
+            tuple(map(folds_all.index, folds)), tuple(map(seeds_all.index, seeds)))
+
+
+def _candidate_grids(runs: dict, folds_all: tuple, seeds_all: tuple):
+    """Each subset of the shorter axis with everything of the other axis complete over it."""
+    if len(folds_all) <= len(seeds_all):
+        for size in range(1, len(folds_all) + 1):
+            for folds in itertools.combinations(folds_all, size):
+                yield folds, tuple(s for s in seeds_all if all((f, s) in runs for f in folds))
+    else:
+        for size in range(1, len(seeds_all) + 1):
+            for seeds in itertools.combinations(seeds_all, size):
+                yield tuple(f for f in folds_all if all((f, s) in runs for s in seeds)), seeds
+
+
+def grid_of(runs: dict, trained: bool = True) -> Grid:
+    """``{(fold, seed): value}`` -> the best complete folds x seeds grid in it (``_grid_order``): a fold
+    that some seeds lack costs the grid that fold, not those seeds, whenever that keeps a larger or
+    the only decided grid. Exhaustive over the subsets of the shorter axis: the complete grid on a set
+    of folds is those folds with every seed that has them all (and the other way round), and adding
+    seeds never lowers the order, so no other grid can win. A complete grid is taken whole; one with
+    both axes longer than ``GRID_SEARCH_AXIS`` takes every fold and the seeds complete over them."""
     folds_all = tuple(sorted({f for f, _ in runs}, key=str))
     seeds_all = tuple(sorted({s for _, s in runs}, key=str))
-    by_folds = len(folds_all) <= len(seeds_all)
-    axis, other = (folds_all, seeds_all) if by_folds else (seeds_all, folds_all)
-    has = (lambda a, o: (a, o) in runs) if by_folds else (lambda a, o: (o, a) in runs)
-    best, best_rank = ((), ()), None
-    for size in range(len(axis), 0, -1):
-        for chosen in itertools.combinations(axis, size):
-            complete = tuple(o for o in other if all(has(a, o) for a in chosen))
-            folds, seeds = (chosen, complete) if by_folds else (complete, chosen)
-            if complete and (best_rank is None or _grid_rank(folds, seeds) > best_rank):
-                best, best_rank = (folds, seeds), _grid_rank(folds, seeds)
-    folds, seeds = best
+    if len(runs) == len(folds_all) * len(seeds_all) or min(len(folds_all), len(seeds_all)) > GRID_SEARCH_AXIS:
+        folds, seeds = folds_all, tuple(s for s in seeds_all if all((f, s) in runs for f in folds_all))
+    else:
+        folds, seeds = min((g for g in _candidate_grids(runs, folds_all, seeds_all) if g[0] and g[1]),
+                           key=lambda g: _grid_order(g, folds_all, seeds_all, trained))
     values = np.array([[runs[(f, s)] for s in seeds] for f in folds], dtype=float).reshape(len(folds), len(seeds))
     return Grid(folds, seeds, values, len(runs) - values.size)
 
@@ -386,6 +400,12 @@ def run_key(record: dict) -> tuple:
     return record["split"]["fingerprint"], record["seed"]
 
 
+def in_grid(records: list[dict], grid: Grid) -> list[dict]:
+    """The records whose run is in ``grid`` (the animals and runs its estimate speaks for)."""
+    keys = {(f, s) for f in grid.folds for s in grid.seeds}
+    return [r for r in records if run_key(r) in keys]
+
+
 def test_identities(records: list[dict]) -> int:
     """Distinct test animals over a cell's runs (from the per-query outcomes; else the split sizes of
     one seed's folds)."""
@@ -423,9 +443,9 @@ def summarize(records: list[dict], metric: str = "top1") -> Summary:
     spread = float(np.std(values, ddof=1)) if len(values) > 1 else None
     if not runs:
         return Summary(float("nan"), None, None, len(records), 0, why=f"no record has {metric}")
-    grid = grid_of(runs)
+    grid = grid_of(runs, trained(records))
     estimate = fold_seed_estimate(grid, trained=trained(records))
-    identities = test_identities(records)
+    identities = test_identities(in_grid(records, grid))
     why = estimate.why or _identity_problem(identities)
     ci = None if why else estimate.ci
     return Summary(estimate.mean, spread, ci, len(records), identities, len(grid.seeds), estimate.df, why)
@@ -499,7 +519,8 @@ def difference_grid(a_records: list[dict], b_records: list[dict], metric: str = 
     """The per-run differences A - B on the runs both sides have, as a folds x seeds grid."""
     a_records, b_records = _pairable(a_records, b_records)
     a_runs, b_runs = run_values(a_records, metric), run_values(b_records, metric)
-    return grid_of({key: value - b_runs[key] for key, value in a_runs.items() if key in b_runs})
+    differences = {key: value - b_runs[key] for key, value in a_runs.items() if key in b_runs}
+    return grid_of(differences, trained(a_records) or trained(b_records))
 
 
 def pooled_with(a_records: list[dict], b_records: list[dict]) -> bool:
@@ -526,8 +547,7 @@ def paired(a_records: list[dict], b_records: list[dict], metric: str = "top1", l
     else:
         estimate = fold_seed_estimate(grid, level, trained=trained(a_records) or trained(b_records))
         estimate = replace(estimate, note=estimate.note and f"{estimate.note} (a frozen side: not pooled)")
-    paired_runs = [r for r in a_records if run_key(r) in b_runs and run_key(r) in a_runs]
-    identities = test_identities(paired_runs)
+    identities = test_identities(in_grid(a_records, grid))
     why = estimate.why or _identity_problem(identities)
     if why:
         return Paired(estimate.mean, runs=grid.values.size, identities=identities, why=why, left_out=left_out)

@@ -51,8 +51,8 @@ HEADER = """## How to read this
   seed, one split or fewer than 10 test identities gets no interval and the reason instead: its
   training (or identity) variance is not estimated. **sd** is the sample standard deviation of the
   per-run top-1. **runs** counts the records over folds x seeds; "8 of 10 (5 x 2)" marks a cell
-  whose sweep has not finished: its interval uses the largest complete folds x seeds grid among its
-  runs, one with 2 folds and 2 seeds before any larger one without, and leaves the rest out. **chance** is
+  whose sweep has not finished: its mean and interval use the best complete folds x seeds grid among
+  its runs (one that carries an interval first, then the most runs) and leave the rest out. **chance** is
   the expected top-1 of a random ranking on the same test sets.
 - **Paired comparisons** under a table: A - B on identical folds and seeds, the interval of the
   mean per-run difference. The variance ratios (method x fold and method x seed variance, each to
