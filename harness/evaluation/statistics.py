@@ -118,16 +118,16 @@ def _grid_order(grid: tuple, folds_all: tuple, seeds_all: tuple, trained: bool) 
             tuple(map(folds_all.index, folds)), tuple(map(seeds_all.index, seeds)))
 
 
-def _candidate_grids(runs: dict, folds_all: tuple, seeds_all: tuple):
-    """Each subset of the shorter axis with everything of the other axis complete over it."""
-    if len(folds_all) <= len(seeds_all):
-        for size in range(1, len(folds_all) + 1):
-            for folds in itertools.combinations(folds_all, size):
-                yield folds, tuple(s for s in seeds_all if all((f, s) in runs for f in folds))
-    else:
-        for size in range(1, len(seeds_all) + 1):
-            for seeds in itertools.combinations(seeds_all, size):
-                yield tuple(f for f in folds_all if all((f, s) in runs for s in seeds)), seeds
+def _candidate_grids(runs, folds_all: tuple, seeds_all: tuple):
+    """Each subset of the shorter axis with everything of the other axis complete over it (``runs``
+    needs only membership: a dict or a set of (fold, seed))."""
+    if len(folds_all) > len(seeds_all):  # the same search with the axes swapped
+        swapped = {(s, f) for f, s in runs}
+        yield from ((folds, seeds) for seeds, folds in _candidate_grids(swapped, seeds_all, folds_all))
+        return
+    for size in range(1, len(folds_all) + 1):
+        for folds in itertools.combinations(folds_all, size):
+            yield folds, tuple(s for s in seeds_all if all((f, s) in runs for f in folds))
 
 
 def grid_of(runs: dict, trained: bool = True) -> Grid:
