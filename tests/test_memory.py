@@ -124,6 +124,29 @@ def test_ablate_records_a_failed_cell_goes_on_and_lists_it(tmp_path, monkeypatch
     assert not ablate.failure_path(tmp_path, jobs[1]).exists()  # a later success clears the record
 
 
+def test_ablate_skips_a_run_another_live_sweep_holds_without_calling_it_failed(tmp_path, monkeypatch, capsys):
+    from harness.engine.records import RunLock
+    from harness.tables import ablate
+
+    jobs, _ = ablate.plan("1", tmp_path, setting="tiny", seeds=1)
+    jobs = jobs[:2]
+    ran, busy = [], []
+
+    def execute(cfg, results_dir, **kwargs):  # takes the run's lock first, as the real one does
+        with RunLock(results_dir, ablate.result_path(results_dir, cfg).stem):
+            ran.append(cfg)
+        return {}, None
+
+    monkeypatch.setattr(ablate, "execute", execute)
+    with RunLock(tmp_path, jobs[0].path.stem):  # a live process (this one) holds the first run
+        failed = ablate.sweep_local(jobs, tmp_path, None,
+                                    ablate.SweepEvents(busy=lambda job, exc: busy.append((job, str(exc)))))
+    assert failed == [] and ran == [jobs[1].cfg]  # the second still ran
+    assert [job for job, _ in busy] == [jobs[0]] and "another process (pid" in busy[0][1]
+    assert not (tmp_path / ablate.FAILED_FOLDER).exists()  # nothing recorded as failed
+    assert "failed" not in capsys.readouterr().err
+
+
 def test_ablate_events_end_a_run_only_after_it_wrote_its_record_and_count_every_job(tmp_path, monkeypatch):
     from harness.tables import ablate
 

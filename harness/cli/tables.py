@@ -147,6 +147,7 @@ def ablate_cmd(table, dataset, columns, rows, folds, seeds, dry_run, target_mde,
             started=lambda job: bar.set_postfix_str(f"{job.cell.table}: {job.cell.row} | {job.cell.col} | "
                                                     f"seed {job.cfg.seed}"),
             failed=lambda job, exc: bar.write(f"failed: {_label(job)} seed {job.cfg.seed}: {exc}", file=sys.stderr),
+            busy=lambda job, exc: bar.write(f"skipped: {_label(job)} seed {job.cfg.seed}: {exc}", file=sys.stderr),
             ended=lambda job: bar.update(1))
         failed = sweep_local(todo, results_dir, data_root, events)
         bar.close()

@@ -93,6 +93,10 @@ def write_record(path: Path, record: dict, overwrite: bool = False) -> Path:
     return write_json_atomic(path, record, sort_keys=True, exclusive=not overwrite)
 
 
+class RunInProgress(ResultsError):
+    """Another live process holds this run's lock: the run is under way there, not failed here."""
+
+
 class RunLock:
     """An exclusive lock file per result name, so two processes never run the same config and seed
     into the same folder at once. A lock whose process is gone is taken over."""
@@ -111,7 +115,7 @@ class RunLock:
                 except (OSError, ValueError):
                     pid = 0
                 if pid and _alive(pid):
-                    raise ResultsError(f"another process (pid {pid}) is running this config into the same results "
+                    raise RunInProgress(f"another process (pid {pid}) is running this config into the same results "
                                        f"folder; wait for it or remove {self.path}")
                 self.path.unlink(missing_ok=True)  # stale: its process died
                 continue

@@ -21,7 +21,7 @@ from ..config import RunConfig
 from ..core.errors import EXPECTED_ERRORS
 from ..core.io import replace_atomic
 from ..engine.preflight import preflight_problems
-from ..engine.records import result_path
+from ..engine.records import RunInProgress, result_path
 from ..engine.run import execute
 from ..method import METHODS
 from .cells import Cell, Retarget, cells, resolve_cell, retargeted
@@ -167,10 +167,12 @@ def _ignore(*_args) -> None:
 @dataclass(frozen=True)
 class SweepEvents:
     """What a local sweep tells its caller about each job: it starts, it failed (with the error), it
-    ended (trained, failed, or found finished by another sweep). A progress bar counts ``ended``, so
-    it reaches its total only once the last run's records are written."""
+    is under way in another process (``busy``: skipped, not failed), it ended (trained, failed,
+    skipped, or found finished by another sweep). A progress bar counts ``ended``, so it reaches its
+    total only once the last run's records are written."""
     started: Callable[[Job], None] = _ignore
     failed: Callable[[Job, Exception], None] = _ignore
+    busy: Callable[[Job, Exception], None] = _ignore
     ended: Callable[[Job], None] = _ignore
 
 
@@ -179,7 +181,9 @@ def sweep_local(todo: list[Job], results_dir: Path, data_root: Path | None,
     """Run the jobs in this process, in order; returns those that failed. A job finished meanwhile
     (another sweep on the same folder) is skipped; one that cannot run (no data, no API key,
     diverged, out of GPU memory, ...) is recorded under ``.failed/``, handed to ``events.failed`` and
-    does not stop the others; the failures are listed again on stderr at the end. Every job's
+    does not stop the others; the failures are listed again on stderr at the end. One that another
+    live process is running (two sweeps sharing a folder, as on a 2-core machine) is handed to
+    ``events.busy`` and skipped: that process writes its record. Every job's
     ``preflight_problems`` are checked before the first one trains: a job with one fails at once."""
     failed = []
     blocked = blocked_jobs(todo, results_dir)
@@ -190,6 +194,8 @@ def sweep_local(todo: list[Job], results_dir: Path, data_root: Path | None,
                 if job.path in blocked:
                     raise ValueError(blocked[job.path])
                 execute(job.cfg, results_dir, data_root=data_root, progress=False)
+            except RunInProgress as exc:
+                events.busy(job, exc)
             except CELL_ERRORS as exc:
                 failed.append(job)
                 record_failure(results_dir, job, exc)
