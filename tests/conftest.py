@@ -4,9 +4,16 @@ from pathlib import Path
 
 import pytest
 
-# Generated data goes to a per-session temporary cache, never the user's.
+# Generated data goes to a per-session temporary cache, never the user's (one per xdist worker).
 _CACHE = Path(tempfile.mkdtemp(prefix="harness-test-cache-"))
 os.environ["HARNESS_CACHE"] = str(_CACHE)
+
+# The suite runs on every core at once (pytest-xdist, `-n auto` in pyproject.toml): each worker
+# gets its share of the cores for torch, or N workers x N threads each oversubscribe the machine
+# and every test slows down. Set before torch is imported, so it also holds in subprocesses.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 # A small, fast synthetic configuration for end-to-end runs.
 TINY = [
