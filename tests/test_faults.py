@@ -94,6 +94,23 @@ def test_no_overwrite_is_atomic_and_lock_refuses_a_live_twin(tmp_path):
     assert not stale.exists()
 
 
+def test_ablate_over_a_run_another_sweep_holds_says_skipped_and_exits_cleanly(cli, tmp_path):
+    from harness.tables import ablate
+
+    res = tmp_path / "results"
+    args = ("ablate", "1", "--tiny", "--seeds", "1", "--row", "WildLife Dataset, closed protocol", "--column",
+            "MacaqueFaces", "--results-dir", res)  # one run: a single closed split
+    (job,), _ = ablate.plan("1", res, setting="tiny", seeds=1,
+                            select=ablate.Selection(None, ("MacaqueFaces",), ("WildLife Dataset, closed protocol",), ()))
+    with RunLock(res, job.path.stem):  # this live process stands for the other sweep
+        out = cli(*args)
+    assert out.exit_code == 0, out.output
+    (line,) = [x for x in out.output.splitlines() if x.startswith("skipped: ")]
+    assert "another process (pid" in line and "failed" not in out.output
+    assert not job.path.exists() and not (res / ablate.FAILED_FOLDER).exists()
+    assert cli(*args).exit_code == 0 and job.path.exists()  # once the lock is gone, the run is this sweep's
+
+
 def test_corrupt_image_in_a_dataset_fails_or_is_skipped_and_recorded(cli, tiny_args, tmp_path, monkeypatch):
     from harness.data.loaders import get_card, load_dataset
 
