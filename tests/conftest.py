@@ -1,4 +1,5 @@
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,12 @@ os.environ["HARNESS_CACHE"] = str(_CACHE)
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Each process (every xdist worker, and the controller) removes its own cache at its end."""
+    shutil.rmtree(_CACHE, ignore_errors=True)
+
 
 # A small, fast synthetic configuration for end-to-end runs.
 TINY = [
